@@ -1,0 +1,98 @@
+"""The command line: parse options into a Config, serve until Ctrl-C/SIGTERM, flush, exit 0."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from streamdom.app import make_app
+from streamdom.config import Config
+
+log = logging.getLogger("streamdom")
+
+
+def parse_args(argv: list[str] | None = None) -> Config:
+    """Options → Config (the password may also come from $STREAMDOM_PASSWORD)."""
+    d = Config()
+    ap = argparse.ArgumentParser(prog="python -m streamdom", description=__doc__)
+    ap.add_argument("--host", default=d.host, help="address to bind (default %(default)s)")
+    ap.add_argument("--port", type=int, default=d.port, help="port (default %(default)s; 0 picks one)")
+    ap.add_argument("--data-dir", type=Path, default=d.data_dir, help="data directory (default ./data)")
+    ap.add_argument("--password", default=os.environ.get("STREAMDOM_PASSWORD"),
+                    help="viewer password (or $STREAMDOM_PASSWORD); required to bind beyond loopback")
+    ap.add_argument("--cookie-secret", default=os.environ.get("STREAMDOM_COOKIE_SECRET"),
+                    help="secret for login cookies (default: random per start)")
+    ap.add_argument("--write-key", action="append", default=[],
+                    help="accept recorders only with ?key=<this> (repeatable)")
+    ap.add_argument("--allowed-origin", action="append", default=[],
+                    help="accept recorders only from this page origin (repeatable)")
+    ap.add_argument("--retention-days", type=int, default=d.retention_days,
+                    help="delete day partitions older than this (default %(default)s)")
+    ap.add_argument("--flush-interval", type=float, default=d.flush_interval,
+                    help="seconds between Parquet flushes (default %(default)s)")
+    ap.add_argument("--wal-sync-interval", type=float, default=d.wal_sync_interval,
+                    help="seconds between WAL fsyncs; acks follow each (default %(default)s)")
+    ap.add_argument("--grace-seconds", type=float, default=d.grace_seconds,
+                    help="a session stays live this long after its recorder leaves (default %(default)s)")
+    ap.add_argument("--max-message-bytes", type=int, default=d.max_message_bytes)
+    ap.add_argument("--max-events-per-second", type=float, default=d.max_events_per_second)
+    ap.add_argument("--max-sessions-per-ip", type=int, default=d.max_sessions_per_ip)
+    ap.add_argument("--min-free-mb", type=int, default=d.min_free_bytes // 2**20,
+                    help="refuse events when the data disk has less free space (default %(default)s)")
+    ap.add_argument("--log-level", default="INFO")
+    a = ap.parse_args(argv)
+    logging.basicConfig(level=a.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return Config(
+        host=a.host, port=a.port, data_dir=a.data_dir, password=a.password or None,
+        cookie_secret=a.cookie_secret, write_keys=tuple(a.write_key),
+        allowed_origins=tuple(o.rstrip("/") for o in a.allowed_origin),
+        retention_days=a.retention_days, flush_interval=a.flush_interval,
+        wal_sync_interval=a.wal_sync_interval, grace_seconds=a.grace_seconds,
+        max_message_bytes=a.max_message_bytes, max_events_per_second=a.max_events_per_second,
+        max_sessions_per_ip=a.max_sessions_per_ip, min_free_bytes=a.min_free_mb * 2**20,
+    )
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding `host` keeps the server on this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+async def serve(config: Config) -> None:
+    """Run until SIGINT/SIGTERM, then stop accepting, flush and return."""
+    if not config.requires_login and not is_loopback(config.host):
+        sys.exit(f"refusing to bind {config.host} without a viewer password: "
+                 "set --password or $STREAMDOM_PASSWORD, or bind 127.0.0.1")
+    if not config.requires_login:
+        log.info("no viewer password set: listening on loopback only, viewer open to this machine")
+    app = make_app(config)
+    await app.services.start()
+    server = app.listen(config.port, config.host, xheaders=False)
+    port = next(iter(server._sockets.values())).getsockname()[1]
+    print(f"StreamDOM listening on http://{config.host}:{port}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down: flushing buffered events")
+    server.stop()
+    await app.services.close()
+    log.info("stopped cleanly")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of `python -m streamdom`."""
+    config = parse_args(argv)
+    asyncio.run(serve(config))

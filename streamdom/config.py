@@ -1,0 +1,58 @@
+"""The one configuration object, built by the CLI (or a test) and passed down everywhere."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class Config:
+    """Every setting of a StreamDOM server; nothing deeper reads globals or the environment."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: Path = Path("data")
+
+    # Viewer access: a password (kept only as a PBKDF2 hash in memory) and the cookie secret.
+    password: str | None = None
+    cookie_secret: str | None = None
+    allow_public_without_password: bool = False
+
+    # Ingest access: optional write keys (any one accepted) and allowed page origins.
+    write_keys: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()  # empty: any origin may record
+
+    # Live relay.
+    grace_seconds: float = 5.0  # a session stays live this long after its last recorder leaves
+    ring_max_bytes: int = 8 * 1024 * 1024  # per session; the latest full snapshot is always kept
+    ring_total_max_bytes: int = 512 * 1024 * 1024  # all sessions; oldest idle rings are evicted
+    viewer_queue_max_bytes: int = 4 * 1024 * 1024  # beyond this a slow viewer is resynced
+
+    # Limits on the public ingest endpoint.
+    max_message_bytes: int = 4 * 1024 * 1024
+    max_events_per_second: float = 2000.0  # per connection, token bucket (burst = 2 s worth)
+    max_events_per_second_per_ip: float = 10000.0
+    max_sessions_per_ip: int = 200
+    max_json_depth: int = 200
+
+    # Archive.
+    wal_sync_interval: float = 0.02  # seconds between WAL fsyncs; acks follow each fsync
+    flush_interval: float = 5.0  # seconds between Parquet flushes
+    flush_max_events: int = 50_000  # flush early when this many events are pending
+    compaction_interval: float = 60.0
+    compaction_min_files: int = 8
+    retention_days: int = 30
+    min_free_bytes: int = 64 * 1024 * 1024  # below this, ingest refuses events (4507)
+    parquet_compression_level: int = 9
+    query_threads: int = 2
+
+    @property
+    def requires_login(self) -> bool:
+        """Whether viewer routes need a login."""
+        return self.password is not None
+
+    def replace(self, **changes: object) -> Config:
+        """Return a copy with some settings changed."""
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]

@@ -1,0 +1,1 @@
+"""Tornado request handlers, one module per surface: ingest, watch, api, pages."""

@@ -1,0 +1,136 @@
+"""What every handler shares: access to the services, viewer login checks, bounded frame queues."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from tornado.web import HTTPError, RequestHandler
+from tornado.websocket import WebSocketClosedError, WebSocketHandler
+
+if TYPE_CHECKING:
+    from streamdom.app import Services
+
+COOKIE = "streamdom_user"
+
+
+class ServicesMixin:
+    """Gives a handler `self.services` from the application settings."""
+
+    application: Any
+
+    @property
+    def services(self) -> Services:
+        """The running server's services (config, hub, storage)."""
+        return self.application.settings["services"]
+
+
+class ViewerHandler(ServicesMixin, RequestHandler):
+    """An HTTP handler of the viewer: needs a login when a password is configured."""
+
+    def get_current_user(self) -> str | None:
+        """The logged-in viewer, or 'local' when no login is configured."""
+        if not self.services.config.requires_login:
+            return "local"
+        value = self.get_signed_cookie(COOKIE, max_age_days=7)
+        return value.decode() if value else None
+
+    def prepare(self) -> None:
+        """Refuse anonymous requests: pages redirect to /login, the API answers 401."""
+        if self.current_user:
+            return
+        if self.request.path.startswith("/api/") or self.request.method != "GET":
+            raise HTTPError(401, reason="login required")
+        self.redirect(self.get_login_url() + "?next=" + _quote(self.request.uri or "/"))
+
+    def write_json(self, obj: object, status: int = 200) -> None:
+        """Send a JSON body."""
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.set_header("Cache-Control", "no-store")
+        self.finish(json.dumps(obj, separators=(",", ":")))
+
+    def int_arg(self, name: str, default: int | None) -> int | None:
+        """An integer query argument, or 400."""
+        raw = self.get_query_argument(name, None)
+        if raw is None or raw == "":
+            return default
+        try:
+            return int(raw)
+        except ValueError:
+            raise HTTPError(400, reason=f"{name} must be an integer") from None
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """Errors of /api/* as JSON, of pages as short text."""
+        reason = self._reason
+        if self.request.path.startswith("/api/"):
+            self.set_header("Content-Type", "application/json; charset=utf-8")
+            self.finish(json.dumps({"error": reason, "status": status_code}))
+        else:
+            self.finish(f"{status_code}: {reason}")
+
+
+class ServerSocket(ServicesMixin, WebSocketHandler):
+    """Any WebSocket of the server: registered so shutdown can close it with 1001."""
+
+    def prepare(self) -> None:
+        """Register this socket."""
+        self.services.sockets.add(self)
+
+
+class FrameSocket(ServerSocket):
+    """A server-to-viewer socket with a bounded send queue.
+
+    Frames are pre-encoded strings shared by every viewer. Tornado buffers what the peer has
+    not read yet; once that exceeds the configured bound the socket stops queueing and calls
+    `on_lagging`, so one stalled viewer costs a bounded amount of memory and delays nobody.
+    """
+
+    pending = 0
+    lagging = False
+
+    def send_frame(self, frame: str) -> None:
+        """Queue one frame unless this viewer is too far behind."""
+        if self.lagging or self.ws_connection is None:
+            return
+        if self.pending > self.services.config.viewer_queue_max_bytes:
+            self.lagging = True
+            self.on_lagging()
+            return
+        size = len(frame)
+        self.pending += size
+        try:
+            fut = self.write_message(frame)
+        except WebSocketClosedError:
+            return
+        fut.add_done_callback(lambda _f: self._sent(size))
+
+    def _sent(self, size: int) -> None:
+        self.pending -= size
+        if self.lagging and self.pending == 0:
+            self.lagging = False
+            self.on_drained()
+
+    def on_lagging(self) -> None:
+        """Called once when the queue bound is hit."""
+
+    def on_drained(self) -> None:
+        """Called when a lagging viewer has read everything queued."""
+
+    def viewer_allowed(self) -> bool:
+        """The same login rule as ViewerHandler, for the WebSocket handshake."""
+        if not self.services.config.requires_login:
+            return True
+        return bool(self.get_signed_cookie(COOKIE, max_age_days=7))
+
+    def prepare(self) -> None:
+        """Refuse the handshake without a login."""
+        super().prepare()
+        if not self.viewer_allowed():
+            raise HTTPError(401, reason="login required")
+
+
+def _quote(s: str) -> str:
+    from urllib.parse import quote
+
+    return quote(s, safe="")

@@ -1,0 +1,146 @@
+"""WS /ingest: recorders stream rrweb events in; the server relays, logs and acknowledges them."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from tornado.web import HTTPError
+from tornado.websocket import WebSocketClosedError
+
+from streamdom import protocol as p
+from streamdom.handlers.base import ServerSocket
+from streamdom.hub import LiveSession
+from streamdom.limits import TokenBucket
+from streamdom.storage import StorageUnavailable
+
+log = logging.getLogger(__name__)
+
+
+class IngestHandler(ServerSocket):
+    """One recorder connection (one page load of one session)."""
+
+    session: LiveSession | None = None
+    key: tuple[str, str] | None = None
+    closing = False
+
+    def check_origin(self, origin: str) -> bool:
+        """Any page may record unless an allowed-origins list is configured."""
+        allowed = self.services.config.allowed_origins
+        return not allowed or origin.rstrip("/") in allowed
+
+    def prepare(self) -> None:
+        """Check the write key (when keys are configured) before the upgrade."""
+        super().prepare()
+        keys = self.services.config.write_keys
+        if keys and self.get_query_argument("key", "") not in keys:
+            raise HTTPError(401, reason="missing or wrong write key")
+
+    def open(self) -> None:
+        """Start the per-connection rate limit."""
+        cfg = self.services.config
+        self.ip = self.request.remote_ip or "?"
+        self.bucket = TokenBucket(cfg.max_events_per_second, cfg.max_events_per_second * 2)
+        self.set_nodelay(True)  # acks and pongs are tiny; Nagle would delay them
+
+    def on_message(self, message: str | bytes) -> Any:
+        """Dispatch one frame; a protocol breach closes this connection and nothing else."""
+        if self.closing:
+            return None
+        try:
+            msg = p.parse_frame(message, self.services.config.max_json_depth)
+            if self.session is None:
+                return self._hello(msg)
+            kind = msg["type"]
+            if kind == "events":
+                self._events(msg)
+            elif kind == "ping":
+                self.write_message(p.pong(msg, p.now_ms()))
+            elif kind == "clock":
+                self._clock(msg)
+            else:
+                raise p.ProtocolError(f"unknown frame type {kind[:32]!r}")
+        except p.ProtocolError as exc:
+            self._refuse(exc.code, exc.reason)
+        except WebSocketClosedError:
+            pass
+        return None
+
+    async def _hello(self, msg: dict[str, Any]) -> None:
+        try:
+            hello = p.parse_hello(msg)
+        except p.ProtocolError as exc:
+            self._refuse(exc.code, exc.reason)
+            return
+        svc = self.services
+        if not svc.limits.open_session(self.ip, hello.session_id):
+            self._refuse(p.CLOSE_TOO_MANY_SESSIONS, "too many sessions from this address")
+            return
+        self.key = (hello.session_id, hello.stream_id)
+        acked = await svc.storage.open_stream(hello.session_id, hello.stream_id, hello.url,
+                                              hello.user_agent)
+        if self.ws_connection is None:  # left while we looked up its stream; on_close counted it
+            return
+        self.session = svc.hub.recorder_joined(hello.session_id, hello.stream_id, hello.url,
+                                               hello.user_agent)
+        svc.storage.ack_listeners.setdefault(self.key, set()).add(self._ack)
+        self.write_message(p.dumps({"type": "welcome", "ackedSeq": acked, "serverTime": p.now_ms()}))
+
+    def _events(self, msg: dict[str, Any]) -> None:
+        seq, events = p.parse_events(msg)
+        svc = self.services
+        if not svc.storage.writable:
+            self._refuse(p.CLOSE_STORAGE, svc.storage.failure or "storage unavailable")
+            return
+        if not (self.bucket.take(len(events)) and svc.limits.bucket(self.ip).take(len(events))):
+            self._refuse(p.CLOSE_RATE_LIMIT, "event rate limit exceeded")
+            return
+        assert self.session is not None and self.key is not None
+        high = svc.storage.received.get(self.key, 0)
+        t = p.now_ms()
+        sid, stream = self.key
+        records = [p.make_record(sid, stream, seq + i, ev, t)
+                   for i, ev in enumerate(events) if seq + i > high]
+        if not records:
+            self._ack(svc.storage.durable.get(self.key, 0))  # a resend of what we hold: re-ack
+            return
+        svc.storage.received[self.key] = records[-1].seq
+        svc.hub.publish(self.session, records)  # relay first: latency is the product
+        try:
+            svc.storage.append(records)
+        except StorageUnavailable as exc:
+            self._refuse(p.CLOSE_STORAGE, str(exc))
+
+    def _clock(self, msg: dict[str, Any]) -> None:
+        offset, rtt = msg.get("offset"), msg.get("rtt")
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) and abs(v) < 1e12
+                   for v in (offset, rtt)):
+            raise p.ProtocolError("clock.offset and clock.rtt must be numbers")
+        assert self.session is not None and self.key is not None
+        self.services.hub.set_clock(self.session, self.key[1], offset, rtt)  # type: ignore[arg-type]
+
+    def _ack(self, seq: int) -> None:
+        if self.ws_connection is not None and not self.closing:
+            try:
+                self.write_message(f'{{"type":"ack","seq":{seq}}}')
+            except WebSocketClosedError:
+                pass
+
+    def _refuse(self, code: int, reason: str) -> None:
+        log.info("ingest %s %s: closing %d (%s)", self.ip, self.key, code, reason)
+        self.closing = True
+        self.close(code, reason[:120])
+
+    def on_close(self) -> None:
+        """Detach from the session; it stays live for the grace period."""
+        svc = self.services
+        if self.key is not None:
+            listeners = svc.storage.ack_listeners.get(self.key)
+            if listeners is not None:
+                listeners.discard(self._ack)
+                if not listeners:
+                    del svc.storage.ack_listeners[self.key]
+            svc.limits.close_session(self.ip, self.key[0])
+        if self.session is not None:
+            svc.hub.recorder_left(self.session)
+            self.session = None

@@ -1,0 +1,186 @@
+"""Test helpers: a real StreamDOM server in a subprocess and real WebSocket clients."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from tornado.websocket import WebSocketClientConnection, websocket_connect
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class ServerProcess:
+    """`python -m streamdom` on a free port, as a user would run it."""
+
+    def __init__(self, data_dir: Path, *args: str, env: dict[str, str] | None = None) -> None:
+        self.data_dir = data_dir
+        self.args = list(args)
+        self.env = {**os.environ, **(env or {})}
+        self.proc: subprocess.Popen[str] | None = None
+        self.port = 0
+        self.output: list[str] = []
+
+    def start(self, port: int = 0, timeout: float = 30) -> ServerProcess:
+        """Start and wait for the 'listening' line."""
+        cmd = [sys.executable, "-m", "streamdom", "--port", str(port or self.port),
+               "--data-dir", str(self.data_dir), *self.args]
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + timeout
+        assert self.proc.stdout is not None
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                raise RuntimeError("server exited:\n" + "".join(self.output))
+            self.output.append(line)
+            m = re.search(r"StreamDOM listening on http://[^:]+:(\d+)", line)
+            if m:
+                self.port = int(m.group(1))
+                os.set_blocking(self.proc.stdout.fileno(), False)
+                return self
+        raise RuntimeError("server did not start:\n" + "".join(self.output))
+
+    def logs(self) -> str:
+        """Everything the server printed so far."""
+        if self.proc and self.proc.stdout:
+            try:
+                rest = self.proc.stdout.read()
+            except (TypeError, OSError):
+                rest = None
+            if rest:
+                self.output.append(rest)
+        return "".join(self.output)
+
+    def stop(self, timeout: float = 30) -> int:
+        """SIGTERM and wait: the clean shutdown path."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        rc = self.proc.wait(timeout)
+        self.logs()
+        return rc
+
+    def kill(self) -> None:
+        """kill -9: the crash path."""
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(10)
+        self.logs()
+
+    @property
+    def http(self) -> str:
+        """Base HTTP URL."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws(self) -> str:
+        """Base WebSocket URL."""
+        return f"ws://127.0.0.1:{self.port}"
+
+    def get_json(self, path: str) -> Any:
+        """GET a JSON document."""
+        with urllib.request.urlopen(self.http + path, timeout=10) as r:
+            return json.loads(r.read())
+
+
+def event(t: int, ts: int, **data: Any) -> dict[str, Any]:
+    """A minimal rrweb-shaped event."""
+    return {"type": t, "data": data, "timestamp": ts}
+
+
+def session_events(n: int, t0: int = 1_700_000_000_000, href: str = "http://app.test/") -> list[dict]:
+    """Meta + full snapshot + n-2 incremental events, the shape rrweb emits."""
+    evs = [event(4, t0, href=href, width=800, height=600),
+           event(2, t0 + 1, node={"type": 0, "childNodes": [], "id": 1}, initialOffset={"left": 0, "top": 0})]
+    for i in range(max(0, n - 2)):
+        evs.append(event(3, t0 + 2 + i, source=2, type=2, id=i, x=i, y=i))
+    return evs
+
+
+class Recorder:
+    """A real WebSocket client speaking the ingest protocol."""
+
+    def __init__(self, ws_url: str, session_id: str, stream_id: str = "s1") -> None:
+        self.url = ws_url + "/ingest"
+        self.session_id, self.stream_id = session_id, stream_id
+        self.conn: WebSocketClientConnection | None = None
+        self.acked = 0
+        self.welcome: dict[str, Any] = {}
+
+    async def connect(self, url_suffix: str = "") -> dict[str, Any]:
+        """Open and say hello; return the welcome."""
+        self.conn = await websocket_connect(self.url + url_suffix)
+        await self.send({"type": "hello", "sessionId": self.session_id, "streamId": self.stream_id,
+                         "url": "http://app.test/", "userAgent": "pytest"})
+        self.welcome = await self.recv()
+        return self.welcome
+
+    async def send(self, msg: dict[str, Any] | str) -> None:
+        """Send one frame."""
+        assert self.conn is not None
+        await self.conn.write_message(msg if isinstance(msg, str) else json.dumps(msg))
+
+    async def recv(self, timeout: float = 10) -> dict[str, Any]:
+        """Receive one frame (None → closed)."""
+        assert self.conn is not None
+        raw = await asyncio.wait_for(self.conn.read_message(), timeout)
+        return json.loads(raw) if raw is not None else {"type": "__closed__"}
+
+    async def send_events(self, seq: int, events: list[dict]) -> None:
+        """Send an events frame."""
+        await self.send({"type": "events", "seq": seq, "events": events})
+
+    async def wait_ack(self, seq: int, timeout: float = 10) -> None:
+        """Read frames until an ack covering seq arrives."""
+        deadline = time.monotonic() + timeout
+        while self.acked < seq:
+            msg = await self.recv(max(0.01, deadline - time.monotonic()))
+            if msg["type"] == "ack":
+                self.acked = max(self.acked, msg["seq"])
+            elif msg["type"] == "__closed__":
+                raise ConnectionError(f"closed: {self.close_code()}")
+
+    def close_code(self) -> tuple[int | None, str | None]:
+        """Close code and reason given by the server."""
+        assert self.conn is not None
+        return self.conn.close_code, self.conn.close_reason
+
+    def close(self) -> None:
+        """Close the socket."""
+        if self.conn is not None:
+            self.conn.close()
+
+
+async def read_until(conn: WebSocketClientConnection, pred, timeout: float = 10) -> list[dict]:
+    """Read frames until pred(frame) is true; return all read (last one matching)."""
+    out = []
+    deadline = time.monotonic() + timeout
+    while True:
+        raw = await asyncio.wait_for(conn.read_message(), max(0.01, deadline - time.monotonic()))
+        if raw is None:
+            out.append({"type": "__closed__", "code": conn.close_code, "reason": conn.close_reason})
+            return out
+        msg = json.loads(raw)
+        out.append(msg)
+        if pred(msg):
+            return out
+
+
+def wait_for(pred, timeout: float = 10, interval: float = 0.05, what: str = "condition") -> Any:
+    """Poll until pred() is truthy."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}")
