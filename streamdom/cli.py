@@ -42,7 +42,13 @@ def parse_args(argv: list[str] | None = None) -> Config:
                     help="a session stays live this long after its recorder leaves (default %(default)s)")
     ap.add_argument("--max-message-bytes", type=int, default=d.max_message_bytes)
     ap.add_argument("--max-events-per-second", type=float, default=d.max_events_per_second)
+    ap.add_argument("--max-events-per-second-per-ip", type=float,
+                    default=d.max_events_per_second_per_ip)
     ap.add_argument("--max-sessions-per-ip", type=int, default=d.max_sessions_per_ip)
+    ap.add_argument("--ring-max-bytes", type=int, default=d.ring_max_bytes,
+                    help="per-session ring buffer budget (the latest full snapshot is always kept)")
+    ap.add_argument("--viewer-queue-max-bytes", type=int, default=d.viewer_queue_max_bytes,
+                    help="a viewer further behind than this is resynced from the latest snapshot")
     ap.add_argument("--min-free-mb", type=int, default=d.min_free_bytes // 2**20,
                     help="refuse events when the data disk has less free space (default %(default)s)")
     ap.add_argument("--log-level", default="INFO")
@@ -55,7 +61,9 @@ def parse_args(argv: list[str] | None = None) -> Config:
         retention_days=a.retention_days, flush_interval=a.flush_interval,
         wal_sync_interval=a.wal_sync_interval, grace_seconds=a.grace_seconds,
         max_message_bytes=a.max_message_bytes, max_events_per_second=a.max_events_per_second,
-        max_sessions_per_ip=a.max_sessions_per_ip, min_free_bytes=a.min_free_mb * 2**20,
+        max_events_per_second_per_ip=a.max_events_per_second_per_ip,
+        max_sessions_per_ip=a.max_sessions_per_ip, ring_max_bytes=a.ring_max_bytes,
+        viewer_queue_max_bytes=a.viewer_queue_max_bytes, min_free_bytes=a.min_free_mb * 2**20,
     )
 
 

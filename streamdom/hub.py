@@ -19,8 +19,8 @@ log = logging.getLogger(__name__)
 class FrameSink(Protocol):
     """Anything that takes pre-encoded text frames: a /watch or /updates connection."""
 
-    def send_frame(self, frame: str) -> None:
-        """Queue one frame for sending; must never block or raise."""
+    def send_frame(self, frame: str, backlog: bool = False) -> None:
+        """Queue one frame for sending (backlog frames bypass the lag bound); never blocks."""
 
 
 @dataclass
@@ -160,10 +160,10 @@ class Hub:
         """Clock estimates, then the ring from its latest full snapshot, then a caught-up marker."""
         for st in s.streams.values():
             if st.clock_frame:
-                w.send_frame(st.clock_frame)
+                w.send_frame(st.clock_frame, backlog=True)
         for rec in s.ring.backlog():
-            w.send_frame(rec.frame)
-        w.send_frame('{"type":"caughtup"}')
+            w.send_frame(rec.frame, backlog=True)
+        w.send_frame('{"type":"caughtup"}', backlog=True)
 
     def remove_watcher(self, s: LiveSession, w: FrameSink) -> None:
         """Detach a viewer."""

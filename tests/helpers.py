@@ -173,6 +173,8 @@ async def read_until(conn: WebSocketClientConnection, pred, timeout: float = 10)
         out.append(msg)
         if pred(msg):
             return out
+        if len(out) > 50_000:
+            raise AssertionError(f"no matching frame in 50,000 (last: {str(msg)[:200]})")
 
 
 def wait_for(pred, timeout: float = 10, interval: float = 0.05, what: str = "condition") -> Any:

@@ -89,11 +89,15 @@ class FrameSocket(ServerSocket):
     pending = 0
     lagging = False
 
-    def send_frame(self, frame: str) -> None:
-        """Queue one frame unless this viewer is too far behind."""
+    def send_frame(self, frame: str, backlog: bool = False) -> None:
+        """Queue one frame unless this viewer is too far behind.
+
+        Backlog frames are always queued: a backlog is bounded by the ring buffer, and cutting
+        it short would leave the viewer with an unplayable start (and resync it forever).
+        """
         if self.lagging or self.ws_connection is None:
             return
-        if self.pending > self.services.config.viewer_queue_max_bytes:
+        if not backlog and self.pending > self.services.config.viewer_queue_max_bytes:
             self.lagging = True
             self.on_lagging()
             return

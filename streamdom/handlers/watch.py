@@ -51,7 +51,7 @@ class WatchHandler(FrameSocket):
     def on_drained(self) -> None:
         """Resync: the viewer resets its player and gets the backlog again."""
         if self.session is not None:
-            self.send_frame('{"type":"resync"}')
+            self.send_frame('{"type":"resync"}', backlog=True)
             self.services.hub.send_backlog(self.session, self)
 
     def on_close(self) -> None:

@@ -1,0 +1,119 @@
+"""The archive in-process: real Parquet files, real DuckDB; compaction, retention, layout."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+
+from streamdom import layout, maintenance, queries
+from streamdom.config import Config
+from streamdom.protocol import make_record
+from streamdom.storage import Storage
+from tests.helpers import session_events
+
+
+def make_records(sid: str, n: int, t0: int, stream: str = "a"):
+    return [make_record(sid, stream, i + 1, e, t0 + i) for i, e in enumerate(session_events(n, t0))]
+
+
+async def storage_with_files(tmp_path: Path, files: int, per_file: int = 40) -> tuple[Storage, list]:
+    st = Storage(Config(data_dir=tmp_path, flush_interval=3600, compaction_interval=3600))
+    await st.start()
+    recs = []
+    t0 = int(datetime.now(UTC).timestamp() * 1000) - 60_000
+    for f in range(files):
+        batch = []
+        for s in range(3):
+            sid = f"s{s}"
+            start = f * per_file + 1
+            evs = session_events(per_file * files, t0)[f * per_file:(f + 1) * per_file]
+            batch += [make_record(sid, "a", start + i, e, t0 + start + i) for i, e in enumerate(evs)]
+        st.append(batch)
+        recs += batch
+        await st.flush()
+    return st, recs
+
+
+def test_flush_writes_sorted_zstd_parquet_with_an_index(tmp_path: Path) -> None:
+    async def go() -> None:
+        st, recs = await storage_with_files(tmp_path, files=1)
+        f = st.catalog.files()[0]
+        meta = __import__("pyarrow.parquet", fromlist=["x"]).ParquetFile(f.events).metadata
+        assert meta.row_group(0).column(0).compression == "ZSTD"
+        rows = duckdb.sql(f"SELECT session_id, server_time FROM '{f.events}'").fetchall()
+        assert rows == sorted(rows)
+        idx = duckdb.sql(f"SELECT session_id, event_count, url FROM '{f.index}' ORDER BY 1").fetchall()
+        assert idx == [(f"s{i}", 40, "http://app.test/") for i in range(3)]
+        await st.close()
+
+    asyncio.run(go())
+
+
+def test_compaction_while_readers_query_gives_consistent_answers(tmp_path: Path) -> None:
+    async def go() -> None:
+        st, recs = await storage_with_files(tmp_path, files=10)
+        assert len(st.catalog.files()) == 10
+        expected = sorted((r.stream_id, r.seq) for r in recs if r.session_id == "s1")
+        errors: list[str] = []
+        stop = threading.Event()
+
+        def reader() -> None:
+            while not stop.is_set():
+                with st.catalog.snapshot() as files:
+                    holding, summary = queries.session_files(files, "s1")
+                    rows = queries.session_events(holding, "s1", 0, None)
+                got = sorted((r[0], r[1]) for r in rows)
+                if got != expected:
+                    errors.append(f"{len(got)} rows vs {len(expected)}")
+
+        threads = [threading.Thread(target=reader) for _ in range(2)]
+        for t in threads:
+            t.start()
+        await st.maintain()
+        await asyncio.sleep(0.3)
+        stop.set()
+        for t in threads:
+            t.join()
+        assert not errors, errors[:3]
+        assert len(st.catalog.files()) == 1
+        on_disk = list((tmp_path / "events").glob("day=*/*.parquet"))
+        assert len(on_disk) == 1, "old files are deleted once no reader holds them"
+        rows, more = await st.events("s1", 0, None)
+        assert [(r[0], r[1]) for r in rows] == expected and not more
+        await st.close()
+
+    asyncio.run(go())
+
+
+def test_retention_deletes_exactly_the_expired_days(tmp_path: Path) -> None:
+    today = datetime.now(UTC).replace(hour=12)
+    for age in range(0, 5):
+        day = (today - timedelta(days=age)).strftime("%Y-%m-%d")
+        t0 = int((today - timedelta(days=age)).timestamp() * 1000)
+        ev = layout.records_table(make_records(f"age{age}", 5, t0))
+        layout.write_pair(tmp_path, day, ev, layout.index_table(ev, {}), 3)
+
+    async def go() -> None:
+        st = Storage(Config(data_dir=tmp_path, retention_days=3, compaction_interval=3600))
+        await st.start()
+        await st.maintain()
+        days = sorted(p.name for p in (tmp_path / "events").iterdir())
+        expect = sorted(f"day={(today - timedelta(days=a)).strftime('%Y-%m-%d')}" for a in range(3))
+        assert days == expect
+        assert sorted(p.name for p in (tmp_path / "sessions").iterdir()) == expect
+        assert sorted(f.day for f in st.catalog.files()) == [d[4:] for d in expect]
+        await st.close()
+
+    asyncio.run(go())
+
+
+def test_expired_files_boundary() -> None:
+    files = [layout.DataFile(d, Path(f"/x/{d}"), Path(f"/y/{d}"))
+             for d in ("2026-01-01", "2026-01-02", "2026-01-03")]
+    now = datetime(2026, 1, 3, 23, 59, tzinfo=UTC)
+    assert [f.day for f in maintenance.expired_files(files, 2, now)] == ["2026-01-01"]
+    assert maintenance.expired_files(files, 3, now) == []

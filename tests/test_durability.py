@@ -1,0 +1,94 @@
+"""Crash and failure paths against a real server process: kill -9, damaged WAL, full disk."""
+
+from __future__ import annotations
+
+import asyncio
+
+from streamdom.wal import WriteAheadLog
+from tests.helpers import Recorder, ServerProcess, session_events
+
+
+def test_kill_9_keeps_every_acknowledged_event_exactly_once(server: ServerProcess) -> None:
+    # A long flush interval so acknowledged events live only in the WAL when the crash comes.
+    server.stop()
+    server.args = ["--flush-interval", "3600"]
+    server.start()
+    evs = session_events(400)
+    acked = 0
+
+    async def go() -> None:
+        nonlocal acked
+        rec = Recorder(server.ws, "crash")
+        await rec.connect()
+        for i in range(0, 300, 10):
+            await rec.send_events(i + 1, evs[i:i + 10])
+        await rec.wait_ack(300)
+        acked = rec.acked
+        # More in flight, unacknowledged, when the process dies.
+        await rec.send_events(301, evs[300:])
+        server.kill()
+
+    asyncio.run(go())
+    assert acked >= 300
+    server.start()
+    got = server.get_json("/api/sessions/crash/events?meta=1")
+    seqs = [g["seq"] for g in got]
+    assert seqs == sorted(set(seqs)), "no duplicates, in order"
+    assert seqs[:acked] == list(range(1, acked + 1)), "every acknowledged event is there"
+    assert [g["event"] for g in got] == evs[:len(got)]
+    assert "recovered" in server.logs()
+
+    # The recorder resends what was not acknowledged; duplicates are dropped.
+    async def resend() -> None:
+        rec = Recorder(server.ws, "crash")
+        welcome = await rec.connect()
+        assert welcome["ackedSeq"] == len(got)
+        await rec.send_events(acked + 1, evs[acked:])
+        await rec.wait_ack(400)
+        rec.close()
+
+    asyncio.run(resend())
+    assert server.get_json("/api/sessions/crash/events") == evs
+    assert server.stop() == 0
+    server.start()
+    assert server.get_json("/api/sessions/crash/events") == evs
+
+
+def test_damaged_wal_tail_is_skipped_on_start(server: ServerProcess) -> None:
+    server.stop()
+    wal_dir = server.data_dir / "wal"
+    from streamdom.protocol import make_record
+
+    evs = session_events(20)
+    wal = WriteAheadLog(wal_dir)
+    wal.append([make_record("walsess", "a", i + 1, e, 1_700_000_000_000 + i) for i, e in enumerate(evs[:10])])
+    wal.append([make_record("walsess", "a", i + 11, e, 1_700_000_000_100 + i) for i, e in enumerate(evs[10:])])
+    wal.close()
+    seg = sorted(wal_dir.glob("*.wal"))[-1]
+    seg.write_bytes(seg.read_bytes()[:-5])  # torn write of the second frame
+    server.start()
+    assert server.get_json("/api/sessions/walsess/events") == evs[:10]
+    assert "skipping the tail" in server.logs()
+    assert not seg.exists(), "a recovered segment is removed once its events are in Parquet"
+
+
+def test_full_disk_refuses_events_with_4507(server: ServerProcess) -> None:
+    server.stop()
+    server.args = ["--min-free-mb", str(1 << 40)]  # more free space than any disk has: "full"
+    server.start()
+
+    async def go() -> None:
+        rec = Recorder(server.ws, "full")
+        welcome = await rec.connect()
+        assert welcome["type"] == "welcome"
+        await rec.send_events(1, session_events(3))
+        msg = await rec.recv()
+        assert msg["type"] == "__closed__"
+        assert rec.close_code()[0] == 4507 and "disk full" in rec.close_code()[1]
+
+    asyncio.run(go())
+    health = server.get_json("/healthz")
+    assert health["storage_writable"] is False
+    # Nothing was acknowledged, and nothing half-stored: the session is known (a recorder said
+    # hello) but holds no events.
+    assert server.get_json("/api/sessions/full/events") == []

@@ -1,0 +1,53 @@
+"""Unit tests of the per-session ring buffer."""
+
+from __future__ import annotations
+
+from streamdom.protocol import make_record
+from streamdom.ringbuffer import RingBuffer
+
+
+def rec(seq: int, t: int, stream: str = "a", size: int = 10):
+    return make_record("s", stream, seq, {"type": t, "data": {"p": "x" * size}, "timestamp": seq}, seq)
+
+
+def feed(ring: RingBuffer, types: list[int], size: int = 10) -> list:
+    out = [rec(i + 1, t, size=size) for i, t in enumerate(types)]
+    for r in out:
+        ring.append(r)
+    return out
+
+
+def test_backlog_starts_at_latest_meta_and_snapshot() -> None:
+    ring = RingBuffer(10**9)
+    feed(ring, [4, 2, 3, 3, 4, 2, 3])
+    assert [r.seq for r in ring.backlog()] == [5, 6, 7]
+    assert len(ring) == 7  # under budget: older segment kept for rewinds
+
+
+def test_backlog_ignores_a_meta_whose_snapshot_has_not_arrived() -> None:
+    ring = RingBuffer(10**9)
+    feed(ring, [4, 2, 3, 4])
+    assert [r.seq for r in ring.backlog()] == [1, 2, 3, 4]
+
+
+def test_budget_drops_old_segments_but_never_the_latest_playable_one() -> None:
+    ring = RingBuffer(max_bytes=1)
+    feed(ring, [4, 2, 3, 3, 4, 2, 3, 3, 3], size=1000)
+    assert [r.seq for r in ring] == [5, 6, 7, 8, 9]
+    assert [r.seq for r in ring.backlog()] == [5, 6, 7, 8, 9]
+    assert ring.nbytes == sum(r.nbytes for r in ring)
+
+
+def test_snapshot_without_meta_starts_a_segment() -> None:
+    ring = RingBuffer(10**9)
+    feed(ring, [4, 2, 3, 2, 3])
+    assert [r.seq for r in ring.backlog()] == [4, 5]
+
+
+def test_frame_is_encoded_once_and_reassembles_the_event() -> None:
+    ev = {"type": 3, "data": {"source": 2, "x": "é"}, "timestamp": 5, "delay": 7}
+    r = make_record("s", "a", 1, ev, 99)
+    import json
+
+    assert json.loads(r.event_json()) == ev
+    assert json.loads(r.frame) == {"type": "event", "streamId": "a", "seq": 1, "recvAt": 99, "event": ev}
