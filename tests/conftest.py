@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser import app_server, browser  # noqa: F401 - fixtures for the browser tests
 from tests.helpers import ServerProcess
 
 

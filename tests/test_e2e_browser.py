@@ -6,14 +6,14 @@ import re
 
 from playwright.sync_api import Browser
 
-from tests.browser import AppServer, app_server, browser, recorded_page, replayer_text  # noqa: F401
+from tests.browser import AppServer, recorded_page, replayer_text
 from tests.helpers import ServerProcess, wait_for
 
 COUNTER_PAGE = '<h1>Shop</h1><div id="counter">0</div><input id="name"><input type="password" id="pw">'
 
 
-def test_record_watch_restart_replay(server: ServerProcess, browser: Browser,  # noqa: F811
-                                     app_server: AppServer) -> None:  # noqa: F811
+def test_record_watch_restart_replay(server: ServerProcess, browser: Browser,
+                                     app_server: AppServer) -> None:
     app = recorded_page(browser, app_server, server.http, "e2e-1", COUNTER_PAGE)
     wait_for(lambda: any(s["id"] == "e2e-1" and s["live"]
                          for s in server.get_json("/api/sessions")["sessions"]), what="live session")

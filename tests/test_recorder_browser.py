@@ -12,7 +12,7 @@ import pytest
 from playwright.sync_api import Browser
 from tornado.websocket import websocket_connect
 
-from tests.browser import AppServer, app_html, app_server, browser, recorded_page  # noqa: F401
+from tests.browser import AppServer, app_html, recorded_page
 from tests.helpers import ROOT, ServerProcess, wait_for
 
 TICKER = """<div id="n">0</div><script>
@@ -25,7 +25,7 @@ def status(page) -> dict:
 
 
 @pytest.mark.parametrize("how", ["sigterm", "kill-9"])
-def test_server_restart_mid_session_loses_and_duplicates_nothing(server: ServerProcess, browser: Browser,  # noqa: F811
+def test_server_restart_mid_session_loses_and_duplicates_nothing(server: ServerProcess, browser: Browser,
                                                                  app_server: AppServer, how: str) -> None:
     page = recorded_page(browser, app_server, server.http, f"restart-{how}", TICKER)
     wait_for(lambda: status(page)["ackedSeq"] > 10, what="first acks")
@@ -48,8 +48,8 @@ def test_server_restart_mid_session_loses_and_duplicates_nothing(server: ServerP
     page.context.close()
 
 
-def test_navigation_continues_the_same_session(server: ServerProcess, browser: Browser,  # noqa: F811
-                                                app_server: AppServer) -> None:  # noqa: F811
+def test_navigation_continues_the_same_session(server: ServerProcess, browser: Browser,
+                                                app_server: AppServer) -> None:
     app_server.add("/second.html", app_html(server.http, "nav", "<p>second page</p>"))
     page = recorded_page(browser, app_server, server.http, "nav", '<a id="go" href="/second.html">next</a>')
     wait_for(lambda: status(page)["ackedSeq"] >= 2, what="first page recorded")
@@ -67,8 +67,8 @@ def test_navigation_continues_the_same_session(server: ServerProcess, browser: B
     page.context.close()
 
 
-def test_password_never_leaves_the_page(server: ServerProcess, browser: Browser,  # noqa: F811
-                                        app_server: AppServer) -> None:  # noqa: F811
+def test_password_never_leaves_the_page(server: ServerProcess, browser: Browser,
+                                        app_server: AppServer) -> None:
     secret = "hunter2-Secret!"
     streamed: list[str] = []
     page = recorded_page(browser, app_server, server.http, "privacy",
@@ -107,8 +107,8 @@ def test_password_never_leaves_the_page(server: ServerProcess, browser: Browser,
     page.context.close()
 
 
-def test_import_as_written_bundled_by_esbuild(server: ServerProcess, browser: Browser,  # noqa: F811
-                                              app_server: AppServer, tmp_path) -> None:  # noqa: F811
+def test_import_as_written_bundled_by_esbuild(server: ServerProcess, browser: Browser,
+                                              app_server: AppServer, tmp_path) -> None:
     entry = tmp_path / "app.ts"
     entry.write_text(
         f"import StreamDOM from '{ROOT}/recorder/StreamDOM.ts'\n"
