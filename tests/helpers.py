@@ -186,3 +186,23 @@ def wait_for(pred, timeout: float = 10, interval: float = 0.05, what: str = "con
             return v
         time.sleep(interval)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def run_async(coro: Any) -> Any:
+    """asyncio.run in a fresh thread: Playwright's sync API keeps a loop running in this one."""
+    import threading
+
+    result: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            result["value"] = asyncio.run(coro)
+        except BaseException as exc:  # re-raised in the caller's thread
+            result["error"] = exc
+
+    t = threading.Thread(target=target)
+    t.start()
+    t.join()
+    if "error" in result:
+        raise result["error"]
+    return result.get("value")

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 
 import duckdb
 
-from tests.helpers import ROOT, Recorder, ServerProcess, event, session_events
+from tests.helpers import ROOT, Recorder, ServerProcess, event, run_async, session_events
 
 
 def readme_queries() -> list[str]:
@@ -27,7 +26,7 @@ def test_readme_queries(server: ServerProcess) -> None:
         await rec.wait_ack(13)
         rec.close()
 
-    asyncio.run(go())
+    run_async(go())
     server.stop()
     queries = readme_queries()
     assert len(queries) == 3

@@ -13,7 +13,7 @@ from streamdom import layout, maintenance, queries
 from streamdom.config import Config
 from streamdom.protocol import make_record
 from streamdom.storage import Storage
-from tests.helpers import session_events
+from tests.helpers import run_async, session_events
 
 
 def make_records(sid: str, n: int, t0: int, stream: str = "a"):
@@ -50,7 +50,7 @@ def test_flush_writes_sorted_zstd_parquet_with_an_index(tmp_path: Path) -> None:
         assert idx == [(f"s{i}", 40, "http://app.test/") for i in range(3)]
         await st.close()
 
-    asyncio.run(go())
+    run_async(go())
 
 
 def test_compaction_while_readers_query_gives_consistent_answers(tmp_path: Path) -> None:
@@ -86,7 +86,7 @@ def test_compaction_while_readers_query_gives_consistent_answers(tmp_path: Path)
         assert [(r[0], r[1]) for r in rows] == expected and not more
         await st.close()
 
-    asyncio.run(go())
+    run_async(go())
 
 
 def test_retention_deletes_exactly_the_expired_days(tmp_path: Path) -> None:
@@ -108,7 +108,7 @@ def test_retention_deletes_exactly_the_expired_days(tmp_path: Path) -> None:
         assert sorted(f.day for f in st.catalog.files()) == [d[4:] for d in expect]
         await st.close()
 
-    asyncio.run(go())
+    run_async(go())
 
 
 def test_expired_files_boundary() -> None:

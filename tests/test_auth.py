@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import http.cookiejar
 import urllib.error
 import urllib.parse
@@ -14,7 +13,7 @@ from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
 from streamdom.cli import is_loopback
-from tests.helpers import Recorder, ServerProcess
+from tests.helpers import Recorder, ServerProcess, run_async
 
 
 class NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -57,7 +56,7 @@ def test_viewer_routes_need_a_login(locked: ServerProcess) -> None:
         assert (await rec.connect())["type"] == "welcome"
         rec.close()
 
-    asyncio.run(go())
+    run_async(go())
 
 
 def test_login_sets_a_safe_cookie_and_opens_the_viewer(locked: ServerProcess) -> None:
@@ -96,7 +95,7 @@ def test_login_sets_a_safe_cookie_and_opens_the_viewer(locked: ServerProcess) ->
         assert '"sessions"' in await conn.read_message()
         conn.close()
 
-    asyncio.run(ws())
+    run_async(ws())
 
 
 def test_refuses_to_bind_beyond_loopback_without_a_password(tmp_path: Path) -> None:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from streamdom.wal import WriteAheadLog
-from tests.helpers import Recorder, ServerProcess, session_events
+from tests.helpers import Recorder, ServerProcess, run_async, session_events
 
 
 def test_kill_9_keeps_every_acknowledged_event_exactly_once(server: ServerProcess) -> None:
@@ -28,7 +26,7 @@ def test_kill_9_keeps_every_acknowledged_event_exactly_once(server: ServerProces
         await rec.send_events(301, evs[300:])
         server.kill()
 
-    asyncio.run(go())
+    run_async(go())
     assert acked >= 300
     server.start()
     got = server.get_json("/api/sessions/crash/events?meta=1")
@@ -47,7 +45,7 @@ def test_kill_9_keeps_every_acknowledged_event_exactly_once(server: ServerProces
         await rec.wait_ack(400)
         rec.close()
 
-    asyncio.run(resend())
+    run_async(resend())
     assert server.get_json("/api/sessions/crash/events") == evs
     assert server.stop() == 0
     server.start()
@@ -86,7 +84,7 @@ def test_full_disk_refuses_events_with_4507(server: ServerProcess) -> None:
         assert msg["type"] == "__closed__"
         assert rec.close_code()[0] == 4507 and "disk full" in rec.close_code()[1]
 
-    asyncio.run(go())
+    run_async(go())
     health = server.get_json("/healthz")
     assert health["storage_writable"] is False
     # Nothing was acknowledged, and nothing half-stored: the session is known (a recorder said

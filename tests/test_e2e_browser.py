@@ -41,7 +41,7 @@ def test_record_watch_restart_replay(server: ServerProcess, browser: Browser,
     assert server.stop() == 0
     server.start()
     events = server.get_json("/api/sessions/e2e-1/events")
-    assert events[0]["type"] == 4 and any(e["type"] == 2 for e in events)
+    assert {4, 2} <= {e["type"] for e in events}
     replay = browser.new_page()
     replay.goto(f"{server.http}/sessions/e2e-1")
     replay.locator(".replayer-wrapper iframe").wait_for(timeout=15_000)

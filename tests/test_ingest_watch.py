@@ -7,7 +7,7 @@ import json
 
 from tornado.websocket import websocket_connect
 
-from tests.helpers import Recorder, ServerProcess, read_until, session_events, wait_for
+from tests.helpers import Recorder, ServerProcess, read_until, run_async, session_events, wait_for
 
 
 def test_record_watch_archive_replay(server: ServerProcess) -> None:
@@ -33,7 +33,7 @@ def test_record_watch_archive_replay(server: ServerProcess) -> None:
         ended = await read_until(viewer, lambda m: m["type"] == "ended")
         assert ended[-1]["type"] == "ended"
 
-    asyncio.run(go())
+    run_async(go())
     wait_for(lambda: server.get_json("/api/sessions")["sessions"], what="session listed")
     item = server.get_json("/api/sessions")["sessions"][0]
     assert item["id"] == "sess-1" and item["live"] is False and item["event_count"] == 50
@@ -64,7 +64,7 @@ def test_duplicates_from_resends_are_dropped_and_reacked(server: ServerProcess) 
         await rec2.wait_ack(20)
         rec2.close()
 
-    asyncio.run(go())
+    run_async(go())
     assert server.get_json("/api/sessions/dup/events") == evs
     meta = server.get_json("/api/sessions/dup/events?meta=1")
     assert [m["seq"] for m in meta] == list(range(1, 21))
@@ -83,7 +83,7 @@ def test_events_paging(server: ServerProcess) -> None:
         await rec.wait_ack(120)
         rec.close()
 
-    asyncio.run(go())
+    run_async(go())
     import urllib.request
 
     got, offset = [], 0
@@ -113,4 +113,4 @@ def test_unknown_session(server: ServerProcess) -> None:
         frames = await read_until(viewer, lambda m: False)
         assert frames[-1]["type"] == "__closed__" and frames[-1]["code"] == 4404
 
-    asyncio.run(go())
+    run_async(go())

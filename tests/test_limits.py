@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -11,7 +10,7 @@ import pytest
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
-from tests.helpers import Recorder, ServerProcess, session_events
+from tests.helpers import Recorder, ServerProcess, run_async, session_events
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +35,7 @@ def with_bystander(srv: ServerProcess, sid: str, attack: Callable[[], Awaitable[
         await good.wait_ack(60)
         good.close()
 
-    asyncio.run(go())
+    run_async(go())
     assert srv.get_json(f"/api/sessions/{sid}/events") == evs
 
 
@@ -150,6 +149,6 @@ def test_write_key_and_origin_are_checked_at_the_handshake(tmp_path: Path) -> No
             assert welcome["type"] == "welcome"
             ok.close()
 
-        asyncio.run(go())
+        run_async(go())
     finally:
         srv.stop()

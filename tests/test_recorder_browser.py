@@ -13,7 +13,7 @@ from playwright.sync_api import Browser
 from tornado.websocket import websocket_connect
 
 from tests.browser import AppServer, app_html, recorded_page
-from tests.helpers import ROOT, ServerProcess, wait_for
+from tests.helpers import ROOT, ServerProcess, run_async, wait_for
 
 TICKER = """<div id="n">0</div><script>
 let i = 0; setInterval(() => { document.getElementById('n').textContent = String(++i); }, 40);
@@ -90,7 +90,7 @@ def test_password_never_leaves_the_page(server: ServerProcess, browser: Browser,
 
     import threading
 
-    t = threading.Thread(target=lambda: asyncio.run(watch()))
+    t = threading.Thread(target=lambda: run_async(watch()))
     t.start()
     time.sleep(0.5)
     page.type("#pw", secret)

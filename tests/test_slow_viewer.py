@@ -8,7 +8,7 @@ import time
 
 from tornado.websocket import websocket_connect
 
-from tests.helpers import Recorder, ServerProcess, event, read_until
+from tests.helpers import Recorder, ServerProcess, event, read_until, run_async
 
 
 def test_stalled_viewer_is_resynced_and_fast_viewer_gets_everything(tmp_path) -> None:
@@ -57,6 +57,6 @@ def test_stalled_viewer_is_resynced_and_fast_viewer_gets_everything(tmp_path) ->
             assert after[-1]["data"]["i"] == len(evs) - 1
             rec.close()
 
-        asyncio.run(go())
+        run_async(go())
     finally:
         srv.stop()

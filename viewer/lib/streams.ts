@@ -1,0 +1,39 @@
+// Multi-tab sessions: each page load records its own stream. The viewer follows the stream
+// of the most recent full snapshot and ignores incremental events of the other streams.
+// A Meta event (type 4) is held back until its stream's FullSnapshot (type 2) arrives, so
+// a second tab's Meta does not resize the view of the first one.
+import { EV_FULL_SNAPSHOT, EV_META, type StreamEvent } from './types';
+
+export class StreamFollower {
+  follow: string | null = null;
+  private pendingMeta = new Map<string, StreamEvent>();
+
+  /** Returns the events to apply (in order) for this arriving event; [] when ignored. */
+  push(se: StreamEvent): StreamEvent[] {
+    const t = se.event.type as number;
+    if (t === EV_META) {
+      this.pendingMeta.set(se.streamId, se);
+      return [];
+    }
+    if (t === EV_FULL_SNAPSHOT) {
+      this.follow = se.streamId;
+      const meta = this.pendingMeta.get(se.streamId);
+      this.pendingMeta.delete(se.streamId);
+      return meta ? [meta, se] : [se];
+    }
+    if (this.follow === null || se.streamId !== this.follow) return [];
+    return [se];
+  }
+
+  reset(): void {
+    this.follow = null;
+    this.pendingMeta.clear();
+  }
+}
+
+/** Applies the follow rule to a whole recorded list (replay). */
+export function followStreams(list: StreamEvent[], follower = new StreamFollower()): StreamEvent[] {
+  const out: StreamEvent[] = [];
+  for (const se of list) for (const x of follower.push(se)) out.push(x);
+  return out;
+}

@@ -1,0 +1,119 @@
+// /sessions/<id>: live view (WS /watch) for live sessions, rrweb-player replay otherwise.
+import 'rrweb-player/dist/style.css';
+import { HttpError, getSession } from './lib/api';
+import { describeUserAgent, formatDuration, formatStart } from './lib/format';
+import { hook } from './lib/hook';
+import { LiveController } from './lib/watch';
+import { ReplayView } from './lib/replay';
+import type { SessionInfo } from './lib/types';
+
+function $(id: string): HTMLElement {
+  const el = document.getElementById(id);
+  if (!el) throw new Error('missing #' + id);
+  return el;
+}
+
+function sessionIdFromPath(): string {
+  const m = location.pathname.match(/^\/sessions\/([^/]+)\/?$/);
+  if (!m) return '';
+  try {
+    return decodeURIComponent(m[1]);
+  } catch {
+    return m[1];
+  }
+}
+
+function showMeta(info: SessionInfo): void {
+  const parts = [
+    `started ${formatStart(info.started_at)}`,
+    info.live ? '' : `${formatDuration(info.last_event_at - info.started_at)} long`,
+    info.live ? '' : `${info.event_count} events`,
+    describeUserAgent(info.user_agent),
+  ].filter(Boolean);
+  $('session-meta').textContent = parts.join(' · ');
+  const url = $('session-url') as HTMLAnchorElement;
+  if (info.url) {
+    url.textContent = info.url;
+    url.href = info.url;
+    url.hidden = false;
+  }
+  document.title = `${info.id} – StreamDOM`;
+}
+
+function setStatus(text: string): void {
+  const s = $('status');
+  s.textContent = text;
+  s.hidden = !text;
+}
+
+function startReplay(info: SessionInfo): void {
+  hook.mode = 'replay';
+  document.body.dataset.mode = 'replay';
+  const container = $('replay');
+  container.hidden = false;
+  const t = Number(new URLSearchParams(location.search).get('t'));
+  const startAt = Number.isFinite(t) && new URLSearchParams(location.search).has('t') ? Math.max(0, t) : null;
+  const view = new ReplayView(container, info.id, { startAt, onStatus: setStatus });
+  hook.currentTime = () => view.currentTime();
+  const share = $('share-time') as HTMLButtonElement;
+  share.hidden = false;
+  share.addEventListener('click', () => {
+    const u = new URL(location.href);
+    u.searchParams.set('t', String(Math.round(view.currentTime())));
+    history.replaceState(null, '', u.toString());
+    const done = () => {
+      share.textContent = 'Link copied';
+      setTimeout(() => (share.textContent = 'Link to this moment'), 1500);
+    };
+    if (navigator.clipboard) navigator.clipboard.writeText(u.toString()).then(done, done);
+    else done();
+  });
+  view.load().catch((err) => {
+    console.error(err);
+    setStatus('Could not load the session events.');
+  });
+}
+
+async function main(): Promise<void> {
+  const id = sessionIdFromPath();
+  $('session-id').textContent = id;
+  let info: SessionInfo | null = null;
+  for (let attempt = 0; !info; attempt++) {
+    try {
+      info = await getSession(id);
+    } catch (err) {
+      if (err instanceof HttpError && (err.status === 404 || err.status === 400)) {
+        const nf = $('not-found');
+        nf.textContent = `Unknown session ${id}`;
+        nf.hidden = false;
+        $('session-head').hidden = true;
+        document.title = 'Unknown session – StreamDOM';
+        return;
+      }
+      setStatus('Server unreachable — retrying…');
+      await new Promise((r) => setTimeout(r, Math.min(10000, 500 * 2 ** attempt)));
+    }
+  }
+  setStatus('');
+  showMeta(info);
+  if (!info.live) {
+    startReplay(info);
+    return;
+  }
+  new LiveController(info, {
+    stage: $('stage'),
+    replay: $('replay'),
+    controls: $('controls'),
+    liveBadge: $('live-badge'),
+    latency: $('latency'),
+    timeline: $('timeline') as HTMLInputElement,
+    timeLabel: $('time-label'),
+    speed: $('speed') as HTMLSelectElement,
+    playToggle: $('play-toggle') as HTMLButtonElement,
+    goLive: $('go-live') as HTMLButtonElement,
+    status: $('status'),
+    banner: $('banner'),
+  });
+}
+
+void main();
