@@ -36,6 +36,7 @@ let timer: ReturnType<typeof setTimeout> | undefined, clk: typeof timer;
 let samples: number[][] = [], best: number[] | undefined; // [rtt, offset]
 let pend: Record<number, number> = {}; // ping t0 -> performance.now()
 let trimming = false, gapFrom = 0, gapN = 0, gapSeq = 0;
+let welcomes = 0; // a reconnect may meet a restarted server whose memory lost our snapshot
 
 function drop(n: number) { // everything <= n is durable on the server
   if (n > acked) acked = n;
@@ -122,6 +123,7 @@ function onMsg(m: any) {
     tries = 0;
     drop(m.ackedSeq);
     flush();
+    if (welcomes++ && stopRec) record.takeFullSnapshot(true); // late viewers get a playable start
     sync(0);
   } else if (m.type == 'pong') {
     const p0 = pend[m.t0];
