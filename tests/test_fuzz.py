@@ -1,0 +1,105 @@
+"""Property-based tests (hypothesis) of the ingest protocol: hostile frames never hurt anyone."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from tornado.websocket import websocket_connect
+
+from streamdom import protocol as p
+from tests.helpers import Recorder, ServerProcess, run_async, session_events
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=20,
+)
+frames = st.one_of(
+    st.binary(max_size=300),
+    st.text(max_size=300),
+    json_values.map(json.dumps),
+    st.builds(lambda evs, seq: json.dumps({"type": "events", "seq": seq, "events": evs}),
+              st.lists(json_values, max_size=4), json_values),
+    st.integers(1, 3000).map(lambda n: "[" * n + "]" * n),
+    st.integers(1, 3000).map(lambda n: '{"a":' * n + "1" + "}" * n),
+)
+
+
+@given(frames)
+@settings(max_examples=400, deadline=None)
+def test_parse_never_raises_anything_but_protocol_errors(frame: str | bytes) -> None:
+    try:
+        msg = p.parse_frame(frame, 200)
+    except p.ProtocolError as exc:
+        assert exc.code == p.CLOSE_MALFORMED
+        return
+    for parse in (p.parse_hello, p.parse_events):
+        try:
+            parse(msg)
+        except p.ProtocolError as exc:
+            assert exc.code == p.CLOSE_MALFORMED
+
+
+@given(st.lists(json_values, min_size=1, max_size=5))
+@settings(max_examples=300, deadline=None)
+def test_accepted_events_round_trip_exactly(events: list) -> None:
+    evs = [{"type": 3, "timestamp": 5, "data": e if isinstance(e, dict) else {"v": e}} for e in events]
+    seq, checked = p.parse_events({"type": "events", "seq": 1, "events": evs})
+    for i, ev in enumerate(checked):
+        rec = p.make_record("s", "a", seq + i, ev, 1)
+        assert json.loads(rec.event_json()) == ev
+        assert json.loads(rec.frame)["event"] == ev
+
+
+@pytest.fixture(scope="module")
+def fuzz_server(tmp_path_factory: pytest.TempPathFactory):
+    srv = ServerProcess(tmp_path_factory.mktemp("fuzz") / "data", "--flush-interval", "0.3",
+                        "--max-message-bytes", "100000").start()
+    yield srv
+    srv.stop()
+
+
+@given(st.lists(frames, min_size=1, max_size=4))
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_hostile_frames_over_a_real_socket(fuzz_server: ServerProcess, attack: list) -> None:
+    """After a hello, hostile frames close only their own connection and store nothing."""
+    async def go() -> None:
+        rec = Recorder(fuzz_server.ws, "fuzzed")
+        await rec.connect()
+        for frame in attack:
+            try:
+                await rec.conn.write_message(frame, binary=isinstance(frame, bytes))
+            except Exception:  # noqa: BLE001 - the server may have closed us already: that's fine
+                break
+        rec.close()
+        raw = await websocket_connect(fuzz_server.ws + "/ingest")
+        for frame in attack:  # the same frames as a first frame, before any hello
+            try:
+                await raw.write_message(frame, binary=isinstance(frame, bytes))
+            except Exception:  # noqa: BLE001
+                break
+        raw.close()
+
+    run_async(go())
+
+
+def test_after_fuzzing_the_server_is_healthy_and_sessions_are_intact(fuzz_server: ServerProcess) -> None:
+    evs = session_events(30)
+
+    async def go() -> None:
+        good = Recorder(fuzz_server.ws, "bystander")
+        await good.connect()
+        await good.send_events(1, evs)
+        await good.wait_ack(30)
+        good.close()
+
+    run_async(go())
+    assert fuzz_server.proc.poll() is None
+    assert fuzz_server.get_json("/healthz")["ok"] is True
+    assert fuzz_server.get_json("/api/sessions/bystander/events") == evs
+    # Whatever the fuzzer sent as "fuzzed", only well-formed rrweb events could have been stored.
+    for ev in fuzz_server.get_json("/api/sessions/fuzzed/events"):
+        p.check_event(ev)
