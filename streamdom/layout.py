@@ -183,6 +183,7 @@ def split_by_day(records: Iterable[EventRecord]) -> dict[str, list[EventRecord]]
 
 
 def fsync_file(path: Path) -> None:
+    """Flush a file's data to disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -191,6 +192,7 @@ def fsync_file(path: Path) -> None:
 
 
 def fsync_dir(path: Path) -> None:
+    """Flush a directory entry (a rename) to disk."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)

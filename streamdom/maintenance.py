@@ -6,6 +6,7 @@ import asyncio
 import logging
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from streamdom import layout, queries
@@ -73,7 +74,7 @@ def compaction_groups(files: tuple[DataFile, ...] | list[DataFile], min_files: i
     return groups
 
 
-def compact(data_dir, group: list[DataFile], level: int) -> DataFile:
+def compact(data_dir: Path, group: list[DataFile], level: int) -> DataFile:
     """Merge one day's files into one pair, sorted by session and time, written atomically."""
     day = group[0].day
     name = f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%f')}-c{uuid.uuid4().hex[:8]}.parquet"
@@ -107,6 +108,6 @@ def compact(data_dir, group: list[DataFile], level: int) -> DataFile:
     return out
 
 
-def _sql_path(p) -> str:
+def _sql_path(p: Path) -> str:
     return str(p).replace("'", "''")
 

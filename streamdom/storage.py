@@ -15,7 +15,7 @@ from streamdom import layout, queries
 from streamdom.catalog import Catalog
 from streamdom.config import Config
 from streamdom.layout import DataFile
-from streamdom.protocol import EventRecord, make_record, now_ms
+from streamdom.protocol import EventRecord, now_ms
 from streamdom.wal import WriteAheadLog, read_segments
 
 log = logging.getLogger(__name__)
@@ -94,10 +94,8 @@ class Storage:
                 if seq <= high.get((sid, stream), 0) or (sid, stream, seq) in seen:
                     continue  # already flushed before the crash, or logged twice
                 seen.add((sid, stream, seq))
-                ev = {"type": typ, "timestamp": ts, "data": None}
-                rec = make_record(sid, stream, seq, ev, st)
-                rec.data, rec.extra = data, extra
-                records.append(rec)
+                # No watch frame: recovered events go straight to Parquet, never to viewers.
+                records.append(EventRecord(sid, stream, seq, typ, ts, st, data, extra, ""))
             files += self._write_parquet(records)
             written = len(records)
         for seg in segments:
@@ -316,10 +314,22 @@ class Storage:
 
     # --- maintenance -----------------------------------------------------------------------
     async def maintain(self) -> None:
-        """Compaction and retention, in the I/O thread (imported lazily: it is the heavy part)."""
+        """Forget idle streams' state, then compaction and retention (in the I/O thread)."""
         from streamdom import maintenance
 
+        self.forget_idle_streams()
         await maintenance.run(self)
+
+    def forget_idle_streams(self) -> None:
+        """Drop per-stream state of streams with no recorder and nothing unflushed.
+
+        It is only a cache: a stream that comes back is looked up in the index again.
+        """
+        for key in [k for k in self.received if k not in self.ack_listeners
+                    and k[0] not in self._unflushed]:
+            self.received.pop(key, None)
+            self.durable.pop(key, None)
+            self.stream_info.pop(key, None)
 
 
 def _unlink_all(paths: list) -> None:
