@@ -1,0 +1,144 @@
+"""The PM viewer's player for finished sessions in headless Chromium: 404, ?t= deep link, replay."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from playwright.sync_api import Browser, Page
+
+from tests.browser import AppServer, recorded_page, replayer_text, screenshot_dir
+from tests.helpers import ServerProcess, wait_for
+
+SCREENSHOTS = screenshot_dir()
+SESSION = "ticker-3s"
+
+# A page whose DOM changes every 100 ms: #counter counts ticks, #ms is Date.now() - t0 at the tick.
+TICKER_PAGE = """
+<style>
+  body { font: 16px system-ui, sans-serif; margin: 0; background: #f8fafc; color: #0f172a; }
+  header { background: #4f46e5; color: white; padding: 14px 24px; font-weight: 600; }
+  main { padding: 24px; display: flex; gap: 16px; }
+  .card { background: white; border: 1px solid #e2e8f0; border-radius: 10px; padding: 16px 20px; min-width: 160px; }
+  .label { color: #64748b; font-size: 13px; } .value { font-size: 32px; font-weight: 700; }
+</style>
+<header>Orders dashboard</header>
+<main>
+  <div class="card"><div class="label">Ticks</div><div class="value" id="counter">0</div></div>
+  <div class="card"><div class="label">Elapsed (ms)</div><div class="value" id="ms">0</div></div>
+  <div class="card"><div class="label">Status</div><div class="value" id="state">running</div></div>
+</main>
+<script>
+  window.t0 = Date.now(); let n = 0;
+  window.tick = setInterval(() => {
+    n++;
+    document.getElementById('counter').textContent = String(n);
+    document.getElementById('ms').textContent = String(Date.now() - window.t0);
+  }, 100);
+</script>
+"""
+
+
+@dataclass
+class Recorded:
+    server: ServerProcess
+    t0: int  # the page's Date.now() when its ticker started (just before StreamDOM.init)
+    first_ts: int  # timestamp of the session's first event (replay offsets count from it)
+    final_counter: str
+    final_ms: str
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory: pytest.TempPathFactory, browser: Browser,
+             app_server: AppServer) -> Iterator[Recorded]:
+    """One server with a finished ~3 s ticker session, shared by this module's tests."""
+    srv = ServerProcess(tmp_path_factory.mktemp("player") / "data", "--flush-interval", "0.5",
+                        "--grace-seconds", "0.5").start()
+    app = recorded_page(browser, app_server, srv.http, SESSION, TICKER_PAGE)
+    t0 = app.evaluate("window.t0")
+    time.sleep(3.0)
+    final = app.evaluate("""() => { clearInterval(window.tick);
+        document.getElementById('state').textContent = 'done';
+        return [document.getElementById('counter').textContent, document.getElementById('ms').textContent]; }""")
+    wait_for(lambda: '"done"' in json.dumps(srv.get_json(f"/api/sessions/{SESSION}/events")),
+             timeout=10, what="last mutation stored")
+    app.context.close()
+    wait_for(lambda: srv.get_json(f"/api/sessions/{SESSION}")["live"] is False, timeout=10,
+             what="session ended")
+    first_ts = srv.get_json(f"/api/sessions/{SESSION}/events?limit=1")[0]["timestamp"]
+    yield Recorded(srv, t0, first_ts, final[0], final[1])
+    srv.stop()
+
+
+def int_text(page: Page, selector: str) -> int | None:
+    """Integer text of an element in the replayer iframe (None if absent)."""
+    t = replayer_text(page, selector)
+    return int(t) if t is not None and t.strip().isdigit() else None
+
+
+def test_unknown_session_is_404_with_message(recorded: Recorded, browser: Browser) -> None:
+    page = browser.new_page()
+    resp = page.goto(recorded.server.http + "/sessions/nope")
+    assert resp is not None and resp.status == 404
+    nf = page.locator('[data-testid="not-found"]')
+    nf.wait_for(state="visible", timeout=10_000)
+    assert "nope" in nf.inner_text()
+    assert page.locator(".replayer-wrapper").count() == 0
+    page.close()
+
+
+def at_offset(browser: Browser, recorded: Recorded, t: int) -> tuple[int, int]:
+    """Open the replay deep-linked at ?t=<t>; return the (#ms, #counter) it settles on."""
+    page = browser.new_page()
+    page.goto(f"{recorded.server.http}/sessions/{SESSION}?t={t}")
+    page.locator(".replayer-wrapper iframe").wait_for(timeout=15_000)
+    # The player opens paused at the first frame, then seeks once the events are in.
+    wait_for(lambda: (page.evaluate("window.__streamdom.currentTime()") or 0) > 0
+             and (int_text(page, "#ms") or 0) > 0, timeout=15, what=f"seek to {t}")
+    first = (int_text(page, "#ms"), int_text(page, "#counter"))
+    time.sleep(0.6)  # paused: the frame must not move on
+    second = (int_text(page, "#ms"), int_text(page, "#counter"))
+    assert first == second, f"deep link should open paused, saw {first} then {second}"
+    assert abs(page.evaluate("window.__streamdom.currentTime()") - t) <= 50
+    page.close()
+    assert first[0] is not None and first[1] is not None
+    return first[0], first[1]
+
+
+def test_deep_link_opens_at_the_given_moment(recorded: Recorded, browser: Browser) -> None:
+    shift = recorded.first_ts - recorded.t0  # the ticker started just before recording did
+    assert 0 <= shift < 1000
+    results = {}
+    for t in (1500, 2500):
+        ms, counter = at_offset(browser, recorded, t)
+        # The frame at offset t shows the last tick recorded before first_ts + t; ticks come
+        # every ~100 ms, so the value is at most 400 ms older (slack for a busy machine).
+        expected = t + shift
+        assert expected - 400 < ms <= expected + 1, f"?t={t}: page showed {ms} ms, want ~{expected}"
+        assert abs(counter - ms / 100) <= 2, f"?t={t}: tick {counter} at {ms} ms"
+        results[t] = ms
+    assert results[2500] > results[1500]
+
+
+def test_replay_plays_to_the_final_dom(recorded: Recorded, browser: Browser) -> None:
+    page = browser.new_page(viewport={"width": 1100, "height": 720})
+    page.goto(f"{recorded.server.http}/sessions/{SESSION}")
+    page.locator(".replayer-wrapper iframe").wait_for(timeout=15_000)
+    wait_for(lambda: int_text(page, "#ms") is not None, timeout=15, what="first frame")
+    start = int_text(page, "#ms")
+    assert start is not None and start < int(recorded.final_ms) - 1000, "replay should start at the beginning"
+
+    # Mid-way through: the player is really playing (screenshot for the docs).
+    wait_for(lambda: (int_text(page, "#ms") or 0) > 1200, timeout=15, what="playback advancing")
+    assert replayer_text(page, "#state") == "running"
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "player.png"))
+    assert (SCREENSHOTS / "player.png").stat().st_size > 5_000
+
+    wait_for(lambda: replayer_text(page, "#state") == "done", timeout=20, what="final DOM")
+    assert replayer_text(page, "#counter") == recorded.final_counter
+    assert replayer_text(page, "#ms") == recorded.final_ms
+    page.close()
