@@ -35,10 +35,10 @@ class Config:
     max_events_per_second: float = 2000.0  # per connection, token bucket (burst = 2 s worth)
     max_events_per_second_per_ip: float = 10000.0
     max_sessions_per_ip: int = 200
-    max_json_depth: int = 200
 
     # Archive.
     wal_sync_interval: float = 0.02  # seconds between WAL fsyncs; acks follow each fsync
+    ack_interval: float = 0.1  # at most one ack per recorder connection this often
     flush_interval: float = 5.0  # seconds between Parquet flushes
     flush_max_events: int = 50_000  # flush early when this many events are pending
     compaction_interval: float = 60.0

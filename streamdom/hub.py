@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 class FrameSink(Protocol):
     """Anything that takes pre-encoded text frames: a /watch or /updates connection."""
 
-    def send_frame(self, frame: str, backlog: bool = False) -> None:
+    def send_frame(self, frame: str | bytes, backlog: bool = False) -> None:
         """Queue one frame for sending (backlog frames bypass the lag bound); never blocks."""
 
 

@@ -114,3 +114,25 @@ def test_unknown_session(server: ServerProcess) -> None:
         assert frames[-1]["type"] == "__closed__" and frames[-1]["code"] == 4404
 
     run_async(go())
+
+
+def test_frames_of_every_length_class_reach_viewers_intact(server: ServerProcess) -> None:
+    # 7-bit, 16-bit and 64-bit WebSocket payload lengths: the relay writes prebuilt frames.
+    sizes = [10, 200, 70_000, 300_000]
+    evs = session_events(2) + [{"type": 3, "data": {"source": 0, "blob": "é" * n}, "timestamp": 5}
+                               for n in sizes]
+
+    async def go() -> None:
+        rec = Recorder(server.ws, "sizes")
+        await rec.connect()
+        await rec.send_events(1, evs[:2])
+        await rec.wait_ack(2)
+        viewer = await websocket_connect(f"{server.ws}/watch/sizes")
+        await read_until(viewer, lambda m: m["type"] == "caughtup")
+        for i, ev in enumerate(evs[2:]):
+            await rec.send_events(3 + i, [ev])
+        frames = await read_until(viewer, lambda m: m.get("seq") == len(evs))
+        assert [f["event"] for f in frames if f["type"] == "event"] == evs[2:]
+        rec.close()
+
+    run_async(go())

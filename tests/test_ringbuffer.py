@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streamdom.protocol import make_record
+from streamdom.protocol import frame_text, make_record
 from streamdom.ringbuffer import RingBuffer
 
 
@@ -50,4 +50,4 @@ def test_frame_is_encoded_once_and_reassembles_the_event() -> None:
     import json
 
     assert json.loads(r.event_json()) == ev
-    assert json.loads(r.frame) == {"type": "event", "streamId": "a", "seq": 1, "recvAt": 99, "event": ev}
+    assert json.loads(frame_text(r.frame)) == {"type": "event", "streamId": "a", "seq": 1, "recvAt": 99, "event": ev}

@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from tornado.iostream import StreamClosedError
 from tornado.web import HTTPError, RequestHandler
-from tornado.websocket import WebSocketClosedError, WebSocketHandler
+from tornado.websocket import WebSocketHandler
+
+from streamdom.protocol import ws_text_frame
 
 if TYPE_CHECKING:
     from streamdom.app import Services
@@ -89,27 +92,32 @@ class FrameSocket(ServerSocket):
     pending = 0
     lagging = False
 
-    def send_frame(self, frame: str, backlog: bool = False) -> None:
-        """Queue one frame unless this viewer is too far behind.
+    def send_frame(self, frame: str | bytes, backlog: bool = False) -> None:
+        """Queue one frame (text, or a frame prebuilt by ws_text_frame) unless too far behind.
 
         Backlog frames are always queued: a backlog is bounded by the ring buffer, and cutting
         it short would leave the viewer with an unplayable start (and resync it forever).
         """
-        if self.lagging or self.ws_connection is None:
+        conn = self.ws_connection
+        if self.lagging or conn is None or conn.is_closing():
             return
         if not backlog and self.pending > self.services.config.viewer_queue_max_bytes:
             self.lagging = True
             self.on_lagging()
             return
-        size = len(frame)
+        data = frame if isinstance(frame, bytes) else ws_text_frame(frame)
+        size = len(data)
         self.pending += size
         try:
-            fut = self.write_message(frame)
-        except WebSocketClosedError:
+            # Straight to the stream: the frame is complete (we negotiate no compression).
+            fut = conn.stream.write(data)  # type: ignore[attr-defined]
+        except StreamClosedError:
             return
-        fut.add_done_callback(lambda _f: self._sent(size))
+        fut.add_done_callback(lambda f: self._sent(size, f))
 
-    def _sent(self, size: int) -> None:
+    def _sent(self, size: int, fut: Any) -> None:
+        if not fut.cancelled():
+            fut.exception()  # a write to a stream that closed meanwhile: nothing to report
         self.pending -= size
         if self.lagging and self.pending == 0:
             self.lagging = False

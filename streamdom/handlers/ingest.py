@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from tornado.ioloop import IOLoop
 from tornado.web import HTTPError
 from tornado.websocket import WebSocketClosedError
 
@@ -23,6 +24,8 @@ class IngestHandler(ServerSocket):
     session: LiveSession | None = None
     key: tuple[str, str] | None = None
     closing = False
+    _acked_seq = 0
+    _ack_timer: object | None = None
 
     def check_origin(self, origin: str) -> bool:
         """Any page may record unless an allowed-origins list is configured."""
@@ -48,7 +51,7 @@ class IngestHandler(ServerSocket):
         if self.closing:
             return None
         try:
-            msg = p.parse_frame(message, self.services.config.max_json_depth)
+            msg = p.parse_frame(message)
             if self.session is None:
                 return self._hello(msg)
             kind = msg["type"]
@@ -120,9 +123,18 @@ class IngestHandler(ServerSocket):
         self.services.hub.set_clock(self.session, self.key[1], offset, rtt)  # type: ignore[arg-type]
 
     def _ack(self, seq: int) -> None:
+        # Coalesced: at most one ack per ack_interval per connection. Acks only let the recorder
+        # free its buffer, so sending one per WAL fsync would be CPU spent for nothing.
+        self._acked_seq = seq
+        if self._ack_timer is None:
+            self._ack_timer = IOLoop.current().call_later(self.services.config.ack_interval,
+                                                          self._send_ack)
+
+    def _send_ack(self) -> None:
+        self._ack_timer = None
         if self.ws_connection is not None and not self.closing:
             try:
-                self.write_message(f'{{"type":"ack","seq":{seq}}}')
+                self.write_message(f'{{"type":"ack","seq":{self._acked_seq}}}')
             except WebSocketClosedError:
                 pass
 

@@ -39,7 +39,7 @@ class WatchHandler(FrameSocket):
     def on_message(self, message: str | bytes) -> None:
         """Viewers only ping (clock sync)."""
         try:
-            msg = p.parse_frame(message, 8)
+            msg = p.parse_frame(message)
             if msg["type"] == "ping":
                 self.send_frame(p.pong(msg, p.now_ms()))
         except p.ProtocolError as exc:
