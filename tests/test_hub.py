@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from streamdom.config import Config
 from streamdom.hub import Hub
 from streamdom.protocol import make_record
-from tests.helpers import session_events
+from tests.helpers import run_async, session_events
 
 
 def test_global_ring_budget_evicts_the_longest_idle_sessions_first() -> None:
@@ -28,4 +26,4 @@ def test_global_ring_budget_evicts_the_longest_idle_sessions_first() -> None:
         hub.publish(s, [make_record("old", "a", 21, session_events(2)[0], 5000)])
         assert len(s.ring) == 1
 
-    asyncio.run(go())
+    run_async(go())
