@@ -11,7 +11,7 @@ from tornado.ioloop import IOLoop
 
 from streamdom.config import Config
 from streamdom.protocol import EventRecord, dumps, now_ms
-from streamdom.ringbuffer import RingBuffer
+from streamdom.ringbuffer import FRAME, RingBuffer
 
 log = logging.getLogger(__name__)
 
@@ -161,8 +161,8 @@ class Hub:
         for st in s.streams.values():
             if st.clock_frame:
                 w.send_frame(st.clock_frame, backlog=True)
-        for rec in s.ring.backlog():
-            w.send_frame(rec.frame, backlog=True)
+        for entry in s.ring.backlog():
+            w.send_frame(entry[FRAME], backlog=True)
         w.send_frame('{"type":"caughtup"}', backlog=True)
 
     def remove_watcher(self, s: LiveSession, w: FrameSink) -> None:

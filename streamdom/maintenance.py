@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -23,7 +22,6 @@ TARGET_FILE_BYTES = 256 * 1024 * 1024  # a merge stops growing at about this muc
 
 async def run(storage: Storage) -> None:
     """One maintenance pass: retention first (less to compact), then compaction."""
-    loop = asyncio.get_running_loop()
     expired = expired_files(storage.catalog.files(), storage.config.retention_days)
     if expired:
         storage.catalog.change(remove=expired)
@@ -31,12 +29,12 @@ async def run(storage: Storage) -> None:
                  len(expired), storage.config.retention_days)
     for group in compaction_groups(storage.catalog.files(), storage.config.compaction_min_files):
         try:
-            merged = await loop.run_in_executor(storage.io, compact, storage.data_dir, group,
-                                                storage.config.parquet_compression_level)
+            merged = await storage.in_flusher(compact, storage.data_dir, group,
+                                              storage.config.parquet_compression_level)
         except OSError as exc:
             log.error("compaction of %s failed, old files kept: %s", group[0].day, exc)
             continue
-        storage.catalog.change(add=[merged], remove=group)
+        storage.catalog.change(add=[merged], remove=group)  # type: ignore[list-item]
 
 
 def expired_files(files: tuple[DataFile, ...] | list[DataFile], retention_days: int,

@@ -141,18 +141,28 @@ def check_event(ev: object) -> None:
 
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_dumps_ascii = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def make_record(session_id: str, stream_id: str, seq: int, ev: dict[str, Any], server_time: int) -> EventRecord:
     """Build the record of an accepted event; its watch frame is encoded here, once."""
     try:
-        data = _dumps(ev["data"])
-        rest = {k: v for k, v in ev.items() if k not in ("type", "data", "timestamp")}
-        extra = _dumps(rest) if rest else None
+        return _record(session_id, stream_id, seq, ev, server_time, _dumps)
+    except UnicodeEncodeError:
+        # A lone surrogate (a text cut inside an emoji, as pages do) has no UTF-8 form: keep it
+        # as a \u escape, which browsers and Parquet take and which decodes to the same string.
+        return _record(session_id, stream_id, seq, ev, server_time, _dumps_ascii)
     except RecursionError as exc:  # decodable just below the limit, not re-encodable
         raise ProtocolError("event nested deeper than the server allows") from exc
-    ts = int(ev["timestamp"])
-    rec = EventRecord(session_id, stream_id, seq, ev["type"], ts, server_time, data, extra, b"")
+
+
+def _record(session_id: str, stream_id: str, seq: int, ev: dict[str, Any], server_time: int,
+            dumps: Any) -> EventRecord:
+    data = dumps(ev["data"])
+    rest = {k: v for k, v in ev.items() if k not in ("type", "data", "timestamp")}
+    extra = dumps(rest) if rest else None
+    rec = EventRecord(session_id, stream_id, seq, ev["type"], int(ev["timestamp"]), server_time,
+                      data, extra, b"")
     rec.frame = ws_text_frame(
         f'{{"type":"event","streamId":"{stream_id}","seq":{seq},"recvAt":{server_time},'
         f'"event":{rec.event_json()}}}'

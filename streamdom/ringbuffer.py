@@ -9,6 +9,11 @@ from streamdom.protocol import EventRecord
 
 META, FULL_SNAPSHOT = 4, 2
 
+# An entry is a plain tuple of atoms: CPython's cyclic GC stops tracking such tuples, so a few
+# hundred thousand buffered events do not make every full collection (a relay stall) longer.
+Entry = tuple[int, str, int, bytes]
+TYPE, STREAM, SEQ, FRAME = range(4)
+
 
 class RingBuffer:
     """Events of one session split into segments, each starting at a Meta/FullSnapshot pair.
@@ -20,7 +25,7 @@ class RingBuffer:
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
-        self.segments: deque[list[EventRecord]] = deque([[]])
+        self.segments: deque[list[Entry]] = deque([[]])
         self._has_snapshot: deque[bool] = deque([False])
         self.nbytes = 0
 
@@ -28,17 +33,17 @@ class RingBuffer:
         """Add one event, opening a new segment at a snapshot boundary and trimming old segments."""
         current = self.segments[-1]
         starts_segment = rec.type == META or (
-            rec.type == FULL_SNAPSHOT and not (current and current[-1].type == META
-                                                and current[-1].stream_id == rec.stream_id)
+            rec.type == FULL_SNAPSHOT and not (current and current[-1][TYPE] == META
+                                                and current[-1][STREAM] == rec.stream_id)
         )
         if starts_segment and current:
             self.segments.append([])
             self._has_snapshot.append(False)
             current = self.segments[-1]
-        current.append(rec)
+        current.append((rec.type, rec.stream_id, rec.seq, rec.frame))
         if rec.type == FULL_SNAPSHOT:
             self._has_snapshot[-1] = True
-        self.nbytes += rec.nbytes
+        self.nbytes += len(rec.frame)
         self._trim()
 
     def _trim(self) -> None:
@@ -46,7 +51,7 @@ class RingBuffer:
         while self.nbytes > self.max_bytes and keep_from > 0:
             dropped = self.segments.popleft()
             self._has_snapshot.popleft()
-            self.nbytes -= sum(r.nbytes for r in dropped)
+            self.nbytes -= sum(len(e[FRAME]) for e in dropped)
             keep_from -= 1
 
     def _latest_playable(self) -> int:
@@ -55,15 +60,15 @@ class RingBuffer:
                 return i
         return 0
 
-    def backlog(self) -> list[EventRecord]:
+    def backlog(self) -> list[Entry]:
         """Events from the latest full snapshot (with its Meta event) to the newest."""
         start = self._latest_playable()
-        out: list[EventRecord] = []
+        out: list[Entry] = []
         for i in range(start, len(self.segments)):
             out.extend(self.segments[i])
         return out
 
-    def __iter__(self) -> Iterator[EventRecord]:
+    def __iter__(self) -> Iterator[Entry]:
         for seg in self.segments:
             yield from seg
 

@@ -7,11 +7,13 @@ import logging
 import shutil
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from tornado.ioloop import IOLoop, PeriodicCallback
 
-from streamdom import layout, queries
+from streamdom import flusher, layout, queries
 from streamdom.catalog import Catalog
 from streamdom.config import Config
 from streamdom.layout import DataFile
@@ -47,6 +49,7 @@ class Storage:
         self.data_dir = config.data_dir
         self.io = ThreadPoolExecutor(1, thread_name_prefix="streamdom-io")  # serial: WAL order
         self.readers = ThreadPoolExecutor(config.query_threads, thread_name_prefix="streamdom-query")
+        self.flusher = flusher.make_pool()  # Parquet writes and compaction, off this process's GIL
         self.catalog = Catalog([])
         self.wal: WriteAheadLog | None = None
         self.received: dict[StreamKey, int] = {}  # highest seq accepted (relayed)
@@ -66,6 +69,7 @@ class Storage:
     async def start(self) -> None:
         """Recover the WAL into Parquet, load the catalog, start background work."""
         loop = asyncio.get_running_loop()
+        self.flusher.submit(flusher.ready)  # start the worker now, not at the first flush
         files, recovered = await loop.run_in_executor(self.io, self._recover)
         self.catalog = Catalog(files)
         if recovered:
@@ -86,17 +90,12 @@ class Storage:
         rows = read_segments(segments)
         written = 0
         if rows:
-            keys = {(r[0], r[1]) for r in rows}
-            high = queries.stream_high_seqs(files, sorted(keys))
-            seen: set[tuple[str, str, int]] = set()
-            records = []
-            for sid, stream, seq, typ, ts, st, data, extra in rows:
-                if seq <= high.get((sid, stream), 0) or (sid, stream, seq) in seen:
-                    continue  # already flushed before the crash, or logged twice
-                seen.add((sid, stream, seq))
-                # No watch frame: recovered events go straight to Parquet, never to viewers.
-                records.append(EventRecord(sid, stream, seq, typ, ts, st, data, extra, ""))
-            files += self._write_parquet(records)
+            # Nothing is live yet, so this runs here; the archive's high seqs drop what a crash
+            # between a flush and its segment deletion left in both places.
+            high = queries.stream_high_seqs(files, sorted({(r[0], r[1]) for r in rows}))
+            records = flusher.unique_records(rows, high)
+            files += flusher.write_records(self.data_dir, records, self.stream_info,
+                                           self.config.parquet_compression_level)
             written = len(records)
         for seg in segments:
             seg.unlink()
@@ -110,6 +109,7 @@ class Storage:
         await self.flush()
         if self.wal is not None:
             await asyncio.get_running_loop().run_in_executor(self.io, self._close_wal)
+        await asyncio.get_running_loop().run_in_executor(self.io, self.flusher.shutdown)
         self.io.shutdown(wait=True)
         self.readers.shutdown(wait=True)
 
@@ -177,18 +177,27 @@ class Storage:
 
     async def sync_wal(self) -> None:
         """Write and fsync everything pending to the WAL, then acknowledge it to recorders."""
+        await self._log()
+
+    async def _log(self, rotate: bool = False) -> list[Path] | None:
+        """Log what is pending (and, with `rotate`, close the segment); None if the WAL failed.
+
+        The I/O thread is serial, so the closed segments hold exactly every record appended
+        before this call: the ones already submitted by earlier calls and the ones taken here.
+        """
         batch, self._wal_pending = self._wal_pending, []
-        if not batch:
-            return
+        if not batch and not rotate:
+            return None
         assert self.wal is not None
         try:
-            await asyncio.get_running_loop().run_in_executor(self.io, self.wal.append, batch)
+            segments = await asyncio.get_running_loop().run_in_executor(
+                self.io, self._log_job, batch, rotate)
         except OSError as exc:
             self._wal_pending = batch + self._wal_pending
             self.writable, self.failure = False, f"write-ahead log failed: {exc}"
             log.error("WAL write failed, refusing events until it works again: %s", exc)
             IOLoop.current().call_later(1.0, self._retry_wal)
-            return
+            return None
         highs: dict[StreamKey, int] = {}
         for rec in batch:
             key = (rec.session_id, rec.stream_id)
@@ -199,6 +208,13 @@ class Storage:
                 self.durable[key] = seq
             for listener in tuple(self.ack_listeners.get(key, ())):
                 listener(self.durable[key])
+        return segments
+
+    def _log_job(self, batch: list[EventRecord], rotate: bool) -> list[Path]:
+        assert self.wal is not None
+        if batch:
+            self.wal.append(batch)
+        return self.wal.rotate() if rotate else []
 
     def _retry_wal(self) -> None:
         if self.failure and self.failure.startswith("write-ahead log"):
@@ -212,17 +228,23 @@ class Storage:
         async with self._flush_lock:
             if not self._unflushed_count:
                 return
-            await self.sync_wal()
-            if self._wal_pending:
-                return  # the WAL is failing; keep everything in memory and the log
-            batch = [r for st in self._unflushed.values() for r in st.records]
+            # Taken in the same step as the WAL rotation below is queued: the closed segments
+            # hold exactly these records (and any left by an earlier failed flush, also here).
             taken = {sid: len(st.records) for sid, st in self._unflushed.items()}
-            loop = asyncio.get_running_loop()
+            count = self._unflushed_count
+            info = {k: v for k, v in self.stream_info.items() if k[0] in taken}
+            segments = await self._log(rotate=True)
+            if segments is None:
+                return  # the WAL is failing; keep everything in memory and the log
             try:
-                files, segments = await loop.run_in_executor(self.io, self._flush_job, batch)
+                files, written = await self.in_flusher(  # type: ignore[misc]
+                    flusher.segments_to_parquet, self.data_dir, segments, info,
+                    self.config.parquet_compression_level)
             except OSError as exc:
                 log.error("Parquet flush failed (events stay in memory and the WAL): %s", exc)
                 return
+            if written != count:  # would mean a bug: say so, the WAL was the truth either way
+                log.error("flush wrote %d events from the WAL, %d were pending", written, count)
             # On the IOLoop, in one step: readers now find these events in Parquet, not memory.
             self.catalog.change(add=files)
             for sid, n in taken.items():
@@ -234,22 +256,16 @@ class Storage:
                     st.started_at = st.records[0].server_time
                     st.event_count = len(st.records)
                     st.bytes = sum(len(r.data) for r in st.records)
-            self._unflushed_count -= len(batch)
-            await loop.run_in_executor(self.io, _unlink_all, segments)
+            self._unflushed_count -= count
+            await asyncio.get_running_loop().run_in_executor(self.io, _unlink_all, segments)
 
-    def _flush_job(self, batch: list[EventRecord]) -> tuple[list[DataFile], list]:
-        assert self.wal is not None
-        segments = self.wal.rotate()  # everything in `batch` is in these (synced above, same thread)
-        return self._write_parquet(batch), segments
-
-    def _write_parquet(self, records: list[EventRecord]) -> list[DataFile]:
-        out = []
-        for day, recs in layout.split_by_day(records).items():
-            events = layout.records_table(recs)
-            index = layout.index_table(events, self.stream_info)
-            out.append(layout.write_pair(self.data_dir, day, events, index,
-                                         self.config.parquet_compression_level))
-        return out
+    async def in_flusher(self, fn: Callable[..., object], *args: object) -> object:
+        """Run `fn` in the flusher process; a worker that died is replaced and reported as OSError."""
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.flusher, fn, *args)
+        except BrokenProcessPool as exc:
+            self.flusher = flusher.make_pool()
+            raise OSError(f"the flusher process died: {exc}") from exc
 
     # --- reads -----------------------------------------------------------------------------
     async def read(self, fn: Callable[..., object], *args: object) -> object:
@@ -314,7 +330,7 @@ class Storage:
 
     # --- maintenance -----------------------------------------------------------------------
     async def maintain(self) -> None:
-        """Forget idle streams' state, then compaction and retention (in the I/O thread)."""
+        """Forget idle streams' state, then retention and compaction (in the flusher process)."""
         from streamdom import maintenance
 
         self.forget_idle_streams()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
+
 from streamdom.protocol import frame_text, make_record
-from streamdom.ringbuffer import RingBuffer
+from streamdom.ringbuffer import FRAME, SEQ, RingBuffer
 
 
 def rec(seq: int, t: int, stream: str = "a", size: int = 10):
@@ -20,28 +22,28 @@ def feed(ring: RingBuffer, types: list[int], size: int = 10) -> list:
 def test_backlog_starts_at_latest_meta_and_snapshot() -> None:
     ring = RingBuffer(10**9)
     feed(ring, [4, 2, 3, 3, 4, 2, 3])
-    assert [r.seq for r in ring.backlog()] == [5, 6, 7]
+    assert [e[SEQ] for e in ring.backlog()] == [5, 6, 7]
     assert len(ring) == 7  # under budget: older segment kept for rewinds
 
 
 def test_backlog_ignores_a_meta_whose_snapshot_has_not_arrived() -> None:
     ring = RingBuffer(10**9)
     feed(ring, [4, 2, 3, 4])
-    assert [r.seq for r in ring.backlog()] == [1, 2, 3, 4]
+    assert [e[SEQ] for e in ring.backlog()] == [1, 2, 3, 4]
 
 
 def test_budget_drops_old_segments_but_never_the_latest_playable_one() -> None:
     ring = RingBuffer(max_bytes=1)
     feed(ring, [4, 2, 3, 3, 4, 2, 3, 3, 3], size=1000)
-    assert [r.seq for r in ring] == [5, 6, 7, 8, 9]
-    assert [r.seq for r in ring.backlog()] == [5, 6, 7, 8, 9]
-    assert ring.nbytes == sum(r.nbytes for r in ring)
+    assert [e[SEQ] for e in ring] == [5, 6, 7, 8, 9]
+    assert [e[SEQ] for e in ring.backlog()] == [5, 6, 7, 8, 9]
+    assert ring.nbytes == sum(len(e[FRAME]) for e in ring)
 
 
 def test_snapshot_without_meta_starts_a_segment() -> None:
     ring = RingBuffer(10**9)
     feed(ring, [4, 2, 3, 2, 3])
-    assert [r.seq for r in ring.backlog()] == [4, 5]
+    assert [e[SEQ] for e in ring.backlog()] == [4, 5]
 
 
 def test_frame_is_encoded_once_and_reassembles_the_event() -> None:
@@ -51,3 +53,10 @@ def test_frame_is_encoded_once_and_reassembles_the_event() -> None:
 
     assert json.loads(r.event_json()) == ev
     assert json.loads(frame_text(r.frame)) == {"type": "event", "streamId": "a", "seq": 1, "recvAt": 99, "event": ev}
+
+
+def test_entries_leave_the_cyclic_gc_so_full_collections_stay_short() -> None:
+    ring = RingBuffer(10**9)
+    feed(ring, [4, 2] + [3] * 50)
+    gc.collect()
+    assert len(ring) == 52 and not any(gc.is_tracked(e) for e in ring)
