@@ -1,0 +1,714 @@
+"""Shared pieces of the benchmarks: a server subprocess, the sample session, synthetic clients, stats."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import re
+import resource
+import signal
+import subprocess
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "data" / "sample" / "todomvc-session.json"
+PAGES = Path(__file__).resolve().parent / "pages"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+if str(ROOT) not in sys.path:  # `python benchmarks/x.py` puts benchmarks/, not the repo, on the path
+    sys.path.insert(1, str(ROOT))
+
+
+# --- the server --------------------------------------------------------------------------------
+class ServerProcess:
+    """`python -m streamdom` on a free loopback port, its output going to a log file."""
+
+    def __init__(self, data_dir: Path, *args: str, nice: int = 0) -> None:
+        self.nice = nice
+        self.data_dir = Path(data_dir)
+        self.args = list(args)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.port = 0
+        self.log_path = self.data_dir.parent / (self.data_dir.name + ".log")
+
+    def start(self, timeout: float = 60) -> ServerProcess:
+        """Start it and wait for the 'listening' line."""
+        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "streamdom", "--port", "0", "--data-dir", str(self.data_dir),
+               *self.args]
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT)
+        if self.nice:
+            set_nice(self.nice, self.proc.pid)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            m = re.search(r"StreamDOM listening on http://[^:]+:(\d+)", self.logs())
+            if m:
+                self.port = int(m.group(1))
+                return self
+            if self.proc.poll() is not None:
+                raise RuntimeError("server exited:\n" + self.logs())
+            time.sleep(0.05)
+        raise RuntimeError("server did not start:\n" + self.logs())
+
+    def logs(self) -> str:
+        """Everything the server printed so far."""
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def stop(self, timeout: float = 60) -> int:
+        """SIGTERM and wait (the clean shutdown path)."""
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            rc = self.proc.wait()
+        self._log.close()
+        return rc
+
+    @property
+    def pid(self) -> int:
+        """The server's process id."""
+        assert self.proc is not None
+        return self.proc.pid
+
+    @property
+    def http(self) -> str:
+        """Base HTTP URL."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws(self) -> str:
+        """Base WebSocket URL."""
+        return f"ws://127.0.0.1:{self.port}"
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU seconds used by the server so far."""
+        return proc_cpu_seconds(self.pid)
+
+    def rss_mb(self) -> float:
+        """Resident set size of the server, MB."""
+        return proc_rss_mb(self.pid)
+
+
+def set_nice(value: int, pid: int = 0) -> None:
+    """Set a process's nice value (negative needs root); warn instead of failing."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, pid, value)
+    except OSError as exc:
+        print(f"warning: could not set nice {value} on pid {pid or os.getpid()}: {exc}")
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process (from /proc/<pid>/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def proc_thread_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds per thread of a process (tid -> seconds); the main thread's tid is the pid."""
+    out: dict[int, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            out[int(task.name)] = proc_cpu_seconds_path(task / "stat")
+        except (OSError, ValueError, IndexError):
+            pass
+    return out
+
+
+def proc_cpu_seconds_path(stat: Path) -> float:
+    """User + system CPU seconds from a /proc stat file."""
+    fields = stat.read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def proc_schedstat(pid: int, tid: int | None = None) -> tuple[float, float]:
+    """(seconds on CPU, seconds runnable but waiting for a CPU) of a thread (default: main)."""
+    try:
+        run_ns, wait_ns, _ = Path(f"/proc/{pid}/task/{tid or pid}/schedstat").read_text().split()
+    except (OSError, ValueError):
+        return 0.0, 0.0
+    return int(run_ns) / 1e9, int(wait_ns) / 1e9
+
+
+def proc_rss_mb(pid: int) -> float:
+    """VmRSS of a process in MB (from /proc/<pid>/status)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def self_cpu_seconds() -> float:
+    """CPU seconds used by this process (user + system)."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def machine_note() -> str:
+    """One line about the machine, for the record."""
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = os.getloadavg()
+    return (f"{os.cpu_count()} CPUs ({model or 'unknown'}), load avg {load[0]:.2f}, "
+            f"Python {sys.version.split()[0]}, server code {code_state()}")
+
+
+def code_state() -> str:
+    """The server code measured: HEAD commit, plus a hash of uncommitted changes under streamdom/."""
+    import hashlib
+
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                              text=True, timeout=10).stdout.strip()
+        diff = subprocess.run(["git", "diff", "HEAD", "--", "streamdom"], cwd=ROOT,
+                              capture_output=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head + (f"+dirty:{hashlib.sha1(diff).hexdigest()[:8]}" if diff else "")
+
+
+# --- statistics --------------------------------------------------------------------------------
+def percentiles(values: list[float]) -> dict[str, float]:
+    """n, p50, p90, p99, max (nearest-rank) of a list of numbers."""
+    if not values:
+        return {"n": 0, "p50": float("nan"), "p90": float("nan"), "p99": float("nan"),
+                "max": float("nan")}
+    v = sorted(values)
+
+    def rank(q: float) -> float:
+        return v[min(len(v) - 1, max(0, int(round(q * len(v) + 0.5)) - 1))]
+
+    return {"n": len(v), "p50": rank(0.50), "p90": rank(0.90), "p99": rank(0.99), "max": v[-1]}
+
+
+def fmt_pct(p: dict[str, float], unit: str = "ms") -> str:
+    """A one-line rendering of percentiles()."""
+    return (f"p50 {p['p50']:7.2f} {unit}  p90 {p['p90']:7.2f}  p99 {p['p99']:7.2f}  "
+            f"max {p['max']:8.2f}  (n={p['n']})")
+
+
+def median(values: list[float]) -> float:
+    """The median of a non-empty list."""
+    v = sorted(values)
+    n = len(v)
+    return v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2
+
+
+def write_json(path: str | None, obj: object) -> None:
+    """Write results as JSON when a path was given."""
+    if path:
+        Path(path).write_text(json.dumps(obj, indent=2, default=str) + "\n")
+        print(f"wrote {path}")
+
+
+# --- the sample session ------------------------------------------------------------------------
+def load_sample(path: Path = SAMPLE) -> list[dict[str, Any]]:
+    """The recorded rrweb session (run benchmarks/record_sample.py to regenerate it)."""
+    if not path.exists():
+        sys.exit(f"{path} is missing: run `python benchmarks/record_sample.py` first")
+    events = json.loads(path.read_text())
+    if isinstance(events, dict):
+        events = events["events"]
+    return events
+
+
+def _enc(obj: object) -> str:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+
+
+@dataclass
+class EventShapes:
+    """The sample's events split into a snapshot pair and a replayable incremental stream.
+
+    `incremental` holds (gap_ms, type, data JSON) in recorded order: replaying it at a scaled
+    pace keeps rrweb's real burstiness (a click brings a mouse interaction, a mutation and an
+    input in the same millisecond).
+    """
+
+    meta: str
+    snapshot: str
+    incremental: list[tuple[float, int, str]]
+    mean_rate: float  # events per second in the sample's incremental part
+
+    @classmethod
+    def from_sample(cls, events: list[dict[str, Any]]) -> EventShapes:
+        """Split a recorded session."""
+        meta = next(e for e in events if e["type"] == 4)
+        snap = next(e for e in events if e["type"] == 2)
+        inc = [e for e in events if e["type"] in (3, 5)]  # 0/1 (DOM loaded) belong to a page load
+        out: list[tuple[float, int, str]] = []
+        prev = inc[0]["timestamp"] if inc else 0
+        for e in inc:
+            # Cap idle gaps at 2 s: a benchmark wants activity, not the sample's pauses.
+            out.append((min(2000.0, max(0.0, e["timestamp"] - prev)), e["type"], _enc(e["data"])))
+            prev = e["timestamp"]
+        span = sum(g for g, _, _ in out) / 1000 or 1.0
+        return cls(_enc(meta["data"]), _enc(snap["data"]), out, len(out) / span)
+
+
+def event_json(typ: int, data: str, ts: int) -> str:
+    """An rrweb event's JSON from pre-encoded data."""
+    return f'{{"type":{typ},"data":{data},"timestamp":{ts}}}'
+
+
+# --- synthetic clients -------------------------------------------------------------------------
+@dataclass
+class ClientStats:
+    """What one client process measured."""
+
+    relay_ms: list[float] = field(default_factory=list)  # recorder send -> watcher receive
+    relay_at: list[float] = field(default_factory=list)  # wall time (s) of each relay_ms sample
+    up_ms: list[float] = field(default_factory=list)  # recorder send -> server recvAt (wall clock, ms)
+    down_ms: list[float] = field(default_factory=list)  # server recvAt -> watcher receive (wall clock)
+    ack_ms: list[float] = field(default_factory=list)  # recorder send -> cumulative ack
+    welcome_ms: list[float] = field(default_factory=list)  # hello sent -> welcome received
+    sent: int = 0
+    sent_bytes: int = 0
+    delivered: int = 0
+    acked: int = 0
+    errors: list[str] = field(default_factory=list)
+    cpu_s: float = 0.0
+    wall_s: float = 0.0
+    # (t since start, events sent, events delivered, events acked) samples for throughput over time
+    timeline: list[tuple[float, int, int, int]] = field(default_factory=list)
+    lat_by_window: list[list[float]] = field(default_factory=list)
+    server_cpu_s: float = 0.0  # server CPU over the measured window (first client process only)
+    server_main_cpu_s: float = 0.0  # of which the main (IOLoop) thread
+    server_main_wait_s: float = 0.0  # time the main thread was runnable but had no CPU
+    ack_frames: int = 0  # ack frames received
+    window_counts: dict[str, int] = field(default_factory=dict)  # counters over the measured window
+    server_rss_mb: list[tuple[float, float]] = field(default_factory=list)  # (t, VmRSS MB)
+
+
+class SynthRecorder:
+    """A WebSocket client that speaks /ingest like the real recorder: hello, then one event per frame."""
+
+    def __init__(self, ws_url: str, session_id: str, shapes: EventShapes, rate: float,
+                 stats: ClientStats, sent_at: dict[tuple[str, int], tuple[float, float]],
+                 source_ip: str | None = None, checkout_s: float = 60.0, seed: int = 0) -> None:
+        self.url = ws_url + "/ingest"
+        self.session_id = session_id
+        self.stream_id = f"{session_id}-tab"
+        self.shapes = shapes
+        self.scale = shapes.mean_rate / rate if rate > 0 else 1.0
+        self.stats = stats
+        self.sent_at = sent_at
+        self.source_ip = source_ip
+        self.checkout_s = checkout_s
+        self.rng = random.Random(seed)
+        self.seq = 0
+        self.conn: Any = None
+        self.unacked: deque[tuple[int, float]] = deque()
+        self.welcomed = asyncio.Event()
+        self.record_latency = False
+        self.closed = False
+
+    async def connect(self) -> None:
+        """Open the socket and say hello (returns once welcomed)."""
+        from tornado.httpclient import HTTPRequest
+        from tornado.websocket import websocket_connect
+
+        req = HTTPRequest(self.url, network_interface=self.source_ip, connect_timeout=60,
+                          request_timeout=60)
+        self.conn = await websocket_connect(req, on_message_callback=self._on_message,
+                                            max_message_size=64 * 1024 * 1024)
+        self.conn.protocol.set_nodelay(True)  # browsers disable Nagle on WebSockets; so do we
+        self._t_hello = time.perf_counter()
+        await self.conn.write_message(_enc({
+            "type": "hello", "sessionId": self.session_id, "streamId": self.stream_id,
+            "url": f"https://app.example/todos?u={self.session_id}",
+            "userAgent": "Mozilla/5.0 (X11; Linux x86_64) StreamDOM-bench"}))
+        await asyncio.wait_for(self.welcomed.wait(), 120)
+
+    def _on_message(self, msg: str | bytes | None) -> None:
+        if msg is None:
+            if not self.closed:
+                code = self.conn.close_code if self.conn else None
+                self.stats.errors.append(f"recorder {self.session_id} closed: {code}")
+            self.closed = True
+            self.welcomed.set()
+            return
+        if isinstance(msg, bytes):
+            msg = msg.decode()
+        if msg.startswith('{"type":"ack"'):
+            self.stats.ack_frames += 1
+            seq = int(msg[msg.index('"seq":') + 6:msg.index("}")])
+            now = time.perf_counter()
+            q = self.unacked
+            while q and q[0][0] <= seq:
+                s, t = q.popleft()
+                self.stats.acked += 1
+                if self.record_latency:
+                    self.stats.ack_ms.append((now - t) * 1000)
+        else:
+            m = json.loads(msg)
+            if m.get("type") == "welcome":
+                self.stats.welcome_ms.append((time.perf_counter() - self._t_hello) * 1000)
+                self.welcomed.set()
+
+    def _send(self, typ: int, data: str) -> None:
+        self.seq += 1
+        ts = int(time.time() * 1000)
+        frame = f'{{"type":"events","seq":{self.seq},"events":[{event_json(typ, data, ts)}]}}'
+        t = time.perf_counter()
+        self.sent_at[(self.session_id, self.seq)] = (t, time.time() * 1000)
+        self.unacked.append((self.seq, t))
+        self.conn.write_message(frame)
+        self.stats.sent += 1
+        self.stats.sent_bytes += len(frame)
+
+    def send_snapshot(self) -> None:
+        """Send a Meta + FullSnapshot pair (what rrweb emits at start and at each checkout)."""
+        self._send(4, self.shapes.meta)
+        self._send(2, self.shapes.snapshot)
+
+    async def run(self, until: float) -> None:
+        """Send the sample's incremental events at the configured pace until `until` (perf_counter)."""
+        inc = self.shapes.incremental
+        i = self.rng.randrange(len(inc))
+        next_t = time.perf_counter() + self.rng.random() * 0.2
+        next_checkout = time.perf_counter() + self.checkout_s * (0.5 + self.rng.random())
+        while not self.closed:
+            gap, typ, data = inc[i]
+            i = (i + 1) % len(inc)
+            next_t += gap * self.scale / 1000
+            if next_t >= until:
+                break
+            delay = next_t - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if self.closed:
+                break
+            if self.checkout_s and time.perf_counter() >= next_checkout:
+                next_checkout += self.checkout_s
+                self.send_snapshot()
+            self._send(typ, data)
+
+    def close(self) -> None:
+        """Close the socket."""
+        self.closed = True
+        if self.conn is not None:
+            self.conn.close()
+
+
+class Watcher:
+    """A /watch client that timestamps every live event frame against the recorders' send table."""
+
+    def __init__(self, ws_url: str, session_id: str, stats: ClientStats,
+                 sent_at: dict[tuple[str, int], tuple[float, float]]) -> None:
+        self.url = f"{ws_url}/watch/{session_id}"
+        self.session_id = session_id
+        self.stats = stats
+        self.sent_at = sent_at
+        self.caught_up = asyncio.Event()
+        self.record_latency = False
+        self.window: list[float] | None = None
+        self.conn: Any = None
+        self.closed = False
+
+    async def connect(self) -> None:
+        """Open the socket; returns once the backlog has been received."""
+        from tornado.websocket import websocket_connect
+
+        self.conn = await websocket_connect(self.url, on_message_callback=self._on_message,
+                                            max_message_size=256 * 1024 * 1024)
+        self.conn.protocol.set_nodelay(True)  # pings only, but like a browser
+        await asyncio.wait_for(self.caught_up.wait(), 120)
+
+    def _on_message(self, msg: str | bytes | None) -> None:
+        now = time.perf_counter()
+        if msg is None:
+            if not self.closed:
+                code = self.conn.close_code if self.conn else None
+                self.stats.errors.append(f"watcher {self.session_id} closed: {code}")
+            self.closed = True
+            self.caught_up.set()
+            return
+        if isinstance(msg, bytes):
+            msg = msg.decode()
+        if msg.startswith('{"type":"event"'):
+            if not self.caught_up.is_set():
+                return  # backlog
+            i = msg.index('"seq":') + 6
+            seq = int(msg[i:msg.index(",", i)])
+            sent = self.sent_at.get((self.session_id, seq))
+            self.stats.delivered += 1
+            if sent is not None and self.record_latency:
+                ms = (now - sent[0]) * 1000
+                self.stats.relay_ms.append(ms)
+                j = msg.index('"recvAt":', i) + 9
+                recv_at = int(msg[j:msg.index(",", j)])
+                wall = time.time()
+                self.stats.relay_at.append(wall)
+                self.stats.up_ms.append(recv_at - sent[1])
+                self.stats.down_ms.append(wall * 1000 - recv_at)
+                if self.window is not None:
+                    self.window.append(ms)
+        elif msg.startswith('{"type":"caughtup"'):
+            self.caught_up.set()
+        elif msg.startswith('{"type":"resync"'):
+            self.stats.errors.append(f"watcher {self.session_id} resynced")
+
+    def close(self) -> None:
+        """Close the socket."""
+        self.closed = True
+        if self.conn is not None:
+            self.conn.close()
+
+
+@dataclass
+class ClientPlan:
+    """What one client process does: its sessions, their watchers and the pace."""
+
+    ws_url: str
+    sessions: list[str]
+    watchers: list[str]  # one entry per watcher: the session it watches
+    rate: float
+    warmup: float
+    duration: float
+    connect_rate: float = 500.0  # new connections per second while ramping up
+    source_ips: list[str] = field(default_factory=list)  # round-robin over recorders
+    checkout_s: float = 60.0
+    window_s: float = 5.0
+    seed: int = 0
+    start_at: float = 0.0  # perf_counter time at which sending begins (0: when connected)
+    server_pid: int = 0  # when set, this process samples the server's CPU and RSS
+
+
+async def run_clients(plan: ClientPlan, shapes: EventShapes) -> ClientStats:
+    """Connect recorders, then watchers, send for warmup + duration, and measure."""
+    stats = ClientStats()
+    sent_at: dict[tuple[str, int], tuple[float, float]] = {}
+    recs: list[SynthRecorder] = []
+    gap = 1.0 / plan.connect_rate
+    for k, sid in enumerate(plan.sessions):
+        ip = plan.source_ips[k % len(plan.source_ips)] if plan.source_ips else None
+        recs.append(SynthRecorder(plan.ws_url, sid, shapes, plan.rate, stats, sent_at, ip,
+                                  plan.checkout_s, seed=plan.seed * 1_000_003 + k))
+
+    async def open_rec(r: SynthRecorder, delay: float) -> None:
+        await asyncio.sleep(delay)
+        try:
+            await r.connect()
+            r.send_snapshot()
+        except Exception as exc:  # noqa: BLE001 - a benchmark reports failures, it does not stop
+            r.closed = True
+            stats.errors.append(f"recorder {r.session_id} connect: {exc!r}")
+
+    await asyncio.gather(*(open_rec(r, k * gap) for k, r in enumerate(recs)))
+    watchers = [Watcher(plan.ws_url, sid, stats, sent_at) for sid in plan.watchers]
+
+    async def open_w(w: Watcher, delay: float) -> None:
+        await asyncio.sleep(delay)
+        try:
+            await w.connect()
+        except Exception as exc:  # noqa: BLE001
+            w.closed = True
+            stats.errors.append(f"watcher {w.session_id} connect: {exc!r}")
+
+    await asyncio.gather(*(open_w(w, k * gap) for k, w in enumerate(watchers)))
+    if plan.start_at:
+        await asyncio.sleep(max(0.0, plan.start_at - time.perf_counter()))
+    t0 = time.perf_counter()
+    until = t0 + plan.warmup + plan.duration
+    tasks = [asyncio.ensure_future(r.run(until)) for r in recs if not r.closed]
+
+    async def measure() -> None:
+        await asyncio.sleep(plan.warmup)
+        for x in (*recs, *watchers):
+            x.record_latency = True
+        cpu0, wall0 = self_cpu_seconds(), time.perf_counter()
+        base = (stats.sent, stats.delivered, stats.acked)
+        pid = plan.server_pid
+        scpu0 = proc_cpu_seconds(pid) if pid else 0.0
+        smain0 = proc_thread_cpu(pid).get(pid, 0.0) if pid else 0.0
+        swait0 = proc_schedstat(pid)[1] if pid else 0.0
+        acks0 = stats.ack_frames
+        if pid:
+            stats.server_rss_mb.append((0.0, proc_rss_mb(pid)))
+        end = wall0 + plan.duration
+        while True:
+            window: list[float] = []
+            for w in watchers:
+                w.window = window
+            step = min(plan.window_s, end - time.perf_counter())
+            if step <= 0.01:
+                break
+            await asyncio.sleep(step)
+            stats.lat_by_window.append(window)
+            tnow = time.perf_counter() - wall0
+            stats.timeline.append((tnow, stats.sent - base[0], stats.delivered - base[1],
+                                   stats.acked - base[2]))
+            if pid:
+                stats.server_rss_mb.append((tnow, proc_rss_mb(pid)))
+        for x in (*recs, *watchers):
+            x.record_latency = False
+        stats.cpu_s = self_cpu_seconds() - cpu0
+        stats.wall_s = time.perf_counter() - wall0
+        if pid:
+            stats.server_cpu_s = proc_cpu_seconds(pid) - scpu0
+            stats.server_main_cpu_s = proc_thread_cpu(pid).get(pid, 0.0) - smain0
+            stats.server_main_wait_s = proc_schedstat(pid)[1] - swait0
+        stats.window_counts = {"ack_frames": stats.ack_frames - acks0, "sent": stats.sent - base[0],
+                               "delivered": stats.delivered - base[1], "acked": stats.acked - base[2]}
+
+    await asyncio.gather(measure(), *tasks)
+    await asyncio.sleep(0.3)  # let the last frames and acks arrive
+    for w in watchers:
+        w.close()
+    for r in recs:
+        r.close()
+    await asyncio.sleep(0.1)
+    return stats
+
+
+def run_plan_in_process(plan: ClientPlan, sample_path: str, nice: int = 0) -> ClientStats:
+    """Entry point of a client worker process."""
+    if nice:
+        set_nice(nice)
+    shapes = EventShapes.from_sample(load_sample(Path(sample_path)))
+    return asyncio.run(run_clients(plan, shapes))
+
+
+def merge_stats(parts: list[ClientStats]) -> ClientStats:
+    """Combine the stats of several client processes."""
+    out = ClientStats()
+    for p in parts:
+        out.relay_ms += p.relay_ms
+        out.relay_at += p.relay_at
+        out.up_ms += p.up_ms
+        out.down_ms += p.down_ms
+        out.ack_ms += p.ack_ms
+        out.welcome_ms += p.welcome_ms
+        out.sent += p.sent
+        out.sent_bytes += p.sent_bytes
+        out.delivered += p.delivered
+        out.acked += p.acked
+        out.errors += p.errors
+        out.cpu_s += p.cpu_s
+        out.wall_s = max(out.wall_s, p.wall_s)
+        out.server_cpu_s = max(out.server_cpu_s, p.server_cpu_s)
+        out.server_main_cpu_s = max(out.server_main_cpu_s, p.server_main_cpu_s)
+        out.server_main_wait_s = max(out.server_main_wait_s, p.server_main_wait_s)
+        out.ack_frames += p.ack_frames
+        for k, v in p.window_counts.items():
+            out.window_counts[k] = out.window_counts.get(k, 0) + v
+        out.server_rss_mb = out.server_rss_mb or p.server_rss_mb
+    if parts:
+        n = min(len(p.timeline) for p in parts)
+        out.timeline = [(parts[0].timeline[i][0], *(sum(p.timeline[i][j] for p in parts)
+                         for j in (1, 2, 3))) for i in range(n)]  # type: ignore[misc]
+        out.lat_by_window = [[x for p in parts for x in p.lat_by_window[i]] for i in range(n)]
+    return out
+
+
+def run_plans(plans: list[ClientPlan], sample_path: Path = SAMPLE, nice: int = 0) -> ClientStats:
+    """Run client plans: inline when there is one, else one worker process each."""
+    if len(plans) == 1:
+        return run_plan_in_process(plans[0], str(sample_path), nice)
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    # Every process starts sending at the same moment, once all have connected (with margin).
+    ramp = max((len(p.sessions) + len(p.watchers)) / p.connect_rate for p in plans)
+    start = time.perf_counter() + 4.0 + 1.5 * ramp
+    for p in plans:
+        p.start_at = start
+    with ProcessPoolExecutor(len(plans), mp_context=mp.get_context("spawn")) as ex:
+        futs = [ex.submit(run_plan_in_process, p, str(sample_path), nice) for p in plans]
+        return merge_stats([f.result() for f in futs])
+
+
+# --- serving benchmark pages -------------------------------------------------------------------
+class PageServer:
+    """A tiny threaded HTTP server on loopback serving fixed HTML pages by path.
+
+    Pages must come from a real loopback origin: Chromium's Local Network Access checks block
+    a page of unknown origin (e.g. one fulfilled by Playwright's router) from opening a
+    WebSocket to 127.0.0.1.
+    """
+
+    def __init__(self, pages: dict[str, str]) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        table = {k: v.encode() for k, v in pages.items()}
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                body = table.get(self.path.split("?", 1)[0])
+                if body is None:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Cache-Control", "no-store")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def http(self) -> str:
+        """Base URL."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        """Stop serving."""
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def flush_times(data_dir: Path) -> list[float]:
+    """Wall times (s) at which the server wrote Parquet files, from their names (UTC stamps)."""
+    from datetime import UTC, datetime
+
+    out = []
+    for f in (data_dir / "events").rglob("*.parquet"):
+        try:
+            out.append(datetime.strptime(f.name[:21], "%Y%m%dT%H%M%S%f").replace(tzinfo=UTC).timestamp())
+        except ValueError:
+            pass
+    return sorted(out)
+
+
+def near_flush_split(lat: list[float], at: list[float], flushes: list[float],
+                     before: float = 0.5, after: float = 1.0) -> dict[str, dict[str, float]]:
+    """Latency percentiles of samples received within [flush - before, flush + after] vs the rest."""
+    import bisect
+
+    near, far = [], []
+    for ms, t in zip(lat, at, strict=True):
+        k = bisect.bisect_left(flushes, t - after)
+        (near if k < len(flushes) and flushes[k] <= t + before else far).append(ms)
+    return {"near_flush": percentiles(near), "elsewhere": percentiles(far)}

@@ -1,0 +1,226 @@
+"""Relay latency, recorder send to watcher receive, through a real server on loopback.
+
+For each N in --n, a fresh `python -m streamdom` subprocess (temp data dir) gets N synthetic
+recorders: real WebSocket clients that send hello, a Meta + FullSnapshot pair and then the sample
+session's incremental events at --rate events/s each, one event per frame, with its recorded
+burstiness (and a new snapshot pair every --checkout seconds, as rrweb's checkout does). Every
+session has one watcher on /watch/<id>, and --extra-watchers more watchers sit on random
+sessions. Latency is the time from write_message on the recorder socket to the watcher's
+message callback for the same (session, seq), both in the same client process and clock.
+Also reported: send-to-ack (WAL fsync) latency, client and server CPU. --browser runs
+latency_browser.py (browser to browser, with a bare-relay floor) afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from _common import (
+    SAMPLE,
+    ClientPlan,
+    ClientStats,
+    ServerProcess,
+    flush_times,
+    fmt_pct,
+    machine_note,
+    median,
+    near_flush_split,
+    percentiles,
+    run_plans,
+    write_json,
+)
+
+TARGET_P50_MS = 10.0
+TARGET_P99_MS = 30.0
+
+
+def plans_for(ws_url: str, n: int, extra: int, procs: int, args: argparse.Namespace,
+              server_pid: int) -> list[ClientPlan]:
+    """Split N sessions over client processes, each session's recorder and watchers together."""
+    rng = random.Random(n)
+    sids = [f"lat{n}-{i:04d}" for i in range(n)]
+    watch = {sid: 1 for sid in sids}
+    for _ in range(extra):
+        watch[rng.choice(sids)] += 1
+    procs = max(1, min(procs, n))
+    plans = []
+    for k in range(procs):
+        mine = sids[k::procs]
+        plans.append(ClientPlan(
+            ws_url=ws_url, sessions=mine,
+            watchers=[sid for sid in mine for _ in range(watch[sid])],
+            rate=args.rate, warmup=args.warmup, duration=args.duration,
+            checkout_s=args.checkout, seed=k, server_pid=server_pid if k == 0 else 0))
+    return plans
+
+
+def run_one(n: int, args: argparse.Namespace) -> dict[str, Any]:
+    """Run one N against a fresh server and return its figures."""
+    extra = args.extra_watchers if args.extra_watchers >= 0 else max(1, n // 10)
+    with tempfile.TemporaryDirectory(prefix="streamdom-lat-") as tmp:
+        server = ServerProcess(Path(tmp) / "data", "--max-sessions-per-ip", str(max(1000, 2 * n)),
+                               "--log-level", "WARNING", *args.server_arg, nice=args.nice).start()
+        try:
+            plans = plans_for(server.ws, n, extra, args.procs, args, server.pid)
+            stats: ClientStats = run_plans(plans, args.sample, args.nice)
+            flushes = flush_times(server.data_dir)
+        finally:
+            rc = server.stop()
+    relay = percentiles(stats.relay_ms)
+    ack = percentiles(stats.ack_ms)
+    wall = stats.wall_s or 1.0
+    return {
+        "n_recorders": n, "n_watchers": n + extra, "rate_per_recorder": args.rate,
+        "client_procs": len(plans), "relay_ms": relay, "ack_ms": ack,
+        "up_ms": percentiles(stats.up_ms), "down_ms": percentiles(stats.down_ms),
+        "welcome_ms": percentiles(stats.welcome_ms),
+        "sent_per_s": stats.window_counts.get("sent", 0) / wall,
+        "delivered_per_s": stats.window_counts.get("delivered", 0) / wall,
+        "ack_frames_per_s": stats.window_counts.get("ack_frames", 0) / wall,
+        "sent_mb_per_s": stats.sent_bytes / (args.warmup + args.duration) / 1e6,
+        "client_cpu_pct": 100 * stats.cpu_s / wall,
+        "server_cpu_pct": 100 * stats.server_cpu_s / wall,
+        "server_main_thread_cpu_pct": 100 * stats.server_main_cpu_s / wall,
+        "server_main_thread_cpu_wait_pct": 100 * stats.server_main_wait_s / wall,
+        "server_rss_mb": stats.server_rss_mb[-1][1] if stats.server_rss_mb else None,
+        "window_p99_ms": [percentiles(w)["p99"] for w in stats.lat_by_window],
+        "flushes": len(flushes),
+        "by_flush": near_flush_split(stats.relay_ms, stats.relay_at, flushes),
+        "errors": stats.errors[:20], "n_errors": len(stats.errors), "server_exit": rc,
+    }
+
+
+def server_cpu_per_event(sample: Path) -> dict[str, float]:
+    """µs per event the server spends parsing and recording the sample's frames (no network)."""
+    import json
+
+    from _common import load_sample
+
+    from streamdom import protocol as p
+
+    events = load_sample(sample)
+    frames = [json.dumps({"type": "events", "seq": i + 1, "events": [e]}, separators=(",", ":"))
+              for i, e in enumerate(events)]
+
+    def per_event(fn: object) -> float:
+        runs = []
+        for _ in range(5):
+            t = time.perf_counter()
+            for f in frames:
+                fn(f)  # type: ignore[operator]
+            runs.append(time.perf_counter() - t)
+        return median(runs) / len(frames) * 1e6
+
+    def ingest(f: str) -> None:
+        seq, evs = p.parse_events(p.parse_frame(f))
+        p.make_record("s", "t", seq, evs[0], 1)
+
+    out = {"parse_and_make_record_us": per_event(ingest), "json_loads_us": per_event(json.loads),
+           "frames": len(frames), "mean_frame_bytes": sum(map(len, frames)) / len(frames)}
+    return out
+
+
+def print_run(r: dict[str, Any], took: float, rep: int | None) -> None:
+    """Print one run's figures."""
+    tag = f" (repeat {rep + 1})" if rep is not None else ""
+    print(f"\nN={r['n_recorders']:<4} recorders, {r['n_watchers']} watchers{tag}  ({took:.0f} s)")
+    print(f"  relay send->watch  {fmt_pct(r['relay_ms'])}")
+    print(f"  ack   send->ack    {fmt_pct(r['ack_ms'])}")
+    print(f"  split (wall clock, 1 ms resolution): send->server recvAt p50 {r['up_ms']['p50']:.0f} "
+          f"p99 {r['up_ms']['p99']:.0f} ms; recvAt->watcher p50 {r['down_ms']['p50']:.0f} "
+          f"p99 {r['down_ms']['p99']:.0f} ms")
+    print(f"  sent {r['sent_per_s']:.0f} ev/s ({r['sent_mb_per_s']:.2f} MB/s), delivered "
+          f"{r['delivered_per_s']:.0f} ev/s, {r['ack_frames_per_s']:.0f} acks/s; server RSS "
+          f"{r['server_rss_mb'] or 0:.0f} MB")
+    print(f"  CPU (% of one core): client {r['client_cpu_pct']:.0f}%, server "
+          f"{r['server_cpu_pct']:.0f}% (IOLoop thread {r['server_main_thread_cpu_pct']:.0f}% "
+          f"on CPU + {r['server_main_thread_cpu_wait_pct']:.0f}% runnable but waiting for a CPU)")
+    print("  p99 per 5-s window: " + " ".join(f"{x:.1f}" for x in r["window_p99_ms"]))
+    nf, el = r["by_flush"]["near_flush"], r["by_flush"]["elsewhere"]
+    if nf["n"]:
+        print(f"  within -0.5/+1 s of one of {r['flushes']} Parquet flushes: p50 {nf['p50']:.1f} p99 "
+              f"{nf['p99']:.1f} ms (n={nf['n']}); elsewhere: p50 {el['p50']:.1f} p99 {el['p99']:.1f} ms")
+    if r["n_errors"]:
+        print(f"  {r['n_errors']} errors, e.g. {r['errors'][:3]}")
+    if r["client_cpu_pct"] > 80:
+        print("  note: the client process was near a full core; try --procs 2")
+
+
+def main() -> None:
+    """Parse options, run every N side by side in one run, print and optionally save."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", default="1,50,200", help="comma-separated recorder counts (default %(default)s)")
+    ap.add_argument("--rate", type=float, default=25.0,
+                    help="events/s per recorder (default %(default)s; the sample's own pace is ~25)")
+    ap.add_argument("--duration", type=float, default=20.0, help="measured seconds per N (default %(default)s)")
+    ap.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds first (default %(default)s)")
+    ap.add_argument("--extra-watchers", type=int, default=-1,
+                    help="watchers beyond one per session, on random sessions (default N/10, at least 1)")
+    ap.add_argument("--checkout", type=float, default=60.0,
+                    help="seconds between full snapshots per recorder, 0 = never (default %(default)s)")
+    ap.add_argument("--procs", type=int, default=1, help="client processes (default %(default)s)")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="run the whole N sweep this many times, interleaved; the summary gives "
+                         "medians (default %(default)s)")
+    ap.add_argument("--nice", type=int, default=0,
+                    help="nice value for the server and client processes, e.g. -10 on a shared "
+                         "machine (needs root; default %(default)s)")
+    ap.add_argument("--server-arg", action="append", default=[],
+                    help="extra argument for `python -m streamdom` (repeatable), e.g. "
+                         "--server-arg=--flush-interval=3600")
+    ap.add_argument("--sample", type=Path, default=SAMPLE, help="recorded session to take event shapes from")
+    ap.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    ap.add_argument("--browser", action="store_true",
+                    help="afterwards run latency_browser.py (browser to browser, with its floor)")
+    args = ap.parse_args()
+
+    print(f"machine: {machine_note()}")
+    micro = server_cpu_per_event(args.sample)
+    print(f"server CPU per event before relaying (in-process, sample frames, mean "
+          f"{micro['mean_frame_bytes']:.0f} B): parse_frame+parse_events+make_record "
+          f"{micro['parse_and_make_record_us']:.1f} µs, of which json.loads "
+          f"{micro['json_loads_us']:.1f} µs")
+    print(f"{args.rate:g} events/s per recorder, one event per frame, {args.warmup:g} s warmup + "
+          f"{args.duration:g} s measured per N, {args.procs} client process(es)")
+    ns = [int(x) for x in args.n.split(",") if x.strip()]
+    results: list[dict[str, Any]] = []
+    for rep in range(args.repeat):
+        for n in ns:
+            t = time.monotonic()
+            r = run_one(n, args)
+            r["repeat"] = rep
+            results.append(r)
+            print_run(r, time.monotonic() - t, rep if args.repeat > 1 else None)
+    summary = []
+    print(f"\nsummary (median over {args.repeat} repeat(s) of each percentile), relay send->watch:")
+    for n in ns:
+        runs = [r for r in results if r["n_recorders"] == n]
+        med = {q: median([r["relay_ms"][q] for r in runs]) for q in ("p50", "p90", "p99", "max")}
+        ack = {q: median([r["ack_ms"][q] for r in runs]) for q in ("p50", "p99")}
+        summary.append({"n_recorders": n, "relay_ms": med, "ack_ms": ack})
+        print(f"  N={n:<4} p50 {med['p50']:8.2f} ms  p90 {med['p90']:8.2f}  p99 {med['p99']:8.2f}  "
+              f"max {med['max']:8.2f}   (ack p50 {ack['p50']:.1f}, p99 {ack['p99']:.1f} ms)")
+    big = summary[ns.index(max(ns))]["relay_ms"]
+    ok50, ok99 = big["p50"] <= TARGET_P50_MS, big["p99"] <= TARGET_P99_MS
+    print(f"targets at N={max(ns)}: p50 {big['p50']:.2f} ms (<= {TARGET_P50_MS:g}: "
+          f"{'ok' if ok50 else 'MISSED'}), p99 {big['p99']:.2f} ms (<= {TARGET_P99_MS:g}: "
+          f"{'ok' if ok99 else 'MISSED'})")
+    out: dict[str, object] = {"machine": machine_note(), "args": vars(args) | {"sample": str(args.sample)},
+                              "server_cpu_per_event": micro, "summary": summary,
+                              "results": results}
+    if args.browser:
+        import latency_browser
+
+        out["browser"] = latency_browser.run(latency_browser.default_args())
+    write_json(args.json, out)
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,159 @@
+"""Record a real rrweb session of the todo page in headless Chromium: data/sample/todomvc-session.json.
+
+A StreamDOM server runs in a subprocess; Chromium loads benchmarks/pages/todo.html from a
+loopback page server, with the real recorder bundle from the server's /streamdom.js recording
+it to /ingest; Playwright
+plays about a minute of user activity in fewer seconds (typing, adding, toggling, deleting,
+filtering, scrolling, mouse moves, a resize), the recorder is stopped, and the session is fetched
+back from /api/sessions/<id>/events exactly as the server stores it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from _common import CHROMIUM, CHROMIUM_ARGS, PAGES, SAMPLE, PageServer, ServerProcess
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
+
+TODOS = ["Email the landlord about the heating", "Prepare slides for Monday standup",
+         "Buy birthday present for Sam", "Cancel unused gym membership", "Update CV",
+         "Back up the laptop", "Try the new ramen place", "Return library books"]
+
+
+def act(page: Page, rng: random.Random) -> None:
+    """Play the scripted user activity (about a minute of a user's actions, compressed)."""
+    mouse = page.mouse
+
+    def wander(x1: float, y1: float, steps: int = 12) -> None:
+        mouse.move(x1 + rng.uniform(-4, 4), y1 + rng.uniform(-4, 4), steps=steps)
+        page.wait_for_timeout(rng.randint(30, 90))
+
+    def box(sel: str) -> dict[str, float]:
+        b = page.locator(sel).first.bounding_box()
+        assert b is not None, sel
+        return b
+
+    wander(500, 120, 20)
+    b = box("#new-todo")
+    wander(b["x"] + 200, b["y"] + b["height"] / 2)
+    page.click("#new-todo")
+    for text in TODOS[:5]:
+        page.keyboard.type(text, delay=rng.randint(25, 45))
+        page.keyboard.press("Enter")
+        page.wait_for_timeout(rng.randint(100, 250))
+    # toggle a few
+    for i in (1, 3, 6):
+        b = box(f"#list li:nth-child({i}) .toggle")
+        wander(b["x"] + 6, b["y"] + 6)
+        page.click(f"#list li:nth-child({i}) .toggle")
+        page.wait_for_timeout(rng.randint(150, 300))
+    # filters
+    for f in ("active", "completed", "all"):
+        b = box(f'.filters a[data-f="{f}"]')
+        wander(b["x"] + 10, b["y"] + 8)
+        page.click(f'.filters a[data-f="{f}"]')
+        page.wait_for_timeout(rng.randint(200, 400))
+    # delete two (hover the row first, like a user would)
+    for i in (2, 4):
+        b = box(f"#list li:nth-child({i})")
+        wander(b["x"] + b["width"] - 20, b["y"] + b["height"] / 2)
+        page.click(f"#list li:nth-child({i}) .destroy")
+        page.wait_for_timeout(rng.randint(150, 300))
+    # switch project, add items there, come back
+    for proj in ("work", "groceries"):
+        b = box(f'#projects li[data-p="{proj}"]')
+        wander(b["x"] + 30, b["y"] + 10)
+        page.click(f'#projects li[data-p="{proj}"]')
+        page.click("#new-todo")
+        for text in TODOS[5:7] if proj == "work" else TODOS[7:]:
+            page.keyboard.type(text, delay=rng.randint(25, 45))
+            page.keyboard.press("Enter")
+        page.wait_for_timeout(rng.randint(200, 400))
+    page.click('#projects li[data-p="personal"]')
+    page.click("#clear")
+    # notes textarea
+    b = box("#notes")
+    wander(b["x"] + 40, b["y"] + 20)
+    page.click("#notes")
+    page.keyboard.type("call back re: invoice 2291, ask about the discount", delay=30)
+    # scroll the activity panel and the window
+    b = box("#activity")
+    wander(b["x"] + 100, b["y"] + 60)
+    for _ in range(8):
+        mouse.wheel(0, 120)
+        page.wait_for_timeout(rng.randint(60, 120))
+    for _ in range(4):
+        mouse.wheel(0, -180)
+        page.wait_for_timeout(rng.randint(60, 120))
+    page.evaluate("window.scrollTo(0, document.body.scrollHeight); 0")
+    page.wait_for_timeout(300)
+    page.evaluate("window.scrollTo(0, 0); 0")
+    # a resize, then idle mouse wandering
+    page.set_viewport_size({"width": 1100, "height": 760})
+    page.wait_for_timeout(300)
+    for _ in range(10):
+        wander(rng.uniform(50, 1000), rng.uniform(50, 700), steps=rng.randint(8, 20))
+    page.wait_for_timeout(1200)  # the clock ticks once more
+
+
+def main() -> None:
+    """Record, fetch and save the sample session."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=SAMPLE, help="output file (default %(default)s)")
+    ap.add_argument("--session-id", default="sample-todomvc", help="session id to record under")
+    ap.add_argument("--seed", type=int, default=7, help="random seed of the scripted user")
+    ap.add_argument("--max-kb", type=int, default=300, help="warn when the session is larger")
+    args = ap.parse_args()
+
+    from playwright.sync_api import sync_playwright
+
+    html = (PAGES / "todo.html").read_text()
+    with tempfile.TemporaryDirectory(prefix="streamdom-sample-") as tmp:
+        server = ServerProcess(Path(tmp) / "data").start()
+        pages = PageServer({"/todo": html.replace('src="/streamdom.js"',
+                                                   f'src="{server.http}/streamdom.js"')})
+        try:
+            with sync_playwright() as pw:
+                browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+                page = browser.new_page(viewport={"width": 1280, "height": 800})
+                t0 = time.monotonic()
+                page.goto(f"{pages.http}/todo?session={args.session_id}")
+                page.wait_for_function("window.StreamDOM && StreamDOM.status().connected")
+                act(page, random.Random(args.seed))
+                page.evaluate("StreamDOM.stop().then(() => 0)")
+                status = page.evaluate("StreamDOM.status()")
+                browser.close()
+            took = time.monotonic() - t0
+            url = f"{server.http}/api/sessions/{args.session_id}/events"
+            with urllib.request.urlopen(url, timeout=30) as r:
+                body = r.read()
+        finally:
+            pages.close()
+            server.stop()
+    events = json.loads(body)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_bytes(body)
+    types: dict[int, int] = {}
+    for e in events:
+        types[e["type"]] = types.get(e["type"], 0) + 1
+    span = (events[-1]["timestamp"] - events[0]["timestamp"]) / 1000
+    print(f"recorded {len(events)} events over {span:.1f} s ({took:.1f} s wall), "
+          f"{len(body) / 1024:.1f} KB, types {dict(sorted(types.items()))}, "
+          f"recorder lastSeq {status.get('lastSeq')}")
+    print(f"wrote {args.out}")
+    if len(body) > args.max_kb * 1024:
+        print(f"warning: larger than {args.max_kb} KB")
+
+
+if __name__ == "__main__":
+    main()
