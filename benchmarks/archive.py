@@ -35,7 +35,7 @@ from _common import SAMPLE, load_sample, machine_note, median, write_json
 from streamdom import layout, maintenance, queries
 from streamdom.catalog import Catalog
 from streamdom.config import Config
-from streamdom.protocol import EventRecord, make_record
+from streamdom.protocol import EventRecord, Row, make_record
 from streamdom.storage import Storage
 
 DAY_MS = 86_400_000
@@ -265,7 +265,7 @@ def build(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
     events = raw_bytes = 0
     sessions: set[str] = set()
     flush_s = gen_s = 0.0
-    batch: list[EventRecord] = []
+    batch: list[Row] = []
     batch_rates: list[float] = []
     files: list[layout.DataFile] = []
 
@@ -313,7 +313,7 @@ def build(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
         if sid in docs:
             docs[sid].append(ej)
             last_seen[sid] = events
-        batch.append(rec)
+        batch.append(rec.row())
         if len(batch) >= args.batch_events:
             gen_s += time.perf_counter() - t_gen
             flush()

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from streamdom import layout
 from streamdom.layout import DataFile
-from streamdom.protocol import EventRecord
+from streamdom.protocol import SEQ, SID, STREAM, Row
 from streamdom.wal import read_segments
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -65,30 +65,29 @@ def segments_to_parquet(data_dir: Path, segments: list[Path], stream_info: Strea
     Records at or below `high` for their stream are already archived and skipped. Returns the
     files written and how many records they hold.
     """
-    records = unique_records(read_segments(segments), high or {})
-    return write_records(data_dir, records, stream_info, level), len(records)
+    rows = unique_rows(read_segments(segments), high or {})
+    return write_rows(data_dir, rows, stream_info, level), len(rows)
 
 
-def unique_records(rows: list[tuple], high: dict[tuple[str, str], int]) -> list[EventRecord]:
-    """Records from WAL rows, each (session, stream, seq) once and none at or below `high`."""
+def unique_rows(rows: list[Row], high: dict[tuple[str, str], int]) -> list[Row]:
+    """WAL rows, each (session, stream, seq) once and none at or below `high` for its stream."""
     seen: set[tuple[str, str, int]] = set()
-    records = []
-    for sid, stream, seq, typ, ts, st, data, extra in rows:
-        if seq <= high.get((sid, stream), 0) or (sid, stream, seq) in seen:
+    out = []
+    for row in rows:
+        key = (row[SID], row[STREAM], row[SEQ])
+        if row[SEQ] <= high.get(key[:2], 0) or key in seen:
             continue  # archived before a crash, or logged twice
-        seen.add((sid, stream, seq))
-        # No watch frame: these records go to Parquet only, never to viewers.
-        records.append(EventRecord(sid, stream, seq, typ, ts, st, data, extra, b""))
-    return records
+        seen.add(key)
+        out.append(row)
+    return out
 
 
-def write_records(data_dir: Path, records: list[EventRecord], stream_info: StreamInfo,
-                  level: int) -> list[DataFile]:
-    """Write records as one events + index pair per UTC day; on failure none of them stays."""
+def write_rows(data_dir: Path, rows: list[Row], stream_info: StreamInfo, level: int) -> list[DataFile]:
+    """Write record rows as one events + index pair per UTC day; on failure none of them stays."""
     out: list[DataFile] = []
     try:
-        for day, recs in layout.split_by_day(records).items():
-            events = layout.records_table(recs)
+        for day, day_rows in layout.split_by_day(rows).items():
+            events = layout.records_table(day_rows)
             index = layout.index_table(events, stream_info)
             out.append(layout.write_pair(data_dir, day, events, index, level))
     except BaseException:

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from streamdom.protocol import EventRecord
+from streamdom.protocol import SEQ, SERVER_TIME, SID, STREAM, Row
 
 EVENTS_SCHEMA = pa.schema([
     pa.field("session_id", pa.string(), nullable=False),
@@ -108,19 +108,14 @@ def _source(rec_type: int, data: str) -> int | None:
     return int(head[j:k]) if k > j else None
 
 
-def records_table(records: list[EventRecord]) -> pa.Table:
-    """An events table (schema EVENTS_SCHEMA) from records, sorted by SORT_KEY."""
-    records = sorted(records, key=lambda r: (r.session_id, r.server_time, r.stream_id, r.seq))
+def records_table(rows: list[Row]) -> pa.Table:
+    """An events table (schema EVENTS_SCHEMA) from record rows, sorted by SORT_KEY."""
+    rows = sorted(rows, key=lambda r: (r[SID], r[SERVER_TIME], r[STREAM], r[SEQ]))
+    sids, streams, seqs, types, tss, sts, datas, extras = zip(*rows, strict=True) if rows else ([],) * 8
     return pa.table({
-        "session_id": [r.session_id for r in records],
-        "stream_id": [r.stream_id for r in records],
-        "seq": [r.seq for r in records],
-        "type": [r.type for r in records],
-        "source": [_source(r.type, r.data) for r in records],
-        "timestamp": [r.timestamp for r in records],
-        "server_time": [r.server_time for r in records],
-        "data": [r.data for r in records],
-        "extra": [r.extra for r in records],
+        "session_id": sids, "stream_id": streams, "seq": seqs, "type": types,
+        "source": [_source(t, d) for t, d in zip(types, datas, strict=True)],
+        "timestamp": tss, "server_time": sts, "data": datas, "extra": extras,
     }, schema=EVENTS_SCHEMA)
 
 
@@ -174,11 +169,11 @@ def write_pair(data_dir: Path, day: str, events: pa.Table, index: pa.Table, leve
     return DataFile(day, ev_path, ix_path)
 
 
-def split_by_day(records: Iterable[EventRecord]) -> dict[str, list[EventRecord]]:
-    """Group records by the UTC day of their server time."""
-    out: dict[str, list[EventRecord]] = {}
-    for r in records:
-        out.setdefault(day_of(r.server_time), []).append(r)
+def split_by_day(rows: Iterable[Row]) -> dict[str, list[Row]]:
+    """Group record rows by the UTC day of their server time."""
+    out: dict[str, list[Row]] = {}
+    for r in rows:
+        out.setdefault(day_of(r[SERVER_TIME]), []).append(r)
     return out
 
 

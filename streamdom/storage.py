@@ -17,7 +17,20 @@ from streamdom import flusher, layout, queries
 from streamdom.catalog import Catalog
 from streamdom.config import Config
 from streamdom.layout import DataFile
-from streamdom.protocol import EventRecord, now_ms
+from streamdom.protocol import (
+    DATA,
+    EXTRA,
+    SEQ,
+    SERVER_TIME,
+    SID,
+    STREAM,
+    TS,
+    TYPE,
+    EventRecord,
+    Row,
+    event_json,
+    now_ms,
+)
 from streamdom.wal import WriteAheadLog, read_segments
 
 log = logging.getLogger(__name__)
@@ -34,7 +47,7 @@ class PendingStats:
     last_event_at: int
     event_count: int = 0
     bytes: int = 0
-    records: list[EventRecord] = field(default_factory=list)
+    records: list[Row] = field(default_factory=list)  # rows: invisible to the cyclic GC
 
 
 class StorageUnavailable(Exception):
@@ -56,7 +69,7 @@ class Storage:
         self.durable: dict[StreamKey, int] = {}  # highest seq in the fsynced WAL
         self.stream_info: dict[StreamKey, tuple[str, str]] = {}  # url, user agent from hello
         self.ack_listeners: dict[StreamKey, set[Callable[[int], None]]] = {}
-        self._wal_pending: list[EventRecord] = []
+        self._wal_pending: list[Row] = []
         self._unflushed: dict[str, PendingStats] = {}
         self._unflushed_count = 0
         self._wal_task: asyncio.Task[None] | None = None
@@ -93,10 +106,10 @@ class Storage:
             # Nothing is live yet, so this runs here; the archive's high seqs drop what a crash
             # between a flush and its segment deletion left in both places.
             high = queries.stream_high_seqs(files, sorted({(r[0], r[1]) for r in rows}))
-            records = flusher.unique_records(rows, high)
-            files += flusher.write_records(self.data_dir, records, self.stream_info,
-                                           self.config.parquet_compression_level)
-            written = len(records)
+            unique = flusher.unique_rows(rows, high)
+            files += flusher.write_rows(self.data_dir, unique, self.stream_info,
+                                        self.config.parquet_compression_level)
+            written = len(unique)
         for seg in segments:
             seg.unlink()
         self.wal = WriteAheadLog(wal_dir)
@@ -150,15 +163,16 @@ class Storage:
         """Take accepted events: log them (fsync soon, then ack) and queue them for Parquet."""
         if not self.writable:
             raise StorageUnavailable(self.failure or "storage unavailable")
-        self._wal_pending.extend(records)
-        for rec in records:
-            st = self._unflushed.get(rec.session_id)
+        rows = [rec.row() for rec in records]  # the records themselves (and frames) can go now
+        self._wal_pending.extend(rows)
+        for row in rows:
+            st = self._unflushed.get(row[SID])
             if st is None:
-                st = self._unflushed[rec.session_id] = PendingStats(rec.server_time, rec.server_time)
-            st.last_event_at = rec.server_time
+                st = self._unflushed[row[SID]] = PendingStats(row[SERVER_TIME], row[SERVER_TIME])
+            st.last_event_at = row[SERVER_TIME]
             st.event_count += 1
-            st.bytes += len(rec.data)
-            st.records.append(rec)
+            st.bytes += len(row[DATA])
+            st.records.append(row)
         self._unflushed_count += len(records)
         if self._wal_task is None:
             self._wal_task = asyncio.ensure_future(self._sync_soon())
@@ -199,10 +213,10 @@ class Storage:
             IOLoop.current().call_later(1.0, self._retry_wal)
             return None
         highs: dict[StreamKey, int] = {}
-        for rec in batch:
-            key = (rec.session_id, rec.stream_id)
-            if rec.seq > highs.get(key, 0):
-                highs[key] = rec.seq
+        for row in batch:
+            key = (row[SID], row[STREAM])
+            if row[SEQ] > highs.get(key, 0):
+                highs[key] = row[SEQ]
         for key, seq in highs.items():
             if seq > self.durable.get(key, 0):
                 self.durable[key] = seq
@@ -210,7 +224,7 @@ class Storage:
                 listener(self.durable[key])
         return segments
 
-    def _log_job(self, batch: list[EventRecord], rotate: bool) -> list[Path]:
+    def _log_job(self, batch: list[Row], rotate: bool) -> list[Path]:
         assert self.wal is not None
         if batch:
             self.wal.append(batch)
@@ -253,9 +267,9 @@ class Storage:
                 if not st.records:
                     del self._unflushed[sid]
                 else:
-                    st.started_at = st.records[0].server_time
+                    st.started_at = st.records[0][SERVER_TIME]
                     st.event_count = len(st.records)
-                    st.bytes = sum(len(r.data) for r in st.records)
+                    st.bytes = sum(len(r[DATA]) for r in st.records)
             self._unflushed_count -= count
             await asyncio.get_running_loop().run_in_executor(self.io, _unlink_all, segments)
 
@@ -295,7 +309,7 @@ class Storage:
         out["event_count"] = int(summary.get("event_count") or 0) + st.event_count
         out["bytes"] = int(summary.get("bytes") or 0) + st.bytes
         if not out.get("url"):
-            key = (st.records[0].session_id, st.records[0].stream_id) if st.records else None
+            key = (st.records[0][SID], st.records[0][STREAM]) if st.records else None
             out["url"], out["user_agent"] = self.stream_info.get(key, ("", "")) if key else ("", "")
         return out
 
@@ -313,7 +327,7 @@ class Storage:
         with self.catalog.snapshot() as files:
             # Copy the unflushed records now, on the IOLoop, so they match this file snapshot.
             st = self._unflushed.get(session_id)
-            pending = sorted(st.records, key=lambda r: (r.server_time, r.stream_id, r.seq)) if st else []
+            pending = sorted(st.records, key=lambda r: (r[SERVER_TIME], r[STREAM], r[SEQ])) if st else []
             holding, summary = await self.read(queries.session_files, files, session_id)  # type: ignore[misc]
             archived_n = int(summary["event_count"]) if summary else 0
             rows: list[tuple[str, int, int, str]] = []
@@ -324,7 +338,8 @@ class Storage:
         room = None if limit is None else limit - len(rows)
         if room is None or room > 0:
             take = pending[start:] if room is None else pending[start:start + room]
-            rows += [(r.stream_id, r.seq, r.server_time, r.event_json()) for r in take]
+            rows += [(r[STREAM], r[SEQ], r[SERVER_TIME], event_json(r[TYPE], r[DATA], r[TS], r[EXTRA]))
+                     for r in take]
         end = offset + len(rows)
         return rows, end < total
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import zstandard
 
-from streamdom.protocol import EventRecord
+from streamdom.protocol import Row
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +47,10 @@ class WriteAheadLog:
         """Every segment file, oldest first."""
         return sorted(self.dir.glob("*.wal"), key=_seg_number)
 
-    def append(self, records: list[EventRecord]) -> None:
-        """Write one frame holding `records` and fsync it: after this they survive a crash."""
-        text = "\n".join(f"{r.session_id}\t{r.stream_id}\t{r.seq}\t{r.type}\t{r.timestamp}\t"
-                         f"{r.server_time}\t{r.data}\t{r.extra or ''}" for r in records)
+    def append(self, rows: list[Row]) -> None:
+        """Write one frame holding `rows` and fsync it: after this they survive a crash."""
+        text = "\n".join(f"{sid}\t{stream}\t{seq}\t{typ}\t{ts}\t{st}\t{data}\t{extra or ''}"
+                         for sid, stream, seq, typ, ts, st, data, extra in rows)
         payload = self._cctx.compress(text.encode())
         self._file.write(HEADER.pack(MAGIC, len(payload), zlib.crc32(payload)) + payload)
         self._file.flush()
@@ -69,10 +69,10 @@ class WriteAheadLog:
         self._file.close()
 
 
-def read_segments(paths: list[Path]) -> list[tuple]:
-    """Every record line (as a tuple in FIELDS order) in the given segments, in order."""
+def read_segments(paths: list[Path]) -> list[Row]:
+    """Every record (as a Row, FIELDS order) in the given segments, in order."""
     dctx = zstandard.ZstdDecompressor()
-    out: list[tuple] = []
+    out: list[Row] = []
     for path in paths:
         data = path.read_bytes()
         pos = 0
@@ -95,7 +95,7 @@ def read_segments(paths: list[Path]) -> list[tuple]:
     return out
 
 
-def _row(line: str) -> tuple:
+def _row(line: str) -> Row:
     sid, stream, seq, typ, ts, st, data, extra = line.split("\t")
     return sid, stream, int(seq), int(typ), int(ts), int(st), data, extra or None
 

@@ -94,7 +94,7 @@ def test_retention_deletes_exactly_the_expired_days(tmp_path: Path) -> None:
     for age in range(0, 5):
         day = (today - timedelta(days=age)).strftime("%Y-%m-%d")
         t0 = int((today - timedelta(days=age)).timestamp() * 1000)
-        ev = layout.records_table(make_records(f"age{age}", 5, t0))
+        ev = layout.records_table([r.row() for r in make_records(f"age{age}", 5, t0)])
         layout.write_pair(tmp_path, day, ev, layout.index_table(ev, {}), 3)
 
     async def go() -> None:

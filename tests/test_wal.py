@@ -12,7 +12,7 @@ from streamdom.wal import WriteAheadLog, read_segments
 
 
 def records(start: int, n: int):
-    return [make_record("s", "a", i, {"type": 3, "data": {"i": i}, "timestamp": i}, 1000 + i)
+    return [make_record("s", "a", i, {"type": 3, "data": {"i": i}, "timestamp": i}, 1000 + i).row()
             for i in range(start, start + n)]
 
 
