@@ -48,6 +48,9 @@ def parse_args(argv: list[str] | None = None) -> Config:
     ap.add_argument("--max-sessions-per-ip", type=int, default=d.max_sessions_per_ip)
     ap.add_argument("--ring-max-bytes", type=int, default=d.ring_max_bytes,
                     help="per-session ring buffer budget (the latest full snapshot is always kept)")
+    ap.add_argument("--ring-max-age", type=float, default=d.ring_max_age,
+                    help="seconds a ring keeps events from before its latest full snapshot "
+                         "(default %(default)s)")
     ap.add_argument("--viewer-queue-max-bytes", type=int, default=d.viewer_queue_max_bytes,
                     help="a viewer further behind than this is resynced from the latest snapshot")
     ap.add_argument("--min-free-mb", type=int, default=d.min_free_bytes // 2**20,
@@ -64,7 +67,8 @@ def parse_args(argv: list[str] | None = None) -> Config:
         max_message_bytes=a.max_message_bytes, max_events_per_second=a.max_events_per_second,
         max_events_per_second_per_ip=a.max_events_per_second_per_ip,
         max_sessions_per_ip=a.max_sessions_per_ip, ring_max_bytes=a.ring_max_bytes,
-        viewer_queue_max_bytes=a.viewer_queue_max_bytes, min_free_bytes=a.min_free_mb * 2**20,
+        ring_max_age=a.ring_max_age, viewer_queue_max_bytes=a.viewer_queue_max_bytes,
+        min_free_bytes=a.min_free_mb * 2**20,
     )
 
 

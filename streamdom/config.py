@@ -27,6 +27,7 @@ class Config:
     # Live relay.
     grace_seconds: float = 5.0  # a session stays live this long after its last recorder leaves
     ring_max_bytes: int = 8 * 1024 * 1024  # per session; the latest full snapshot is always kept
+    ring_max_age: float = 60.0  # seconds older segments (before the latest snapshot) are kept
     ring_total_max_bytes: int = 512 * 1024 * 1024  # all sessions; oldest idle rings are evicted
     viewer_queue_max_bytes: int = 4 * 1024 * 1024  # beyond this a slow viewer is resynced
 

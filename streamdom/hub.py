@@ -77,7 +77,7 @@ class Hub:
         s = self.sessions.get(session_id)
         t = now_ms()
         if s is None:
-            s = LiveSession(session_id, RingBuffer(self.config.ring_max_bytes), t, t, url, user_agent)
+            s = LiveSession(session_id, self._new_ring(), t, t, url, user_agent)
             self.sessions[session_id] = s
         if s.grace is not None:
             IOLoop.current().remove_timeout(s.grace)  # type: ignore[arg-type]
@@ -135,6 +135,9 @@ class Hub:
         st.clock_frame = dumps({"type": "clock", "streamId": stream_id, "offset": offset, "rtt": rtt})
         self._broadcast(s, st.clock_frame)
 
+    def _new_ring(self) -> RingBuffer:
+        return RingBuffer(self.config.ring_max_bytes, int(self.config.ring_max_age * 1000))
+
     def _evict(self) -> None:
         # Over the global budget: empty the rings of the sessions idle longest (not live first).
         victims = sorted(self.sessions.values(), key=lambda x: (x.live, x.last_event_at))
@@ -142,7 +145,7 @@ class Hub:
             if self.ring_bytes <= self.config.ring_total_max_bytes * 0.9:
                 break
             freed = v.ring.nbytes
-            v.ring = RingBuffer(self.config.ring_max_bytes)
+            v.ring = self._new_ring()
             self.ring_bytes -= freed
             log.warning("ring buffer memory full: evicted session %s (%d bytes)", v.id, freed)
 

@@ -11,8 +11,8 @@ META, FULL_SNAPSHOT = 4, 2
 
 # An entry is a plain tuple of atoms: CPython's cyclic GC stops tracking such tuples, so a few
 # hundred thousand buffered events do not make every full collection (a relay stall) longer.
-Entry = tuple[int, str, int, bytes]
-TYPE, STREAM, SEQ, FRAME = range(4)
+Entry = tuple[int, str, int, int, bytes]
+TYPE, STREAM, SEQ, SERVER_TIME, FRAME = range(5)
 
 
 class RingBuffer:
@@ -20,11 +20,13 @@ class RingBuffer:
 
     The newest segment that contains a full snapshot is never dropped, so a viewer who joins
     late always gets a playable start; older segments are kept while the ring is under its
-    byte budget, for rewinds that need no disk.
+    byte budget and they are younger than `max_age_ms` (so memory levels off at a session's
+    rate times that age instead of growing to the budget).
     """
 
-    def __init__(self, max_bytes: int) -> None:
+    def __init__(self, max_bytes: int, max_age_ms: int) -> None:
         self.max_bytes = max_bytes
+        self.max_age_ms = max_age_ms
         self.segments: deque[list[Entry]] = deque([[]])
         self._has_snapshot: deque[bool] = deque([False])
         self.nbytes = 0
@@ -40,15 +42,16 @@ class RingBuffer:
             self.segments.append([])
             self._has_snapshot.append(False)
             current = self.segments[-1]
-        current.append((rec.type, rec.stream_id, rec.seq, rec.frame))
+        current.append((rec.type, rec.stream_id, rec.seq, rec.server_time, rec.frame))
         if rec.type == FULL_SNAPSHOT:
             self._has_snapshot[-1] = True
         self.nbytes += len(rec.frame)
-        self._trim()
+        self._trim(rec.server_time - self.max_age_ms)
 
-    def _trim(self) -> None:
+    def _trim(self, too_old: int) -> None:
         keep_from = self._latest_playable()
-        while self.nbytes > self.max_bytes and keep_from > 0:
+        while keep_from > 0 and (self.nbytes > self.max_bytes
+                                 or self.segments[0][-1][SERVER_TIME] < too_old):
             dropped = self.segments.popleft()
             self._has_snapshot.popleft()
             self.nbytes -= sum(len(e[FRAME]) for e in dropped)

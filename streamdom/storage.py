@@ -105,7 +105,7 @@ class Storage:
         if rows:
             # Nothing is live yet, so this runs here; the archive's high seqs drop what a crash
             # between a flush and its segment deletion left in both places.
-            high = queries.stream_high_seqs(files, sorted({(r[0], r[1]) for r in rows}))
+            high = queries.stream_high_seqs(files, sorted({(r[SID], r[STREAM]) for r in rows}))
             unique = flusher.unique_rows(rows, high)
             files += flusher.write_rows(self.data_dir, unique, self.stream_info,
                                         self.config.parquet_compression_level)

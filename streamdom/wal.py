@@ -1,11 +1,14 @@
 """Write-ahead log: zstd-compressed, checksummed frames of event records, fsynced before acks.
 
 A frame is `b"SDW2"`, payload length (u32 LE), CRC32 of the payload (u32 LE), then the payload:
-zstd-compressed lines, one record per line, its fields (FIELDS order) separated by tabs. `data`
-and `extra` are compact JSON, which never holds a raw tab or newline, and ids cannot, so no field
-needs escaping: logging costs a join, not a JSON encoding of text that already is JSON. The log is split into numbered segments; a
-segment is deleted once every record in it is in a Parquet file. Recovery reads frames until the
-first bad or truncated one, logs a warning for it, and keeps everything before.
+zstd-compressed lines, one record per line, its fields (protocol.Row order) separated by tabs,
+an `extra` of None as an empty field (a JSON object's text is never empty). `data` and `extra`
+are compact JSON, which never holds a raw tab or newline, and ids cannot, so nothing needs
+escaping: logging costs a join, not a JSON encoding of text that already is JSON.
+
+The log is split into numbered segments; a segment is deleted once every record in it is in a
+Parquet file. Recovery reads frames until the first bad or truncated one, logs a warning for it,
+and keeps everything before.
 """
 
 from __future__ import annotations
@@ -24,10 +27,6 @@ log = logging.getLogger(__name__)
 
 MAGIC = b"SDW2"
 HEADER = struct.Struct("<4sII")
-
-# Field order of one WAL line; `frame` is rebuilt from the others, so it is not logged. An
-# `extra` of None is logged as an empty field (a JSON object's text is never empty).
-FIELDS = ("session_id", "stream_id", "seq", "type", "timestamp", "server_time", "data", "extra")
 
 
 class WriteAheadLog:
@@ -70,7 +69,7 @@ class WriteAheadLog:
 
 
 def read_segments(paths: list[Path]) -> list[Row]:
-    """Every record (as a Row, FIELDS order) in the given segments, in order."""
+    """Every record (as a Row; an empty `extra` field is None) in the given segments, in order."""
     dctx = zstandard.ZstdDecompressor()
     out: list[Row] = []
     for path in paths:
