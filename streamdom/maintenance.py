@@ -16,8 +16,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SMALL_FILE_BYTES = 32 * 1024 * 1024  # files below this are merged
-TARGET_FILE_BYTES = 256 * 1024 * 1024  # a merge stops growing at about this much input
+TIER_BASE_BYTES = 1024 * 1024  # files below this are all in tier 0
+TARGET_FILE_BYTES = 256 * 1024 * 1024  # files this big are left alone; a merge stops growing here
 
 
 async def run(storage: Storage) -> None:
@@ -46,30 +46,43 @@ def expired_files(files: tuple[DataFile, ...] | list[DataFile], retention_days: 
 
 
 def compaction_groups(files: tuple[DataFile, ...] | list[DataFile], min_files: int) -> list[list[DataFile]]:
-    """Groups of small files, per day, worth merging into one file each."""
-    by_day: dict[str, list[DataFile]] = {}
+    """Groups of a day's files of about the same size, `min_files` or more, worth merging.
+
+    Size tiers (each `min_files` times the one below) make this a log-structured merge: a
+    merged file joins the next tier up and is merged again only with its peers there, so an
+    event is rewritten a few times in all, not once per pass as a merge-everything-small policy
+    would do to an ever-growing file.
+    """
+    tiers: dict[tuple[str, int], list[tuple[DataFile, int]]] = {}
     for f in files:
         try:
             size = f.events.stat().st_size
         except FileNotFoundError:
             continue
-        if size < SMALL_FILE_BYTES:
-            by_day.setdefault(f.day, []).append(f)
+        if size < TARGET_FILE_BYTES:
+            tiers.setdefault((f.day, _tier(size, min_files)), []).append((f, size))
     groups = []
-    for day_files in by_day.values():
-        if len(day_files) < min_files:
+    for members in tiers.values():
+        if len(members) < min_files:
             continue
         group: list[DataFile] = []
         total = 0
-        for f in day_files:
+        for f, size in members:
             group.append(f)
-            total += f.events.stat().st_size
+            total += size
             if total >= TARGET_FILE_BYTES:
                 groups.append(group)
                 group, total = [], 0
         if len(group) >= 2:
             groups.append(group)
     return groups
+
+
+def _tier(size: int, min_files: int) -> int:
+    tier, limit = 0, TIER_BASE_BYTES
+    while size >= limit:
+        tier, limit = tier + 1, limit * min_files
+    return tier
 
 
 def compact(data_dir: Path, group: list[DataFile], level: int) -> DataFile:

@@ -117,3 +117,24 @@ def test_expired_files_boundary() -> None:
     now = datetime(2026, 1, 3, 23, 59, tzinfo=UTC)
     assert [f.day for f in maintenance.expired_files(files, 2, now)] == ["2026-01-01"]
     assert maintenance.expired_files(files, 3, now) == []
+
+
+def test_compaction_merges_files_of_like_size_so_merged_files_are_not_rewritten_each_pass(
+        tmp_path: Path) -> None:
+    def files(day: str, sizes: list[int]) -> list[layout.DataFile]:
+        out = []
+        for i, size in enumerate(sizes):
+            p = tmp_path / f"{day}-{size}-{i}.parquet"
+            p.write_bytes(b"x" * size)
+            out.append(layout.DataFile(day, p, p))
+        return out
+
+    small, mb2 = 10_000, 2 * 1024 * 1024
+    # Seven fresh flush files and one earlier merge: nothing is worth a pass yet.
+    assert maintenance.compaction_groups(files("d1", [small] * 7 + [mb2]), 8) == []
+    # An eighth flush file: the eight small ones merge; the earlier merge is left alone.
+    d2 = files("d2", [small] * 8 + [mb2])
+    assert maintenance.compaction_groups(d2, 8) == [d2[:8]]
+    # Eight earlier merges of like size merge with each other; days never mix.
+    d3, d4 = files("d3", [mb2] * 8 + [small] * 3), files("d4", [small] * 8)
+    assert sorted(maintenance.compaction_groups(d3 + d4, 8), key=len) == [d3[:8], d4]
