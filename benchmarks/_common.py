@@ -6,9 +6,7 @@ import asyncio
 import json
 import os
 import random
-import re
 import resource
-import signal
 import subprocess
 import sys
 import time
@@ -27,74 +25,29 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 if str(ROOT) not in sys.path:  # `python benchmarks/x.py` puts benchmarks/, not the repo, on the path
     sys.path.insert(1, str(ROOT))
 
+from tests import helpers  # noqa: E402 - needs the path above
+
 
 # --- the server --------------------------------------------------------------------------------
-class ServerProcess:
-    """`python -m streamdom` on a free loopback port, its output going to a log file."""
+class ServerProcess(helpers.ServerProcess):
+    """The tests' server subprocess, plus a nice value and its CPU and memory figures."""
 
     def __init__(self, data_dir: Path, *args: str, nice: int = 0) -> None:
+        super().__init__(data_dir, *args)
         self.nice = nice
-        self.data_dir = Path(data_dir)
-        self.args = list(args)
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.port = 0
-        self.log_path = self.data_dir.parent / (self.data_dir.name + ".log")
 
-    def start(self, timeout: float = 60) -> ServerProcess:
-        """Start it and wait for the 'listening' line."""
-        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "streamdom", "--port", "0", "--data-dir", str(self.data_dir),
-               *self.args]
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT)
+    def start(self, port: int = 0, timeout: float = 60) -> ServerProcess:
+        """Start it, wait for the 'listening' line, then apply the nice value."""
+        super().start(port, timeout)
         if self.nice:
-            set_nice(self.nice, self.proc.pid)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            m = re.search(r"StreamDOM listening on http://[^:]+:(\d+)", self.logs())
-            if m:
-                self.port = int(m.group(1))
-                return self
-            if self.proc.poll() is not None:
-                raise RuntimeError("server exited:\n" + self.logs())
-            time.sleep(0.05)
-        raise RuntimeError("server did not start:\n" + self.logs())
-
-    def logs(self) -> str:
-        """Everything the server printed so far."""
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def stop(self, timeout: float = 60) -> int:
-        """SIGTERM and wait (the clean shutdown path)."""
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else 0
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            rc = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            rc = self.proc.wait()
-        self._log.close()
-        return rc
+            set_nice(self.nice, self.pid)
+        return self
 
     @property
     def pid(self) -> int:
         """The server's process id."""
         assert self.proc is not None
         return self.proc.pid
-
-    @property
-    def http(self) -> str:
-        """Base HTTP URL."""
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws(self) -> str:
-        """Base WebSocket URL."""
-        return f"ws://127.0.0.1:{self.port}"
 
     def cpu_seconds(self) -> float:
         """User + system CPU seconds used by the server so far."""

@@ -30,9 +30,16 @@ import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from _common import CHROMIUM, CHROMIUM_ARGS, ROOT, PageServer, machine_note, median, write_json
-
-from tests.helpers import ServerProcess
+from _common import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    ROOT,
+    PageServer,
+    ServerProcess,
+    machine_note,
+    median,
+    write_json,
+)
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, BrowserContext, Page

@@ -20,61 +20,76 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 class ServerProcess:
-    """`python -m streamdom` on a free port, as a user would run it."""
+    """`python -m streamdom` on a free loopback port, as a user would run it.
+
+    Its output goes to a log file next to the data dir (kept across restarts): a pipe that
+    nobody reads during a long run would fill up and stall the server on its next log line.
+    """
 
     def __init__(self, data_dir: Path, *args: str, env: dict[str, str] | None = None) -> None:
-        self.data_dir = data_dir
+        self.data_dir = Path(data_dir)
         self.args = list(args)
         self.env = {**os.environ, **(env or {})}
-        self.proc: subprocess.Popen[str] | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
-        self.output: list[str] = []
+        self.log_path = self.data_dir.parent / (self.data_dir.name + ".log")
+        self._log: Any = None
 
-    def start(self, port: int = 0, timeout: float = 30) -> ServerProcess:
-        """Start and wait for the 'listening' line."""
+    def start(self, port: int = 0, timeout: float = 60) -> ServerProcess:
+        """Start (on `port`, else the last one, else a free one) and wait for the 'listening' line."""
+        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "streamdom", "--port", str(port or self.port),
                "--data-dir", str(self.data_dir), *self.args]
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True)
+        self._close_log()
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed when the process ends
+        since = self._log.tell()  # this start's 'listening' line, not an earlier one's
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=self._log,
+                                     stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
-        assert self.proc.stdout is not None
         while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                raise RuntimeError("server exited:\n" + "".join(self.output))
-            self.output.append(line)
-            m = re.search(r"StreamDOM listening on http://[^:]+:(\d+)", line)
+            with open(self.log_path, "rb") as f:
+                f.seek(since)
+                m = re.search(rb"StreamDOM listening on http://[^:]+:(\d+)", f.read())
             if m:
                 self.port = int(m.group(1))
-                os.set_blocking(self.proc.stdout.fileno(), False)
                 return self
-        raise RuntimeError("server did not start:\n" + "".join(self.output))
+            if self.proc.poll() is not None:
+                raise RuntimeError("server exited:\n" + self.logs())
+            time.sleep(0.02)
+        raise RuntimeError("server did not start:\n" + self.logs())
 
     def logs(self) -> str:
-        """Everything the server printed so far."""
-        if self.proc and self.proc.stdout:
-            try:
-                rest = self.proc.stdout.read()
-            except (TypeError, OSError):
-                rest = None
-            if rest:
-                self.output.append(rest)
-        return "".join(self.output)
+        """Everything the server printed so far, over all its starts."""
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
 
-    def stop(self, timeout: float = 30) -> int:
-        """SIGTERM and wait: the clean shutdown path."""
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        rc = self.proc.wait(timeout)
-        self.logs()
-        return rc
+    def stop(self, timeout: float = 60) -> int:
+        """SIGTERM and wait: the clean shutdown path. Returns the exit code."""
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._close_log()
+        return self.proc.returncode
 
     def kill(self) -> None:
         """kill -9: the crash path."""
         assert self.proc is not None
         self.proc.kill()
         self.proc.wait(10)
-        self.logs()
+        self._close_log()
+
+    def _close_log(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None
 
     @property
     def http(self) -> str:
