@@ -27,7 +27,11 @@ StreamInfo = dict[tuple[str, str], tuple[str, str]]
 
 
 def make_pool() -> ProcessPoolExecutor:
-    """One worker process, started fresh (spawn: the server has threads, so no fork)."""
+    """One worker process, started fresh (spawn: the server has threads, so no fork).
+
+    The worker starts at the pool's first submit, from the submitting thread: the IOLoop's,
+    which lives as long as the server (PR_SET_PDEATHSIG follows the creating thread).
+    """
     return ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
                                initializer=_init_worker, initargs=(os.getpid(),))
 

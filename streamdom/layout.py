@@ -92,6 +92,25 @@ def scan(data_dir: Path) -> list[DataFile]:
     return out
 
 
+def remove_leftovers(data_dir: Path) -> list[Path]:
+    """Delete what a crash mid-write left: temp files, and events files whose index never came.
+
+    Only at start-up, with no writer running. An events file without its index holds events
+    that are elsewhere too: in the WAL (segments go only after a flush's pairs are complete),
+    which recovery writes again, or in the files a merge was reading, which stay until the
+    merge completes. Left in place it would show them twice to anyone globbing the directory.
+    """
+    gone: list[Path] = []
+    for top in ("events", "sessions"):
+        gone += (data_dir / top).glob("day=*/.*.tmp")
+    for ev in (data_dir / "events").glob("day=*/*.parquet"):
+        if not (index_dir(data_dir, ev.parent.name[4:]) / ev.name).exists():
+            gone.append(ev)
+    for p in gone:
+        p.unlink(missing_ok=True)
+    return gone
+
+
 def _source(rec_type: int, data: str) -> int | None:
     # IncrementalSnapshot (3) events carry data.source; keep it as a column so analysts and
     # DuckDB can filter clicks or mutations without parsing JSON.

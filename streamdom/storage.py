@@ -96,6 +96,8 @@ class Storage:
 
     def _recover(self) -> tuple[list[DataFile], int]:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        for p in layout.remove_leftovers(self.data_dir):
+            log.warning("removed %s, left by an interrupted write (its events are kept elsewhere)", p)
         files = layout.scan(self.data_dir)
         wal_dir = self.data_dir / "wal"
         wal_dir.mkdir(exist_ok=True)

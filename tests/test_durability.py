@@ -119,3 +119,27 @@ def test_any_text_survives_relay_wal_and_archive(server: ServerProcess) -> None:
     run_async(go())
     server.start()
     assert server.get_json("/api/sessions/text/events") == evs
+
+
+def test_leftovers_of_an_interrupted_write_are_removed_on_start(server: ServerProcess) -> None:
+    # A crash between a pair's events and index renames, and one mid-write of a temp file.
+    evs = session_events(5)
+
+    async def go() -> None:
+        rec = Recorder(server.ws, "left")
+        await rec.connect()
+        await rec.send_events(1, evs)
+        await rec.wait_ack(5)
+        rec.close()
+
+    run_async(go())
+    assert server.stop() == 0
+    [events_file] = list((server.data_dir / "events").glob("day=*/*.parquet"))
+    orphan = events_file.with_name("20990101T000000000000-orphan.parquet")
+    orphan.write_bytes(events_file.read_bytes())  # the same events, as if a flush died midway
+    tmp = events_file.with_name("." + events_file.name + ".tmp")
+    tmp.write_bytes(b"half a file")
+    server.start()
+    assert not orphan.exists() and not tmp.exists()
+    assert "left by an interrupted write" in server.logs()
+    assert server.get_json("/api/sessions/left/events") == evs
