@@ -11,7 +11,7 @@ from tornado.websocket import WebSocketHandler
 from streamdom.auth import PasswordCheck
 from streamdom.config import Config
 from streamdom.handlers.api import EventsHandler, SessionHandler, SessionsHandler
-from streamdom.handlers.ingest import IngestHandler
+from streamdom.handlers.ingest import AckBatcher, IngestHandler
 from streamdom.handlers.pages import (
     STATIC_DIR,
     DemoPage,
@@ -39,15 +39,18 @@ class Services:
         self.limits = IngestLimits(config.max_events_per_second_per_ip, config.max_sessions_per_ip)
         self.password_check = PasswordCheck(config.password) if config.password else None
         self.sockets: weakref.WeakSet[WebSocketHandler] = weakref.WeakSet()  # closed on shutdown
+        self.acks = AckBatcher(config.ack_interval)
 
     async def start(self) -> None:
         """Recover storage and start background work; call before accepting connections."""
         await self.storage.start()
+        self.acks.start()
 
     async def close(self) -> None:
         """Say goodbye to every socket (1001: reconnect later), then flush storage."""
         for sock in list(self.sockets):
             sock.close(1001, "server shutting down")
+        self.acks.stop()
         await self.storage.close()
 
 

@@ -39,7 +39,7 @@ class Config:
 
     # Archive.
     wal_sync_interval: float = 0.02  # seconds between WAL fsyncs; acks follow each fsync
-    ack_interval: float = 0.1  # at most one ack per recorder connection this often
+    ack_interval: float = 0.5  # at most one ack per recorder connection this often
     flush_interval: float = 5.0  # seconds between Parquet flushes
     flush_max_events: int = 50_000  # flush early when this many events are pending
     compaction_interval: float = 60.0
