@@ -23,7 +23,8 @@ class AckBatcher:
     """Sends every recorder's latest ack once per interval, from one timer for all of them.
 
     Acks only let a recorder free its buffer, so one per WAL fsync per connection would be CPU
-    spent for nothing; and with a thousand recorders a timer each costs more than the acks.
+    spent for nothing: at a thousand recorders, sending acks cost the IOLoop about as much as
+    relaying the events did. One shared timer also spares a timer per connection.
     """
 
     def __init__(self, interval: float) -> None:
