@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -62,7 +63,7 @@ class Storage:
         self.data_dir = config.data_dir
         self.io = ThreadPoolExecutor(1, thread_name_prefix="streamdom-io")  # serial: WAL order
         self.readers = ThreadPoolExecutor(config.query_threads, thread_name_prefix="streamdom-query")
-        self.flusher = flusher.make_pool()  # Parquet writes and compaction, off this process's GIL
+        self.flusher = flusher.make_pool(config.flusher_idle)  # Parquet + compaction, off our GIL
         self.catalog = Catalog([])
         self.wal: WriteAheadLog | None = None
         self.received: dict[StreamKey, int] = {}  # highest seq accepted (relayed)
@@ -252,6 +253,7 @@ class Storage:
             segments = await self._log(rotate=True)
             if segments is None:
                 return  # the WAL is failing; keep everything in memory and the log
+            started = time.monotonic()
             try:
                 files, written = await self.in_flusher(  # type: ignore[misc]
                     flusher.segments_to_parquet, self.data_dir, segments, info,
@@ -259,6 +261,10 @@ class Storage:
             except OSError as exc:
                 log.error("Parquet flush failed (events stay in memory and the WAL): %s", exc)
                 return
+            took = time.monotonic() - started
+            if took > max(30.0, 6 * self.config.flush_interval):
+                log.warning("a flush of %d events took %.0f s: if the CPUs are always busy, "
+                            "consider --flusher-priority low", count, took)
             if written != count:  # would mean a bug: say so, the WAL was the truth either way
                 log.error("flush wrote %d events from the WAL, %d were pending", written, count)
             # On the IOLoop, in one step: readers now find these events in Parquet, not memory.
@@ -280,7 +286,7 @@ class Storage:
         try:
             return await asyncio.get_running_loop().run_in_executor(self.flusher, fn, *args)
         except BrokenProcessPool as exc:
-            self.flusher = flusher.make_pool()
+            self.flusher = flusher.make_pool(self.config.flusher_idle)
             raise OSError(f"the flusher process died: {exc}") from exc
 
     # --- reads -----------------------------------------------------------------------------
