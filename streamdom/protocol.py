@@ -81,11 +81,6 @@ class EventRecord:
         return (self.session_id, self.stream_id, self.seq, self.type, self.timestamp,
                 self.server_time, self.data, self.extra)
 
-    @property
-    def nbytes(self) -> int:
-        """Approximate size in memory/on the wire, used for byte budgets."""
-        return len(self.frame)
-
 
 def parse_frame(text: str | bytes) -> dict[str, Any]:
     """Decode one client frame into a dict, refusing non-JSON, non-objects and absurd nesting."""
