@@ -67,14 +67,13 @@ def ready() -> bool:
     return True
 
 
-def segments_to_parquet(data_dir: Path, segments: list[Path], stream_info: StreamInfo, level: int,
-                        high: dict[tuple[str, str], int] | None = None) -> tuple[list[DataFile], int]:
+def segments_to_parquet(data_dir: Path, segments: list[Path], stream_info: StreamInfo,
+                        level: int) -> tuple[list[DataFile], int]:
     """Write the records of WAL segments to Parquet, each (session, stream, seq) once.
 
-    Records at or below `high` for their stream are already archived and skipped. Returns the
-    files written and how many records they hold.
+    Returns the files written and how many records they hold.
     """
-    rows = unique_rows(read_segments(segments), high or {})
+    rows = unique_rows(read_segments(segments), {})
     return write_rows(data_dir, rows, stream_info, level), len(rows)
 
 

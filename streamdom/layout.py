@@ -100,12 +100,10 @@ def remove_leftovers(data_dir: Path) -> list[Path]:
     which recovery writes again, or in the files a merge was reading, which stay until the
     merge completes. Left in place it would show them twice to anyone globbing the directory.
     """
-    gone: list[Path] = []
+    complete = {f.events for f in scan(data_dir)}
+    gone = [ev for ev in (data_dir / "events").glob("day=*/*.parquet") if ev not in complete]
     for top in ("events", "sessions"):
         gone += (data_dir / top).glob("day=*/.*.tmp")
-    for ev in (data_dir / "events").glob("day=*/*.parquet"):
-        if not (index_dir(data_dir, ev.parent.name[4:]) / ev.name).exists():
-            gone.append(ev)
     for p in gone:
         p.unlink(missing_ok=True)
     return gone
