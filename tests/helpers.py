@@ -175,6 +175,18 @@ class Recorder:
             self.conn.close()
 
 
+def record(ws_url: str, session_id: str, events: list[dict]) -> None:
+    """Record `events` as one stream (seqs 1..n) and return once all are acknowledged."""
+    async def go() -> None:
+        rec = Recorder(ws_url, session_id)
+        await rec.connect()
+        await rec.send_events(1, events)
+        await rec.wait_ack(len(events))
+        rec.close()
+
+    run_async(go())
+
+
 async def read_until(conn: WebSocketClientConnection, pred, timeout: float = 10) -> list[dict]:
     """Read frames until pred(frame) is true; return all read (last one matching)."""
     out = []

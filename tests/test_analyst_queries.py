@@ -7,7 +7,7 @@ import re
 
 import duckdb
 
-from tests.helpers import ROOT, Recorder, ServerProcess, event, run_async, session_events
+from tests.helpers import ROOT, ServerProcess, event, record, session_events
 
 
 def readme_queries() -> list[str]:
@@ -19,14 +19,7 @@ def test_readme_queries(server: ServerProcess) -> None:
     evs = session_events(10, href="http://shop.test/cart")
     clicks = [event(3, 1_700_000_000_100 + i, source=2, type=2, id=5, x=1, y=1) for i in range(3)]
 
-    async def go() -> None:
-        rec = Recorder(server.ws, "analyst")
-        await rec.connect()
-        await rec.send_events(1, evs + clicks)
-        await rec.wait_ack(13)
-        rec.close()
-
-    run_async(go())
+    record(server.ws, "analyst", evs + clicks)
     server.stop()
     queries = readme_queries()
     assert len(queries) == 3

@@ -5,7 +5,7 @@ from __future__ import annotations
 from tornado.websocket import websocket_connect
 
 from streamdom.wal import WriteAheadLog
-from tests.helpers import Recorder, ServerProcess, read_until, run_async, session_events
+from tests.helpers import Recorder, ServerProcess, read_until, record, run_async, session_events
 
 
 def test_kill_9_keeps_every_acknowledged_event_exactly_once(server: ServerProcess) -> None:
@@ -124,15 +124,7 @@ def test_any_text_survives_relay_wal_and_archive(server: ServerProcess) -> None:
 def test_leftovers_of_an_interrupted_write_are_removed_on_start(server: ServerProcess) -> None:
     # A crash between a pair's events and index renames, and one mid-write of a temp file.
     evs = session_events(5)
-
-    async def go() -> None:
-        rec = Recorder(server.ws, "left")
-        await rec.connect()
-        await rec.send_events(1, evs)
-        await rec.wait_ack(5)
-        rec.close()
-
-    run_async(go())
+    record(server.ws, "left", evs)
     assert server.stop() == 0
     [events_file] = list((server.data_dir / "events").glob("day=*/*.parquet"))
     orphan = events_file.with_name("20990101T000000000000-orphan.parquet")

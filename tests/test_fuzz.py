@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from tornado.websocket import websocket_connect
 
 from streamdom import protocol as p
-from tests.helpers import Recorder, ServerProcess, run_async, session_events
+from tests.helpers import Recorder, ServerProcess, record, run_async, session_events
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
@@ -89,14 +89,7 @@ def test_hostile_frames_over_a_real_socket(fuzz_server: ServerProcess, attack: l
 def test_after_fuzzing_the_server_is_healthy_and_sessions_are_intact(fuzz_server: ServerProcess) -> None:
     evs = session_events(30)
 
-    async def go() -> None:
-        good = Recorder(fuzz_server.ws, "bystander")
-        await good.connect()
-        await good.send_events(1, evs)
-        await good.wait_ack(30)
-        good.close()
-
-    run_async(go())
+    record(fuzz_server.ws, "bystander", evs)
     assert fuzz_server.proc.poll() is None
     assert fuzz_server.get_json("/healthz")["ok"] is True
     assert fuzz_server.get_json("/api/sessions/bystander/events") == evs
