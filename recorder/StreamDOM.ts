@@ -1,4 +1,5 @@
 // StreamDOM recorder: rrweb events streamed live over one WebSocket (see docs/PROTOCOL.md).
+// Module-level names are shortened by the minifier, so they are written out in full here.
 import { record } from '@rrweb/record';
 
 type RecOpts = Omit<NonNullable<Parameters<typeof record>[0]>, 'emit'>;
@@ -11,13 +12,16 @@ export type StreamDOMOptions = RecOpts & {
   maxBufferBytes?: number; // bound of the unacknowledged resend buffer
   maxBufferEvents?: number;
 };
-type Ent = { s: number; t: number; j: string }; // seq, rrweb event type, event JSON
+/** An event not yet acknowledged by the server. */
+type Unacked = { seq: number; type: number; json: string };
+/** One NTP-style clock sample: [round trip, server clock − our clock] (ms). */
+type ClockSample = [rtt: number, offset: number];
 
-const now = Date.now; // captured at load like rrweb's own timestamp clock
-const perf = () => performance.now();
-const r1 = (x: number) => Math.round(x * 10) / 10;
-const tx = (d: string) => { try { ws!.send(d) } catch {} };
-const frame = (s: number, js: string[]) => '{"type":"events","seq":' + s + ',"events":[' + js.join(',') + ']}';
+const wallNow = Date.now; // captured at load like rrweb's own timestamp clock
+const perfNow = () => performance.now();
+const round1 = (x: number) => Math.round(x * 10) / 10;
+const send = (data: string) => { try { socket!.send(data) } catch {} };
+const eventsFrame = (firstSeq: number, jsons: string[]) => '{"type":"events","seq":' + firstSeq + ',"events":[' + jsons.join(',') + ']}';
 
 /** ws(s)://<host of url>/ingest */
 export const ingestUrl = (url = location.href) => {
@@ -25,187 +29,194 @@ export const ingestUrl = (url = location.href) => {
   return (u.protocol == 'https:' ? 'wss://' : 'ws://') + u.host + '/ingest';
 };
 
-let o: StreamDOMOptions | null = null; // options while recording
-let sess = '', sid = '';
-let ws: WebSocket | null = null;
-let ok = false; // current socket is welcomed
-let seq = 0, acked = 0, bytes = 0, tries = 0, keep = 0, maxB = 0, maxN = 0;
-let buf: Ent[] = [];
-let stopRec: (() => void) | undefined;
-let timer: ReturnType<typeof setTimeout> | undefined, clk: typeof timer;
-let samples: number[][] = [], best: number[] | undefined; // [rtt, offset]
-let pend: Record<number, number> = {}; // ping t0 -> performance.now()
-let trimming = false, gapFrom = 0, gapN = 0, gapSeq = 0;
+let options: StreamDOMOptions | null = null; // while recording
+let sessionId = '', streamId = '';
+let socket: WebSocket | null = null;
+let welcomed = false; // the current socket got its welcome: live events go out at once
+let seq = 0; // last seq given to an event
+let ackedSeq = 0; // highest seq the server holds durably
+let unackedBytes = 0; // JSON characters in `unacked`
+let retries = 0; // reconnect attempts since the last welcome (backoff exponent)
+let ownSnapshotSeq = 0; // seq of the fresh full snapshot trimBuffer() took itself
+let maxBytes = 0, maxEvents = 0; // bounds of `unacked`
+let unacked: Unacked[] = []; // resend buffer, in seq order
+let stopRecording: (() => void) | undefined;
+let reconnectTimer: ReturnType<typeof setTimeout> | undefined, pingTimer: typeof reconnectTimer;
+let clockSamples: ClockSample[] = [], bestClock: ClockSample | undefined;
+let pendingPings: Record<number, number> = {}; // ping t0 -> performance.now() when sent
+let trimming = false;
+let gapFrom = 0, gapCount = 0, gapReportSeq = 0; // the last gap reported, and the seq it was reported at
 let welcomes = 0; // a reconnect may meet a restarted server whose memory lost our snapshot
 
-function drop(n: number) { // everything <= n is durable on the server
-  if (n > acked) acked = n;
+function dropAcked(upTo: number) { // everything <= upTo is durable on the server
+  if (upTo > ackedSeq) ackedSeq = upTo;
   let i = 0;
-  while (i < buf.length && buf[i].s <= n) bytes -= buf[i++].j.length;
-  buf.splice(0, i);
+  while (i < unacked.length && unacked[i].seq <= upTo) unackedBytes -= unacked[i++].json.length;
+  unacked.splice(0, i);
 }
 
-function flush() { // resend the buffer: batches of consecutive seqs, <= 100 events / ~256 KB
-  let js: string[] = [], first = 0, size = 0, prev = 0;
-  for (const x of buf) {
-    if (js.length && (x.s != prev + 1 || js.length >= 100 || size + x.j.length > 262144)) {
-      tx(frame(first, js));
-      js = [];
+function resendUnacked() { // batches of consecutive seqs, <= 100 events / ~256 KB
+  let jsons: string[] = [], first = 0, size = 0, prev = 0;
+  for (const x of unacked) {
+    if (jsons.length && (x.seq != prev + 1 || jsons.length >= 100 || size + x.json.length > 262144)) {
+      send(eventsFrame(first, jsons));
+      jsons = [];
       size = 0;
     }
-    if (!js.length) first = x.s;
-    js.push(x.j);
-    size += x.j.length;
-    prev = x.s;
+    if (!jsons.length) first = x.seq;
+    jsons.push(x.json);
+    size += x.json.length;
+    prev = x.seq;
   }
-  if (js.length) tx(frame(first, js));
+  if (jsons.length) send(eventsFrame(first, jsons));
 }
 
-const gap = (droppedFrom: number, droppedTo: number, count: number) => {
+const reportGap = (droppedFrom: number, droppedTo: number, count: number) => {
   try { record.addCustomEvent('streamdom-gap', { droppedFrom, droppedTo, count }) } catch {}
 };
 
-function emit(e: unknown) {
+/** rrweb's emit callback: number the event, keep it until acknowledged, send it now if welcomed. */
+function onRecorded(e: unknown) {
   try {
-    const j = JSON.stringify(e), x = { s: ++seq, t: (e as { type: number }).type, j };
-    buf.push(x);
-    bytes += j.length;
-    if (ok) tx(frame(x.s, [j])); // live: one event per frame, right now
-    trim();
+    const json = JSON.stringify(e), x = { seq: ++seq, type: (e as { type: number }).type, json };
+    unacked.push(x);
+    unackedBytes += json.length;
+    if (welcomed) send(eventsFrame(seq, [json])); // live: one event per frame, right now
+    trimBuffer();
   } catch {}
 }
 
 // Over the bound (long outage): drop the oldest whole segments (each starts at a Meta event,
 // i.e. a full snapshot); with no later snapshot to cut at, take a fresh one first. Report the gap.
-function trim() {
-  const over = (k: number) => bytes > maxB * k || buf.length > maxN * k;
+function trimBuffer() {
+  const over = (factor: number) => unackedBytes > maxBytes * factor || unacked.length > maxEvents * factor;
   if (trimming || !over(1)) return;
   trimming = true;
   try {
-    const cut = () => buf.findIndex((x, i) => i > 0 && x.t == 4);
-    if (cut() < 0) {
-      if (buf[0].s == keep && !over(2)) return; // starts at our own fresh snapshot: let a checkout come
-      keep = seq + 1;
+    const nextSegment = () => unacked.findIndex((x, i) => i > 0 && x.type == 4);
+    if (nextSegment() < 0) {
+      if (unacked[0].seq == ownSnapshotSeq && !over(2)) return; // starts at our own fresh snapshot: let a checkout come
+      ownSnapshotSeq = seq + 1;
       record.takeFullSnapshot(true);
     }
-    let from = buf[0].s, to = 0, n = 0, j;
-    while (over(1) && (j = cut()) > 0) for (const x of buf.splice(0, j)) bytes -= x.j.length, n++, to = x.s;
-    if (!n) return;
-    if (gapSeq && gapSeq <= to) from = gapFrom, n += gapN; // our previous gap report was dropped too: merge
-    gap(from, to, n);
-    gapFrom = from, gapN = n, gapSeq = seq;
+    let from = unacked[0].seq, to = 0, count = 0, cut;
+    while (over(1) && (cut = nextSegment()) > 0) for (const x of unacked.splice(0, cut)) unackedBytes -= x.json.length, count++, to = x.seq;
+    if (!count) return;
+    if (gapReportSeq && gapReportSeq <= to) from = gapFrom, count += gapCount; // our previous gap report was dropped too: merge
+    reportGap(from, to, count);
+    gapFrom = from, gapCount = count, gapReportSeq = seq;
   } finally {
     trimming = false;
   }
 }
 
 function connect() {
-  const c = o!;
-  let url = c.endpoint || ingestUrl();
-  if (c.key) url += (url.includes('?') ? '&' : '?') + 'key=' + encodeURIComponent(c.key);
-  const s = (ws = new WebSocket(url));
-  pend = {};
+  const opts = options!;
+  let url = opts.endpoint || ingestUrl();
+  if (opts.key) url += (url.includes('?') ? '&' : '?') + 'key=' + encodeURIComponent(opts.key);
+  const s = (socket = new WebSocket(url));
+  pendingPings = {};
   s.onopen = () => {
-    if (s == ws) tx(JSON.stringify({ type: 'hello', sessionId: c.sessionId, streamId: sid, url: location.href, userAgent: navigator.userAgent }));
+    if (s == socket) send(JSON.stringify({ type: 'hello', sessionId: opts.sessionId, streamId, url: location.href, userAgent: navigator.userAgent }));
   };
   s.onmessage = (ev) => {
-    if (s == ws) try { onMsg(JSON.parse(ev.data)) } catch {}
+    if (s == socket) try { onServerMessage(JSON.parse(ev.data)) } catch {}
   };
   s.onclose = (ev) => {
-    if (s == ws) try { closed(ev.code) } catch {}
+    if (s == socket) try { onClosed(ev.code) } catch {}
   };
 }
 
-function onMsg(m: any) {
-  if (m.type == 'ack') drop(m.seq);
+function onServerMessage(m: any) {
+  if (m.type == 'ack') dropAcked(m.seq);
   else if (m.type == 'welcome') {
-    ok = true;
-    tries = 0;
-    drop(m.ackedSeq);
-    flush();
-    if (welcomes++ && stopRec) record.takeFullSnapshot(true); // late viewers get a playable start
-    sync(0);
+    welcomed = true;
+    retries = 0;
+    dropAcked(m.ackedSeq);
+    resendUnacked();
+    if (welcomes++ && stopRecording) record.takeFullSnapshot(true); // late viewers get a playable start
+    schedulePing(0);
   } else if (m.type == 'pong') {
-    const p0 = pend[m.t0];
-    if (p0 == null) return;
-    delete pend[m.t0];
-    const d = perf() - p0, rtt = Math.max(0, d - (m.t2 - m.t1)), off = (m.t1 - m.t0 + m.t2 - (m.t0 + d)) / 2;
-    if (isNaN(rtt + off)) return;
-    samples.push([rtt, off]);
-    if (samples.length > 8) samples.shift();
-    const b = samples.reduce((a, x) => (x[0] < a[0] ? x : a));
-    if (b != best) {
-      best = b;
-      tx(JSON.stringify({ type: 'clock', offset: r1(b[1]), rtt: r1(b[0]) }));
+    const sentAt = pendingPings[m.t0];
+    if (sentAt == null) return;
+    delete pendingPings[m.t0];
+    const d = perfNow() - sentAt, rtt = Math.max(0, d - (m.t2 - m.t1)), offset = (m.t1 - m.t0 + m.t2 - (m.t0 + d)) / 2;
+    if (isNaN(rtt + offset)) return;
+    clockSamples.push([rtt, offset]);
+    if (clockSamples.length > 8) clockSamples.shift();
+    const best = clockSamples.reduce((a, x) => (x[0] < a[0] ? x : a));
+    if (best != bestClock) {
+      bestClock = best;
+      send(JSON.stringify({ type: 'clock', offset: round1(best[1]), rtt: round1(best[0]) }));
     }
   }
 }
 
-function sync(k: number) { // NTP-style pings: 5 quick ones, then one every 10 s
-  clk = setTimeout(() => {
-    if (!ok) return;
-    const t0 = now();
-    pend[t0] = perf();
-    tx(JSON.stringify({ type: 'ping', t0 }));
-    sync(k + 1);
-  }, k < 5 ? (k && 50) : 1e4);
+function schedulePing(n: number) { // NTP-style pings: 5 quick ones, then one every 10 s
+  pingTimer = setTimeout(() => {
+    if (!welcomed) return;
+    const t0 = wallNow();
+    pendingPings[t0] = perfNow();
+    send(JSON.stringify({ type: 'ping', t0 }));
+    schedulePing(n + 1);
+  }, n < 5 ? (n && 50) : 1e4);
 }
 
-function closed(code: number) {
-  ok = false;
-  ws = null;
-  clearTimeout(clk);
-  if (!o) return; // stopped
+function onClosed(code: number) {
+  welcomed = false;
+  socket = null;
+  clearTimeout(pingTimer);
+  if (!options) return; // stopped
   if (code == 4401 || code == 4403 || code == 4400) {
     console.warn('StreamDOM: refused by server', code);
     return halt();
   }
-  if (code == 1009 && buf.length) { // drop the oversized event
-    const x = buf.reduce((a, b) => (b.j.length > a.j.length ? b : a));
-    buf.splice(buf.indexOf(x), 1);
-    bytes -= x.j.length;
-    gap(x.s, x.s, 1);
+  if (code == 1009 && unacked.length) { // drop the oversized event
+    const x = unacked.reduce((a, b) => (b.json.length > a.json.length ? b : a));
+    unacked.splice(unacked.indexOf(x), 1);
+    unackedBytes -= x.json.length;
+    reportGap(x.seq, x.seq, 1);
   }
   const slow = code == 4429 || code == 4507 || code == 4408;
-  if (slow) tries = Math.max(tries, 6);
-  timer = setTimeout(() => { try { if (o && !ws) connect() } catch {} }, (slow ? 2000 : 0) + Math.random() * Math.min(1e4, 250 * 2 ** Math.min(tries++, 6)));
+  if (slow) retries = Math.max(retries, 6);
+  reconnectTimer = setTimeout(() => { try { if (options && !socket) connect() } catch {} }, (slow ? 2000 : 0) + Math.random() * Math.min(1e4, 250 * 2 ** Math.min(retries++, 6)));
 }
 
 function halt() {
-  try { stopRec?.() } catch {}
-  stopRec = undefined;
-  o = null;
-  clearTimeout(timer);
-  clearTimeout(clk);
+  try { if (stopRecording) stopRecording() } catch {}
+  stopRecording = undefined;
+  options = null;
+  clearTimeout(reconnectTimer);
+  clearTimeout(pingTimer);
 }
 
 function init(opts: StreamDOMOptions) {
   try {
-    if (o || !opts) return;
+    if (options || !opts) return;
     if (typeof opts.sessionId != 'string' || !/^[\w.:@-]{1,128}$/.test(opts.sessionId)) return console.warn('StreamDOM: invalid sessionId');
-    const { sessionId, endpoint, key, unmaskInputSelector: um, maxBufferBytes, maxBufferEvents, ...rest } = opts;
-    o = opts;
-    sess = sessionId;
-    sid = (crypto.randomUUID && crypto.randomUUID()) || Math.random().toString(36).slice(2) + now().toString(36);
-    seq = acked = bytes = tries = keep = gapSeq = 0;
-    buf = [];
-    samples = [];
-    best = undefined;
-    maxB = maxBufferBytes || 16e6;
-    maxN = maxBufferEvents || 5e4;
-    const f = rest.maskInputFn, star = (t: string) => '*'.repeat(t.length);
+    const { sessionId: id, endpoint, key, unmaskInputSelector: unmask, maxBufferBytes, maxBufferEvents, ...rest } = opts;
+    options = opts;
+    sessionId = id;
+    streamId = (crypto.randomUUID && crypto.randomUUID()) || Math.random().toString(36).slice(2) + wallNow().toString(36);
+    seq = ackedSeq = unackedBytes = retries = ownSnapshotSeq = gapReportSeq = 0;
+    unacked = [];
+    clockSamples = [];
+    bestClock = undefined;
+    maxBytes = maxBufferBytes || 16e6;
+    maxEvents = maxBufferEvents || 5e4;
+    const maskFn = rest.maskInputFn, stars = (t: string) => '*'.repeat(t.length);
     connect();
-    stopRec = record({
+    stopRecording = record({
       errorHandler: () => true, // rrweb errors never reach the host page
       checkoutEveryNms: 6e4,
       ...rest,
       maskAllInputs: rest.maskAllInputs ?? true,
       maskInputOptions: { ...rest.maskInputOptions, password: true },
       maskInputFn: (t, el) =>
-        (el as HTMLInputElement).type == 'password' || el.hasAttribute('data-rr-is-password') ? star(t)
-        : um && el.closest(um) ? t : f ? f(t, el) : star(t),
+        (el as HTMLInputElement).type == 'password' || el.hasAttribute('data-rr-is-password') ? stars(t)
+        : unmask && el.closest(unmask) ? t : maskFn ? maskFn(t, el) : stars(t),
       sampling: { mousemove: 50, mousemoveCallback: 100, ...rest.sampling },
-      emit,
+      emit: onRecorded,
     });
   } catch {
     stop();
@@ -214,12 +225,12 @@ function init(opts: StreamDOMOptions) {
 
 function stop(): Promise<void> {
   return new Promise((res) => {
-    const s = ws, end = perf() + 1000;
+    const s = socket, end = perfNow() + 1000;
     halt();
     if (!s) return res();
     const wait = () => { // until all is acknowledged (a pending welcome resends), the socket is gone, or 1 s
-      if (buf.length && s!.readyState < 2 && perf() < end) return setTimeout(wait, 20);
-      if (ws == s) ws = null, ok = false, clearTimeout(clk);
+      if (unacked.length && s!.readyState < 2 && perfNow() < end) return setTimeout(wait, 20);
+      if (socket == s) socket = null, welcomed = false, clearTimeout(pingTimer);
       try { s!.close(1000) } catch {}
       res();
     };
@@ -228,8 +239,8 @@ function stop(): Promise<void> {
 }
 
 const status = () => ({
-  connected: ok, sessionId: sess, streamId: sid, lastSeq: seq, ackedSeq: acked, buffered: buf.length,
-  offset: best && best[1], rtt: best && best[0],
+  connected: welcomed, sessionId, streamId, lastSeq: seq, ackedSeq, buffered: unacked.length,
+  offset: bestClock && bestClock[1], rtt: bestClock && bestClock[0],
 });
 
 export const StreamDOM = { init, stop, status };
