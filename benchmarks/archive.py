@@ -5,10 +5,10 @@ shifted per session, texts, pointer positions, URLs, viewports and timing varied
 trivially compressible), spread over --days days ending now. Each session starts with a Meta +
 FullSnapshot pair and takes a new one every 60 s (rrweb's checkout, as the recorder does), then
 replays the sample's incremental events at a per-session pace. One extra session lasts
---long-minutes. Events are turned into EventRecords with streamdom.protocol.make_record and
+--long-minutes. Events are turned into EventRecords with streamdom.ingest.validate.make_record and
 written in server-time order through the server's own flush path (layout.split_by_day,
 records_table, index_table, write_pair) in batches of --batch-events, then compacted with
-streamdom.maintenance (compaction_groups + compact). Then it measures the session list
+streamdom.archive.maintenance (compaction_groups + compact). Then it measures the session list
 (queries.list_sessions) and loading the long session through Storage.events (first page of
 2000 and everything).
 """
@@ -32,11 +32,12 @@ from typing import Any
 import zstandard
 from _common import SAMPLE, load_sample, machine_note, median, write_json
 
-from streamdom import layout, maintenance, queries
-from streamdom.catalog import Catalog
+from streamdom.archive import layout, maintenance, queries
+from streamdom.archive.catalog import Catalog
+from streamdom.archive.storage import Storage
 from streamdom.config import Config
-from streamdom.protocol import EventRecord, Row, make_record
-from streamdom.storage import Storage
+from streamdom.ingest.validate import make_record
+from streamdom.records import EventRecord, Row
 
 DAY_MS = 86_400_000
 ID_KEYS = frozenset(("id", "parentId", "nextId", "previousId", "rootId"))

@@ -102,7 +102,8 @@ def server_cpu_per_event(sample: Path) -> dict[str, float]:
 
     from _common import load_sample
 
-    from streamdom import protocol as p
+    from streamdom import wire
+    from streamdom.ingest import validate
 
     events = load_sample(sample)
     frames = [json.dumps({"type": "events", "seq": i + 1, "events": [e]}, separators=(",", ":"))
@@ -118,8 +119,8 @@ def server_cpu_per_event(sample: Path) -> dict[str, float]:
         return median(runs) / len(frames) * 1e6
 
     def ingest(f: str) -> None:
-        seq, evs = p.parse_events(p.parse_frame(f))
-        p.make_record("s", "t", seq, evs[0], 1)
+        seq, evs = validate.parse_events(wire.parse_frame(f))
+        validate.make_record("s", "t", seq, evs[0], 1)
 
     out = {"parse_and_make_record_us": per_event(ingest), "json_loads_us": per_event(json.loads),
            "frames": len(frames), "mean_frame_bytes": sum(map(len, frames)) / len(frames)}

@@ -12,8 +12,8 @@ import signal
 import sys
 from pathlib import Path
 
-from streamdom.app import make_app
 from streamdom.config import Config
+from streamdom.web.app import make_app
 
 log = logging.getLogger("streamdom")
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import duckdb
 
-from streamdom import layout, maintenance, queries
+from streamdom.archive import layout, maintenance, queries
+from streamdom.archive.storage import Storage
 from streamdom.config import Config
-from streamdom.protocol import make_record
-from streamdom.storage import Storage
+from streamdom.ingest.validate import make_record
 from tests.helpers import run_async, session_events
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tornado.websocket import websocket_connect
 
-from streamdom.wal import WriteAheadLog
+from streamdom.archive.wal import WriteAheadLog
 from tests.helpers import Recorder, ServerProcess, read_until, record, run_async, session_events
 
 
@@ -57,7 +57,7 @@ def test_kill_9_keeps_every_acknowledged_event_exactly_once(server: ServerProces
 def test_damaged_wal_tail_is_skipped_on_start(server: ServerProcess) -> None:
     server.stop()
     wal_dir = server.data_dir / "wal"
-    from streamdom.protocol import make_record
+    from streamdom.ingest.validate import make_record
 
     evs = session_events(20)
     wal = WriteAheadLog(wal_dir)

@@ -9,7 +9,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tornado.websocket import websocket_connect
 
-from streamdom import protocol as p
+from streamdom import wire
+from streamdom.ingest import validate
+from streamdom.wire import CloseCode
 from tests.helpers import Recorder, ServerProcess, record, run_async, session_events
 
 json_values = st.recursive(
@@ -32,26 +34,26 @@ frames = st.one_of(
 @settings(max_examples=400, deadline=None)
 def test_parse_never_raises_anything_but_protocol_errors(frame: str | bytes) -> None:
     try:
-        msg = p.parse_frame(frame)
-    except p.ProtocolError as exc:
-        assert exc.code == p.CLOSE_MALFORMED
+        msg = wire.parse_frame(frame)
+    except wire.ProtocolError as exc:
+        assert exc.code == CloseCode.MALFORMED
         return
-    for parse in (p.parse_hello, p.parse_events):
+    for parse in (validate.parse_hello, validate.parse_events):
         try:
             parse(msg)
-        except p.ProtocolError as exc:
-            assert exc.code == p.CLOSE_MALFORMED
+        except wire.ProtocolError as exc:
+            assert exc.code == CloseCode.MALFORMED
 
 
 @given(st.lists(json_values, min_size=1, max_size=5))
 @settings(max_examples=300, deadline=None)
 def test_accepted_events_round_trip_exactly(events: list) -> None:
     evs = [{"type": 3, "timestamp": 5, "data": e if isinstance(e, dict) else {"v": e}} for e in events]
-    seq, checked = p.parse_events({"type": "events", "seq": 1, "events": evs})
+    seq, checked = validate.parse_events({"type": "events", "seq": 1, "events": evs})
     for i, ev in enumerate(checked):
-        rec = p.make_record("s", "a", seq + i, ev, 1)
+        rec = validate.make_record("s", "a", seq + i, ev, 1)
         assert json.loads(rec.event_json()) == ev
-        assert json.loads(p.frame_text(rec.frame))["event"] == ev
+        assert json.loads(wire.frame_text(rec.frame))["event"] == ev
 
 
 @pytest.fixture(scope="module")
@@ -95,4 +97,4 @@ def test_after_fuzzing_the_server_is_healthy_and_sessions_are_intact(fuzz_server
     assert fuzz_server.get_json("/api/sessions/bystander/events") == evs
     # Whatever the fuzzer sent as "fuzzed", only well-formed rrweb events could have been stored.
     for ev in fuzz_server.get_json("/api/sessions/fuzzed/events"):
-        p.check_event(ev)
+        validate.check_event(ev)

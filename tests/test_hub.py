@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from streamdom.config import Config
-from streamdom.hub import Hub
-from streamdom.protocol import make_record
+from streamdom.ingest.validate import make_record
+from streamdom.live.hub import Hub
 from tests.helpers import run_async, session_events
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import gc
 
-from streamdom.protocol import frame_text, make_record
-from streamdom.ringbuffer import FRAME, SEQ, RingBuffer
+from streamdom.ingest.validate import make_record
+from streamdom.live.ring import ENTRY_FRAME, ENTRY_SEQ, RingBuffer
+from streamdom.wire import frame_text
 
 
 def rec(seq: int, t: int, stream: str = "a", size: int = 10):
@@ -15,35 +16,35 @@ def rec(seq: int, t: int, stream: str = "a", size: int = 10):
 def feed(ring: RingBuffer, types: list[int], size: int = 10) -> list:
     out = [rec(i + 1, t, size=size) for i, t in enumerate(types)]
     for r in out:
-        ring.append(r)
+        ring.keep(r)
     return out
 
 
 def test_backlog_starts_at_latest_meta_and_snapshot() -> None:
     ring = RingBuffer(10**9, 10**9)
     feed(ring, [4, 2, 3, 3, 4, 2, 3])
-    assert [e[SEQ] for e in ring.backlog()] == [5, 6, 7]
+    assert [e[ENTRY_SEQ] for e in ring.backlog()] == [5, 6, 7]
     assert len(ring) == 7  # under budget: older segment kept for rewinds
 
 
 def test_backlog_ignores_a_meta_whose_snapshot_has_not_arrived() -> None:
     ring = RingBuffer(10**9, 10**9)
     feed(ring, [4, 2, 3, 4])
-    assert [e[SEQ] for e in ring.backlog()] == [1, 2, 3, 4]
+    assert [e[ENTRY_SEQ] for e in ring.backlog()] == [1, 2, 3, 4]
 
 
 def test_budget_drops_old_segments_but_never_the_latest_playable_one() -> None:
     ring = RingBuffer(max_bytes=1, max_age_ms=10**9)
     feed(ring, [4, 2, 3, 3, 4, 2, 3, 3, 3], size=1000)
-    assert [e[SEQ] for e in ring] == [5, 6, 7, 8, 9]
-    assert [e[SEQ] for e in ring.backlog()] == [5, 6, 7, 8, 9]
-    assert ring.nbytes == sum(len(e[FRAME]) for e in ring)
+    assert [e[ENTRY_SEQ] for e in ring] == [5, 6, 7, 8, 9]
+    assert [e[ENTRY_SEQ] for e in ring.backlog()] == [5, 6, 7, 8, 9]
+    assert ring.nbytes == sum(len(e[ENTRY_FRAME]) for e in ring)
 
 
 def test_snapshot_without_meta_starts_a_segment() -> None:
     ring = RingBuffer(10**9, 10**9)
     feed(ring, [4, 2, 3, 2, 3])
-    assert [e[SEQ] for e in ring.backlog()] == [4, 5]
+    assert [e[ENTRY_SEQ] for e in ring.backlog()] == [4, 5]
 
 
 def test_frame_is_encoded_once_and_reassembles_the_event() -> None:
@@ -65,9 +66,9 @@ def test_entries_leave_the_cyclic_gc_so_full_collections_stay_short() -> None:
 def test_segments_older_than_the_age_limit_are_dropped_but_never_the_playable_one() -> None:
     ring = RingBuffer(10**9, max_age_ms=100)
     for seq, (t, at) in enumerate([(4, 0), (2, 0), (3, 50), (4, 60), (2, 60), (3, 120)], 1):
-        ring.append(make_record("s", "a", seq, {"type": t, "data": {}, "timestamp": at}, at))
-    assert [e[SEQ] for e in ring] == [1, 2, 3, 4, 5, 6]  # the first segment ended at 50: young
-    ring.append(make_record("s", "a", 7, {"type": 3, "data": {}, "timestamp": 151}, 151))
-    assert [e[SEQ] for e in ring] == [4, 5, 6, 7]  # now it is more than 100 ms old
-    ring.append(make_record("s", "a", 8, {"type": 3, "data": {}, "timestamp": 999}, 999))
-    assert [e[SEQ] for e in ring] == [4, 5, 6, 7, 8]  # the latest snapshot's segment stays
+        ring.keep(make_record("s", "a", seq, {"type": t, "data": {}, "timestamp": at}, at))
+    assert [e[ENTRY_SEQ] for e in ring] == [1, 2, 3, 4, 5, 6]  # the first segment ended at 50: young
+    ring.keep(make_record("s", "a", 7, {"type": 3, "data": {}, "timestamp": 151}, 151))
+    assert [e[ENTRY_SEQ] for e in ring] == [4, 5, 6, 7]  # now it is more than 100 ms old
+    ring.keep(make_record("s", "a", 8, {"type": 3, "data": {}, "timestamp": 999}, 999))
+    assert [e[ENTRY_SEQ] for e in ring] == [4, 5, 6, 7, 8]  # the latest snapshot's segment stays

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from streamdom.protocol import make_record
-from streamdom.wal import WriteAheadLog, read_segments
+from streamdom.archive.wal import WriteAheadLog, read_segments
+from streamdom.ingest.validate import make_record
 
 
 def records(start: int, n: int):

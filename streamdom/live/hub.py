@@ -10,8 +10,9 @@ from typing import Protocol
 from tornado.ioloop import IOLoop
 
 from streamdom.config import Config
-from streamdom.protocol import EventRecord, dumps, now_ms
-from streamdom.ringbuffer import FRAME, RingBuffer
+from streamdom.live.ring import ENTRY_FRAME, RingBuffer
+from streamdom.records import EventRecord
+from streamdom.wire import dumps, now_ms
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +121,7 @@ class Hub:
         for rec in records:
             for w in tuple(s.watchers):
                 w.send_frame(rec.frame)
-            ring.append(rec)
+            ring.keep(rec)
             s.event_count += 1
             s.bytes += len(rec.data)
             s.last_event_at = rec.server_time
@@ -165,7 +166,7 @@ class Hub:
             if st.clock_frame:
                 w.send_frame(st.clock_frame, backlog=True)
         for entry in s.ring.backlog():
-            w.send_frame(entry[FRAME], backlog=True)
+            w.send_frame(entry[ENTRY_FRAME], backlog=True)
         w.send_frame('{"type":"caughtup"}', backlog=True)
 
     def remove_watcher(self, s: LiveSession, w: FrameSink) -> None:

@@ -14,25 +14,22 @@ from pathlib import Path
 
 from tornado.ioloop import IOLoop, PeriodicCallback
 
-from streamdom import flusher, layout, queries
-from streamdom.catalog import Catalog
+from streamdom.archive import flusher, layout, maintenance, queries
+from streamdom.archive.catalog import Catalog
+from streamdom.archive.layout import DataFile
+from streamdom.archive.wal import WriteAheadLog, read_segments
 from streamdom.config import Config
-from streamdom.layout import DataFile
-from streamdom.protocol import (
-    DATA,
-    EXTRA,
-    SEQ,
-    SERVER_TIME,
-    SID,
-    STREAM,
-    TS,
-    TYPE,
+from streamdom.records import (
+    ROW_DATA,
+    ROW_SEQ,
+    ROW_SERVER_TIME,
+    ROW_SESSION,
+    ROW_STREAM,
     EventRecord,
     Row,
-    event_json,
-    now_ms,
+    row_event_json,
 )
-from streamdom.wal import WriteAheadLog, read_segments
+from streamdom.wire import now_ms
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +105,7 @@ class Storage:
         if rows:
             # Nothing is live yet, so this runs here; the archive's high seqs drop what a crash
             # between a flush and its segment deletion left in both places.
-            high = queries.stream_high_seqs(files, sorted({(r[SID], r[STREAM]) for r in rows}))
+            high = queries.stream_high_seqs(files, sorted({(r[ROW_SESSION], r[ROW_STREAM]) for r in rows}))
             unique = flusher.unique_rows(rows, high)
             files += flusher.write_rows(self.data_dir, unique, self.stream_info,
                                         self.config.parquet_compression_level)
@@ -169,12 +166,12 @@ class Storage:
         rows = [rec.row() for rec in records]  # the records themselves (and frames) can go now
         self._wal_pending.extend(rows)
         for row in rows:
-            st = self._unflushed.get(row[SID])
+            st = self._unflushed.get(row[ROW_SESSION])
             if st is None:
-                st = self._unflushed[row[SID]] = PendingStats(row[SERVER_TIME], row[SERVER_TIME])
-            st.last_event_at = row[SERVER_TIME]
+                st = self._unflushed[row[ROW_SESSION]] = PendingStats(row[ROW_SERVER_TIME], row[ROW_SERVER_TIME])
+            st.last_event_at = row[ROW_SERVER_TIME]
             st.event_count += 1
-            st.bytes += len(row[DATA])
+            st.bytes += len(row[ROW_DATA])
             st.records.append(row)
         self._unflushed_count += len(records)
         if self._wal_task is None:
@@ -217,9 +214,9 @@ class Storage:
             return None
         highs: dict[StreamKey, int] = {}
         for row in batch:
-            key = (row[SID], row[STREAM])
-            if row[SEQ] > highs.get(key, 0):
-                highs[key] = row[SEQ]
+            key = (row[ROW_SESSION], row[ROW_STREAM])
+            if row[ROW_SEQ] > highs.get(key, 0):
+                highs[key] = row[ROW_SEQ]
         for key, seq in highs.items():
             if seq > self.durable.get(key, 0):
                 self.durable[key] = seq
@@ -275,9 +272,9 @@ class Storage:
                 if not st.records:
                     del self._unflushed[sid]
                 else:
-                    st.started_at = st.records[0][SERVER_TIME]
+                    st.started_at = st.records[0][ROW_SERVER_TIME]
                     st.event_count = len(st.records)
-                    st.bytes = sum(len(r[DATA]) for r in st.records)
+                    st.bytes = sum(len(r[ROW_DATA]) for r in st.records)
             self._unflushed_count -= count
             await asyncio.get_running_loop().run_in_executor(self.io, _unlink_all, segments)
 
@@ -317,7 +314,7 @@ class Storage:
         out["event_count"] = int(summary.get("event_count") or 0) + st.event_count
         out["bytes"] = int(summary.get("bytes") or 0) + st.bytes
         if not out.get("url"):
-            key = (st.records[0][SID], st.records[0][STREAM]) if st.records else None
+            key = (st.records[0][ROW_SESSION], st.records[0][ROW_STREAM]) if st.records else None
             out["url"], out["user_agent"] = self.stream_info.get(key, ("", "")) if key else ("", "")
         return out
 
@@ -335,7 +332,7 @@ class Storage:
         with self.catalog.snapshot() as files:
             # Copy the unflushed records now, on the IOLoop, so they match this file snapshot.
             st = self._unflushed.get(session_id)
-            pending = sorted(st.records, key=lambda r: (r[SERVER_TIME], r[STREAM], r[SEQ])) if st else []
+            pending = sorted(st.records, key=lambda r: (r[ROW_SERVER_TIME], r[ROW_STREAM], r[ROW_SEQ])) if st else []
             holding, summary = await self.read(queries.session_files, files, session_id)  # type: ignore[misc]
             archived_n = int(summary["event_count"]) if summary else 0
             rows: list[tuple[str, int, int, str]] = []
@@ -346,7 +343,7 @@ class Storage:
         room = None if limit is None else limit - len(rows)
         if room is None or room > 0:
             take = pending[start:] if room is None else pending[start:start + room]
-            rows += [(r[STREAM], r[SEQ], r[SERVER_TIME], event_json(r[TYPE], r[DATA], r[TS], r[EXTRA]))
+            rows += [(r[ROW_STREAM], r[ROW_SEQ], r[ROW_SERVER_TIME], row_event_json(r))
                      for r in take]
         end = offset + len(rows)
         return rows, end < total
@@ -354,10 +351,8 @@ class Storage:
     # --- maintenance -----------------------------------------------------------------------
     async def maintain(self) -> None:
         """Forget idle streams' state, then retention and compaction (in the flusher process)."""
-        from streamdom import maintenance
-
         self.forget_idle_streams()
-        await maintenance.run(self)
+        await maintenance.run(self.catalog, self.config, self.in_flusher)
 
     def forget_idle_streams(self) -> None:
         """Drop per-stream state of streams with no recorder and nothing unflushed.

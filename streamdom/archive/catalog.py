@@ -8,7 +8,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from streamdom.layout import DataFile
+from streamdom.archive.layout import DataFile
 
 log = logging.getLogger(__name__)
 

@@ -5,14 +5,16 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterator
 
-from streamdom.protocol import EventRecord
+from streamdom.records import EventRecord
+from streamdom.rrweb import EventType
 
-META, FULL_SNAPSHOT = 4, 2
+# Module constants, not attribute lookups on the enum, on the relay's path.
+META, FULL_SNAPSHOT = EventType.Meta, EventType.FullSnapshot
 
 # An entry is a plain tuple of atoms: CPython's cyclic GC stops tracking such tuples, so a few
 # hundred thousand buffered events do not make every full collection (a relay stall) longer.
 Entry = tuple[int, str, int, int, bytes]
-TYPE, STREAM, SEQ, SERVER_TIME, FRAME = range(5)
+ENTRY_TYPE, ENTRY_STREAM, ENTRY_SEQ, ENTRY_SERVER_TIME, ENTRY_FRAME = range(5)
 
 
 class RingBuffer:
@@ -31,12 +33,12 @@ class RingBuffer:
         self._has_snapshot: deque[bool] = deque([False])
         self.nbytes = 0
 
-    def append(self, rec: EventRecord) -> None:
-        """Add one event, opening a new segment at a snapshot boundary and trimming old segments."""
+    def keep(self, rec: EventRecord) -> None:
+        """Keep one event for late joiners and rewinds, opening a new segment at a snapshot boundary and trimming old segments."""
         current = self.segments[-1]
         starts_segment = rec.type == META or (
-            rec.type == FULL_SNAPSHOT and not (current and current[-1][TYPE] == META
-                                                and current[-1][STREAM] == rec.stream_id)
+            rec.type == FULL_SNAPSHOT and not (current and current[-1][ENTRY_TYPE] == META
+                                                and current[-1][ENTRY_STREAM] == rec.stream_id)
         )
         if starts_segment and current:
             self.segments.append([])
@@ -51,10 +53,10 @@ class RingBuffer:
     def _trim(self, too_old: int) -> None:
         keep_from = self._latest_playable()
         while keep_from > 0 and (self.nbytes > self.max_bytes
-                                 or self.segments[0][-1][SERVER_TIME] < too_old):
+                                 or self.segments[0][-1][ENTRY_SERVER_TIME] < too_old):
             dropped = self.segments.popleft()
             self._has_snapshot.popleft()
-            self.nbytes -= sum(len(e[FRAME]) for e in dropped)
+            self.nbytes -= sum(len(e[ENTRY_FRAME]) for e in dropped)
             keep_from -= 1
 
     def _latest_playable(self) -> int:

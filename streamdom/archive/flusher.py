@@ -17,10 +17,10 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from streamdom import layout
-from streamdom.layout import DataFile
-from streamdom.protocol import SEQ, SID, STREAM, Row
-from streamdom.wal import read_segments
+from streamdom.archive import layout
+from streamdom.archive.layout import DataFile
+from streamdom.archive.wal import read_segments
+from streamdom.records import ROW_SEQ, ROW_SESSION, ROW_STREAM, Row
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 StreamInfo = dict[tuple[str, str], tuple[str, str]]
@@ -82,8 +82,8 @@ def unique_rows(rows: list[Row], high: dict[tuple[str, str], int]) -> list[Row]:
     seen: set[tuple[str, str, int]] = set()
     out = []
     for row in rows:
-        key = (row[SID], row[STREAM], row[SEQ])
-        if row[SEQ] <= high.get(key[:2], 0) or key in seen:
+        key = (row[ROW_SESSION], row[ROW_STREAM], row[ROW_SEQ])
+        if row[ROW_SEQ] <= high.get(key[:2], 0) or key in seen:
             continue  # archived before a crash, or logged twice
         seen.add(key)
         out.append(row)

@@ -6,10 +6,10 @@ from pathlib import Path
 
 from tornado.web import HTTPError, RequestHandler
 
-from streamdom.handlers.api import find_session
-from streamdom.handlers.base import COOKIE, ServicesMixin, ViewerHandler
+from streamdom.web.handlers.api import find_session
+from streamdom.web.handlers.base import COOKIE, ServicesMixin, ViewerHandler
 
-STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+STATIC_DIR = Path(__file__).resolve().parent.parent.parent / "static"
 
 
 def page(name: str) -> str:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import duckdb
 
-from streamdom.layout import DataFile
+from streamdom.archive.layout import DataFile
 
 _local = threading.local()
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from tornado.web import HTTPError
 
-from streamdom.handlers.base import ViewerHandler
-from streamdom.listing import session_list
-from streamdom.protocol import dumps, valid_id
-from streamdom.storage import cutoff_24h
+from streamdom.archive.storage import cutoff_24h
+from streamdom.sessions import session_list
+from streamdom.web.handlers.base import ViewerHandler
+from streamdom.wire import dumps, valid_id
 
 MAX_LIMIT = 5000
 

@@ -5,45 +5,19 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from tornado.ioloop import PeriodicCallback
 from tornado.iostream import StreamClosedError
 from tornado.web import HTTPError
 from tornado.websocket import WebSocketClosedError
 
-from streamdom import protocol as p
-from streamdom.handlers.base import ServerSocket
-from streamdom.hub import LiveSession
-from streamdom.limits import TokenBucket
-from streamdom.storage import StorageUnavailable
+from streamdom import wire
+from streamdom.archive.storage import StorageUnavailable
+from streamdom.ingest import validate
+from streamdom.ingest.limits import TokenBucket
+from streamdom.live.hub import LiveSession
+from streamdom.web.handlers.base import ServerSocket
+from streamdom.wire import CloseCode, ProtocolError
 
 log = logging.getLogger(__name__)
-
-
-class AckBatcher:
-    """Sends every recorder's latest ack once per interval, from one timer for all of them.
-
-    Acks only let a recorder free its buffer, so one per WAL fsync per connection would be CPU
-    spent for nothing: at a thousand recorders, sending acks cost the IOLoop about as much as
-    relaying the events did. One shared timer also spares a timer per connection.
-    """
-
-    def __init__(self, interval: float) -> None:
-        self.pending: set[IngestHandler] = set()
-        self._timer = PeriodicCallback(self.flush, interval * 1000)
-
-    def start(self) -> None:
-        """Start sending."""
-        self._timer.start()
-
-    def stop(self) -> None:
-        """Stop sending."""
-        self._timer.stop()
-
-    def flush(self) -> None:
-        """Send every pending ack now."""
-        pending, self.pending = self.pending, set()
-        for handler in pending:
-            handler.send_ack()
 
 
 class IngestHandler(ServerSocket):
@@ -78,19 +52,19 @@ class IngestHandler(ServerSocket):
         if self.closing:
             return None
         try:
-            msg = p.parse_frame(message)
+            msg = wire.parse_frame(message)
             if self.session is None:
                 return self._hello(msg)
             kind = msg["type"]
             if kind == "events":
                 self._events(msg)
             elif kind == "ping":
-                self.write_message(p.pong(msg, p.now_ms()))
+                self.write_message(wire.pong(msg, wire.now_ms()))
             elif kind == "clock":
                 self._clock(msg)
             else:
-                raise p.ProtocolError(f"unknown frame type {kind[:32]!r}")
-        except p.ProtocolError as exc:
+                raise ProtocolError(f"unknown frame type {kind[:32]!r}")
+        except ProtocolError as exc:
             self._refuse(exc.code, exc.reason)
         except WebSocketClosedError:
             pass
@@ -98,13 +72,13 @@ class IngestHandler(ServerSocket):
 
     async def _hello(self, msg: dict[str, Any]) -> None:
         try:
-            hello = p.parse_hello(msg)
-        except p.ProtocolError as exc:
+            hello = validate.parse_hello(msg)
+        except ProtocolError as exc:
             self._refuse(exc.code, exc.reason)
             return
         svc = self.services
         if not svc.limits.open_session(self.ip, hello.session_id):
-            self._refuse(p.CLOSE_TOO_MANY_SESSIONS, "too many sessions from this address")
+            self._refuse(CloseCode.TOO_MANY_SESSIONS, "too many sessions from this address")
             return
         self.key = (hello.session_id, hello.stream_id)
         acked = await svc.storage.open_stream(hello.session_id, hello.stream_id, hello.url,
@@ -114,22 +88,22 @@ class IngestHandler(ServerSocket):
         self.session = svc.hub.recorder_joined(hello.session_id, hello.stream_id, hello.url,
                                                hello.user_agent)
         svc.storage.ack_listeners.setdefault(self.key, set()).add(self._ack)
-        self.write_message(p.dumps({"type": "welcome", "ackedSeq": acked, "serverTime": p.now_ms()}))
+        self.write_message(wire.dumps({"type": "welcome", "ackedSeq": acked, "serverTime": wire.now_ms()}))
 
     def _events(self, msg: dict[str, Any]) -> None:
-        seq, events = p.parse_events(msg)
+        seq, events = validate.parse_events(msg)
         svc = self.services
         if not svc.storage.writable:
-            self._refuse(p.CLOSE_STORAGE, svc.storage.failure or "storage unavailable")
+            self._refuse(CloseCode.STORAGE, svc.storage.failure or "storage unavailable")
             return
         if not (self.bucket.take(len(events)) and svc.limits.bucket(self.ip).take(len(events))):
-            self._refuse(p.CLOSE_RATE_LIMIT, "event rate limit exceeded")
+            self._refuse(CloseCode.RATE_LIMIT, "event rate limit exceeded")
             return
         assert self.session is not None and self.key is not None
         high = svc.storage.received.get(self.key, 0)
-        t = p.now_ms()
+        t = wire.now_ms()
         sid, stream = self.key
-        records = [p.make_record(sid, stream, seq + i, ev, t)
+        records = [validate.make_record(sid, stream, seq + i, ev, t)
                    for i, ev in enumerate(events) if seq + i > high]
         if not records:
             self._ack(svc.storage.durable.get(self.key, 0))  # a resend of what we hold: re-ack
@@ -139,19 +113,19 @@ class IngestHandler(ServerSocket):
         try:
             svc.storage.append(records)
         except StorageUnavailable as exc:
-            self._refuse(p.CLOSE_STORAGE, str(exc))
+            self._refuse(CloseCode.STORAGE, str(exc))
 
     def _clock(self, msg: dict[str, Any]) -> None:
         offset, rtt = msg.get("offset"), msg.get("rtt")
         if not all(isinstance(v, int | float) and not isinstance(v, bool) and abs(v) < 1e12
                    for v in (offset, rtt)):
-            raise p.ProtocolError("clock.offset and clock.rtt must be numbers")
+            raise ProtocolError("clock.offset and clock.rtt must be numbers")
         assert self.session is not None and self.key is not None
         self.services.hub.set_clock(self.session, self.key[1], offset, rtt)  # type: ignore[arg-type]
 
     def _ack(self, seq: int) -> None:
         self._acked_seq = seq
-        self.services.acks.pending.add(self)
+        self.services.acks.due(self)
 
     def send_ack(self) -> None:
         """Send the latest ack (called by the AckBatcher)."""
@@ -160,7 +134,7 @@ class IngestHandler(ServerSocket):
             return
         try:
             # A prebuilt frame straight to the stream, as for viewers: no per-ack framing work.
-            conn.stream.write(p.ws_text_frame(f'{{"type":"ack","seq":{self._acked_seq}}}'))  # type: ignore[attr-defined]
+            conn.stream.write(wire.ws_text_frame(f'{{"type":"ack","seq":{self._acked_seq}}}'))  # type: ignore[attr-defined]
         except StreamClosedError:
             pass
 
@@ -172,7 +146,7 @@ class IngestHandler(ServerSocket):
     def on_close(self) -> None:
         """Detach from the session; it stays live for the grace period."""
         svc = self.services
-        svc.acks.pending.discard(self)
+        svc.acks.forget(self)
         if self.key is not None:
             listeners = svc.storage.ack_listeners.get(self.key)
             if listeners is not None:

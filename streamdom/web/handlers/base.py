@@ -9,10 +9,10 @@ from tornado.iostream import StreamClosedError
 from tornado.web import HTTPError, RequestHandler
 from tornado.websocket import WebSocketHandler
 
-from streamdom.protocol import ws_text_frame
+from streamdom.wire import ws_text_frame
 
 if TYPE_CHECKING:
-    from streamdom.app import Services
+    from streamdom.web.services import Services
 
 COOKIE = "streamdom_user"
 

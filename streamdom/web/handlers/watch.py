@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 
-from streamdom import protocol as p
-from streamdom.handlers.base import FrameSocket
-from streamdom.hub import LiveSession
-from streamdom.listing import session_list
-from streamdom.storage import cutoff_24h
-
-CLOSE_UNKNOWN_SESSION = 4404
+from streamdom import wire
+from streamdom.archive.storage import cutoff_24h
+from streamdom.live.hub import LiveSession
+from streamdom.sessions import session_list
+from streamdom.web.handlers.base import FrameSocket
+from streamdom.wire import CloseCode
 
 
 class WatchHandler(FrameSocket):
@@ -26,23 +25,21 @@ class WatchHandler(FrameSocket):
         if live is None:
             summary, _ = await svc.storage.session(session_id)
             if summary is None:
-                self.close(CLOSE_UNKNOWN_SESSION, "unknown session")
+                self.close(CloseCode.UNKNOWN_SESSION, "unknown session")
                 return
-            self.send_frame(p.dumps({"type": "hello", "sessionId": session_id, "live": False,
-                                     "serverTime": p.now_ms()}))
-            self.close(1000, "not live")
+            self.send_frame(wire.watch_hello(session_id, False))
+            self.close(CloseCode.NORMAL, "not live")
             return
-        self.send_frame(p.dumps({"type": "hello", "sessionId": session_id, "live": live.live,
-                                 "serverTime": p.now_ms()}))
+        self.send_frame(wire.watch_hello(session_id, live.live))
         self.session = svc.hub.add_watcher(session_id, self)
 
     def on_message(self, message: str | bytes) -> None:
         """Viewers only ping (clock sync)."""
         try:
-            msg = p.parse_frame(message)
+            msg = wire.parse_frame(message)
             if msg["type"] == "ping":
-                self.send_frame(p.pong(msg, p.now_ms()))
-        except p.ProtocolError as exc:
+                self.send_frame(wire.pong(msg, wire.now_ms()))
+        except wire.ProtocolError as exc:
             self.close(exc.code, exc.reason)
 
     def on_lagging(self) -> None:
@@ -73,7 +70,7 @@ class UpdatesHandler(FrameSocket):
 
     def on_lagging(self) -> None:
         """A list viewer that stops reading is dropped; it refetches when it reconnects."""
-        self.close(1008, "too far behind")
+        self.close(CloseCode.TOO_FAR_BEHIND, "too far behind")
 
     def on_close(self) -> None:
         """Unsubscribe."""

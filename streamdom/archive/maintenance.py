@@ -1,18 +1,23 @@
-"""Background upkeep of the dataset: compaction of small files and retention of whole days."""
+"""Upkeep of the dataset: retention of whole days and compaction of small files.
+
+The policy (`expired_files`, `compaction_groups`) is pure: file lists in, file lists out.
+`run` is the one entry point that applies it; `compact` is the job it runs in the flusher process.
+"""
 
 from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from streamdom import layout, queries
-from streamdom.layout import DataFile
+from streamdom.archive import layout, queries
+from streamdom.archive.catalog import Catalog
+from streamdom.archive.layout import DataFile
+from streamdom.config import Config
 
-if TYPE_CHECKING:
-    from streamdom.storage import Storage
+RunJob = Callable[..., Awaitable[object]]
 
 log = logging.getLogger(__name__)
 
@@ -20,21 +25,24 @@ TIER_BASE_BYTES = 1024 * 1024  # files below this are all in tier 0
 TARGET_FILE_BYTES = 256 * 1024 * 1024  # files this big are left alone; a merge stops growing here
 
 
-async def run(storage: Storage) -> None:
-    """One maintenance pass: retention first (less to compact), then compaction."""
-    expired = expired_files(storage.catalog.files(), storage.config.retention_days)
+async def run(catalog: Catalog, config: Config, run_job: RunJob) -> None:
+    """One maintenance pass: retention first (less to compact), then compaction.
+
+    `run_job(fn, *args)` runs a job away from the IOLoop (the flusher process); an OSError
+    from it means the job failed and the files it read stay as they were.
+    """
+    expired = expired_files(catalog.files(), config.retention_days)
     if expired:
-        storage.catalog.change(remove=expired)
+        catalog.change(remove=expired)
         log.info("retention: removed %d files of days before the last %d",
-                 len(expired), storage.config.retention_days)
-    for group in compaction_groups(storage.catalog.files(), storage.config.compaction_min_files):
+                 len(expired), config.retention_days)
+    for group in compaction_groups(catalog.files(), config.compaction_min_files):
         try:
-            merged = await storage.in_flusher(compact, storage.data_dir, group,
-                                              storage.config.parquet_compression_level)
+            merged = await run_job(compact, config.data_dir, group, config.parquet_compression_level)
         except OSError as exc:
             log.error("compaction of %s failed, old files kept: %s", group[0].day, exc)
             continue
-        storage.catalog.change(add=[merged], remove=group)  # type: ignore[list-item]
+        catalog.change(add=[merged], remove=group)  # type: ignore[list-item]
 
 
 def expired_files(files: tuple[DataFile, ...] | list[DataFile], retention_days: int,

@@ -21,7 +21,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from streamdom.protocol import SEQ, SERVER_TIME, SID, STREAM, Row
+from streamdom.records import ROW_SEQ, ROW_SERVER_TIME, ROW_SESSION, ROW_STREAM, Row
+from streamdom.rrweb import EventType
 
 EVENTS_SCHEMA = pa.schema([
     pa.field("session_id", pa.string(), nullable=False),
@@ -112,7 +113,7 @@ def remove_leftovers(data_dir: Path) -> list[Path]:
 def _source(rec_type: int, data: str) -> int | None:
     # IncrementalSnapshot (3) events carry data.source; keep it as a column so analysts and
     # DuckDB can filter clicks or mutations without parsing JSON.
-    if rec_type != 3:
+    if rec_type != EventType.IncrementalSnapshot:
         return None
     head = data[:40]
     i = head.find('"source":')
@@ -127,7 +128,7 @@ def _source(rec_type: int, data: str) -> int | None:
 
 def records_table(rows: list[Row]) -> pa.Table:
     """An events table (schema EVENTS_SCHEMA) from record rows, sorted by SORT_KEY."""
-    rows = sorted(rows, key=lambda r: (r[SID], r[SERVER_TIME], r[STREAM], r[SEQ]))
+    rows = sorted(rows, key=lambda r: (r[ROW_SESSION], r[ROW_SERVER_TIME], r[ROW_STREAM], r[ROW_SEQ]))
     sids, streams, seqs, types, tss, sts, datas, extras = zip(*rows, strict=True) if rows else ([],) * 8
     return pa.table({
         "session_id": sids, "stream_id": streams, "seq": seqs, "type": types,
@@ -146,7 +147,7 @@ def index_table(events: pa.Table, stream_info: dict[tuple[str, str], tuple[str, 
         ])
     # Page URL: the hello's, else the first Meta event's href (recovered records have no hello).
     hrefs: dict[tuple[str, str], str] = {}
-    metas = events.filter(pc.equal(events["type"], 4)).select(["session_id", "stream_id", "data"])
+    metas = events.filter(pc.equal(events["type"], int(EventType.Meta))).select(["session_id", "stream_id", "data"])
     for sid, stream, data in zip(*(metas[c].to_pylist() for c in metas.column_names), strict=True):
         if (sid, stream) not in hrefs:
             try:
@@ -190,7 +191,7 @@ def split_by_day(rows: Iterable[Row]) -> dict[str, list[Row]]:
     """Group record rows by the UTC day of their server time."""
     out: dict[str, list[Row]] = {}
     for r in rows:
-        out.setdefault(day_of(r[SERVER_TIME]), []).append(r)
+        out.setdefault(day_of(r[ROW_SERVER_TIME]), []).append(r)
     return out
 
 

@@ -1,7 +1,7 @@
 """Write-ahead log: zstd-compressed, checksummed frames of event records, fsynced before acks.
 
 A frame is `b"SDW2"`, payload length (u32 LE), CRC32 of the payload (u32 LE), then the payload:
-zstd-compressed lines, one record per line, its fields (protocol.Row order) separated by tabs,
+zstd-compressed lines, one record per line, its fields (records.Row order) separated by tabs,
 an `extra` of None as an empty field (a JSON object's text is never empty). `data` and `extra`
 are compact JSON, which never holds a raw tab or newline, and ids cannot, so nothing needs
 escaping: logging costs a join, not a JSON encoding of text that already is JSON.
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import zstandard
 
-from streamdom.protocol import Row
+from streamdom.records import Row
 
 log = logging.getLogger(__name__)
 

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import secrets
-import weakref
 
 from tornado.web import Application, StaticFileHandler
-from tornado.websocket import WebSocketHandler
 
-from streamdom.auth import PasswordCheck
 from streamdom.config import Config
-from streamdom.handlers.api import EventsHandler, SessionHandler, SessionsHandler
-from streamdom.handlers.ingest import AckBatcher, IngestHandler
-from streamdom.handlers.pages import (
+from streamdom.web.handlers.api import EventsHandler, SessionHandler, SessionsHandler
+from streamdom.web.handlers.ingest import IngestHandler
+from streamdom.web.handlers.pages import (
     STATIC_DIR,
     DemoPage,
     HealthHandler,
@@ -21,37 +18,10 @@ from streamdom.handlers.pages import (
     LogoutHandler,
     PlayerPage,
 )
-from streamdom.handlers.watch import UpdatesHandler, WatchHandler
-from streamdom.hub import Hub
-from streamdom.limits import IngestLimits
-from streamdom.storage import Storage
+from streamdom.web.handlers.watch import UpdatesHandler, WatchHandler
+from streamdom.web.services import Services
 
 ID = r"([^/]+)"
-
-
-class Services:
-    """Everything a handler may use, built from one Config."""
-
-    def __init__(self, config: Config) -> None:
-        self.config = config
-        self.hub = Hub(config)
-        self.storage = Storage(config)
-        self.limits = IngestLimits(config.max_events_per_second_per_ip, config.max_sessions_per_ip)
-        self.password_check = PasswordCheck(config.password) if config.password else None
-        self.sockets: weakref.WeakSet[WebSocketHandler] = weakref.WeakSet()  # closed on shutdown
-        self.acks = AckBatcher(config.ack_interval)
-
-    async def start(self) -> None:
-        """Recover storage and start background work; call before accepting connections."""
-        await self.storage.start()
-        self.acks.start()
-
-    async def close(self) -> None:
-        """Say goodbye to every socket (1001: reconnect later), then flush storage."""
-        for sock in list(self.sockets):
-            sock.close(1001, "server shutting down")
-        self.acks.stop()
-        await self.storage.close()
 
 
 class StreamDOMApp(Application):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from streamdom.app import Services
+    from streamdom.web.services import Services
 
 
 async def session_list(svc: Services, since: int, before: int | None, q: str | None,

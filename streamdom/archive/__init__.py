@@ -1,0 +1,1 @@
+"""The archive: write-ahead log, Parquet flushes, layout, catalog, queries, maintenance."""
