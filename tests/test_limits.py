@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from tornado.httpclient import HTTPClientError, HTTPRequest
-from tornado.websocket import websocket_connect
+from tornado.websocket import WebSocketClosedError, websocket_connect
 
 from tests.helpers import Recorder, ServerProcess, run_async, session_events
 
@@ -103,7 +103,10 @@ def test_event_rate_limit_closes_4429(limited: ServerProcess) -> None:
         evs = session_events(100)
         seq = 1
         for _ in range(10):  # 1000 events at once: over 2 s worth of a 200/s budget
-            await flood.send_events(seq, evs)
+            try:
+                await flood.send_events(seq, evs)
+            except WebSocketClosedError:
+                break  # the server hung up already (a busy machine reads slower): see why below
             seq += 100
         code, why = await closed_with(flood)
         assert code == 4429 and "rate" in (why or "")
