@@ -2,9 +2,7 @@
 import 'rrweb-player/dist/style.css';
 import { HttpError, getSession } from './lib/api';
 import { describeUserAgent, formatDuration, formatStart } from './lib/format';
-import { hook } from './lib/hook';
-import { LiveController } from './lib/watch';
-import { ReplayView } from './lib/replay';
+import { PlayerController } from './lib/watch';
 import type { SessionInfo } from './lib/types';
 
 function $(id: string): HTMLElement {
@@ -46,20 +44,13 @@ function setStatus(text: string): void {
   s.hidden = !text;
 }
 
-function startReplay(info: SessionInfo): void {
-  hook.mode = 'replay';
-  document.body.dataset.mode = 'replay';
-  const container = $('replay');
-  container.hidden = false;
-  const t = Number(new URLSearchParams(location.search).get('t'));
-  const startAt = Number.isFinite(t) && new URLSearchParams(location.search).has('t') ? Math.max(0, t) : null;
-  const view = new ReplayView(container, info.id, { startAt, onStatus: setStatus });
-  hook.currentTime = () => view.currentTime();
+/** "Link to this moment": puts ?t=<current offset> in the URL and copies it. */
+function bindShareButton(currentTime: () => number | null): void {
   const share = $('share-time') as HTMLButtonElement;
   share.hidden = false;
   share.addEventListener('click', () => {
     const u = new URL(location.href);
-    u.searchParams.set('t', String(Math.round(view.currentTime())));
+    u.searchParams.set('t', String(Math.round(currentTime() ?? 0)));
     history.replaceState(null, '', u.toString());
     const done = () => {
       share.textContent = 'Link copied';
@@ -68,10 +59,13 @@ function startReplay(info: SessionInfo): void {
     if (navigator.clipboard) navigator.clipboard.writeText(u.toString()).then(done, done);
     else done();
   });
-  view.load().catch((err) => {
-    console.error(err);
-    setStatus('Could not load the session events.');
-  });
+}
+
+/** ?t=<ms>: where a replay opens (paused); null to autoplay from the start. */
+function startOffset(): number | null {
+  const params = new URLSearchParams(location.search);
+  const t = Number(params.get('t'));
+  return Number.isFinite(t) && params.has('t') ? Math.max(0, t) : null;
 }
 
 async function main(): Promise<void> {
@@ -96,11 +90,7 @@ async function main(): Promise<void> {
   }
   setStatus('');
   showMeta(info);
-  if (!info.live) {
-    startReplay(info);
-    return;
-  }
-  new LiveController(info, {
+  const player = new PlayerController(info, {
     stage: $('stage'),
     replay: $('replay'),
     controls: $('controls'),
@@ -113,7 +103,8 @@ async function main(): Promise<void> {
     goLive: $('go-live') as HTMLButtonElement,
     status: $('status'),
     banner: $('banner'),
-  });
+  }, startOffset());
+  if (player.state === 'replay') bindShareButton(() => player.currentTime());
 }
 
 void main();

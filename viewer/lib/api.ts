@@ -91,3 +91,19 @@ export async function loadEventPages(
     onPage(page, offset === null);
   }
 }
+
+/** Every event of the session (all pages), with stream and seq. */
+export async function loadAllEvents(id: string): Promise<StreamEvent[]> {
+  const all: StreamEvent[] = [];
+  await loadEventPages(id, (page) => {
+    for (const se of page) all.push(se);
+  });
+  return all;
+}
+
+/** The timestamp of the session's first event (replay offsets count from it); null if unknown. */
+export async function firstEventTimestamp(id: string): Promise<number | null> {
+  const { data } = await fetchJSON<unknown[]>(`/api/sessions/${encodeURIComponent(id)}/events?limit=1`);
+  const first = Array.isArray(data) ? data[0] : undefined;
+  return isObject(first) && typeof first.timestamp === 'number' ? first.timestamp : null;
+}

@@ -27,8 +27,11 @@ export interface StreamdomHook {
   lastRecvAt: number | null;
   /** `resync` frames received (the server dropped this viewer's queue and resent the backlog). */
   resyncs: number;
+  /** The live feed has delivered its backlog: events now arrive as they happen. */
   caughtUp: boolean;
+  /** The watch socket is open. */
   connected: boolean;
+  /** The session ended while watched (the page's state is `ended`). */
   ended: boolean;
   /** Replay/rewind position in ms from the first event (null while live). */
   currentTime(): number | null;
@@ -40,7 +43,7 @@ declare global {
   }
 }
 
-export const hook: StreamdomHook = {
+const state: StreamdomHook = {
   mode: 'loading',
   lastDelayMs: null,
   uncertaintyMs: null,
@@ -61,4 +64,12 @@ export const hook: StreamdomHook = {
   ended: false,
   currentTime: () => null,
 };
-window.__streamdom = hook;
+window.__streamdom = state;
+
+/** What automation sees; read it here, change it only through report(). */
+export const hook: Readonly<StreamdomHook> = state;
+
+/** The one way to update window.__streamdom. */
+export function report(patch: Partial<StreamdomHook>): void {
+  Object.assign(state, patch);
+}

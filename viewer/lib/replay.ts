@@ -5,6 +5,7 @@ import type { eventWithTime } from 'rrweb';
 import { loadEventPages } from './api';
 import { StreamFollower } from './streams';
 import { formatDuration, h } from './format';
+import type { KeyTarget } from './keys';
 import { EV_FULL_SNAPSHOT, EV_INCREMENTAL, MOUSE_CLICK, SRC_MOUSE_INTERACTION, isObject } from './types';
 
 /** Svelte component methods (svelte's own types are not installed). */
@@ -31,7 +32,6 @@ export class ReplayView {
   private startAt: number | 'end' | null;
   private loadedAll = false;
   private readonly onResize = () => this.resize();
-  private readonly onKey = (ev: KeyboardEvent) => this.key(ev);
 
   constructor(private readonly container: HTMLElement, private readonly sessionId: string, private readonly opts: ReplayOptions) {
     this.startAt = opts.startAt;
@@ -93,7 +93,6 @@ export class ReplayView {
     });
     this.pending = [];
     window.addEventListener('resize', this.onResize);
-    window.addEventListener('keydown', this.onKey);
   }
 
   /** Deep link: seek once the loaded events reach the requested offset (or all are in). */
@@ -140,27 +139,19 @@ export class ReplayView {
     return this.player ? this.player.getReplayer().getCurrentTime() : 0;
   }
 
-  private key(ev: KeyboardEvent): void {
-    if (!this.player || ev.defaultPrevented || ev.altKey || ev.ctrlKey || ev.metaKey) return;
-    const t = ev.target as HTMLElement | null;
-    // Typing in fields keeps its keys; a focused button/link keeps Space (it activates it).
-    if (t && t.closest('input, textarea, select, [contenteditable]')) return;
-    if ((ev.key === ' ' || ev.code === 'Space') && t && t.closest('button, a')) return;
-    const total = this.player.getMetaData().totalTime;
-    if (ev.key === ' ' || ev.code === 'Space') {
-      ev.preventDefault();
-      this.player.toggle();
-    } else if (ev.key === 'ArrowLeft' || ev.key === 'ArrowRight') {
-      ev.preventDefault();
-      const d = ev.key === 'ArrowLeft' ? -5000 : 5000;
-      this.player.goto(Math.max(0, Math.min(total, this.currentTime() + d)));
-    }
+  /** Space / arrows for rrweb-player, once it exists. */
+  keys(): KeyTarget | null {
+    const player = this.player;
+    if (!player) return null;
+    return {
+      playPause: () => (player.toggle(), true),
+      seekBy: (ms) => player.goto(Math.max(0, Math.min(player.getMetaData().totalTime, this.currentTime() + ms))),
+    };
   }
 
   destroy(): void {
     this.cancelled = true;
     window.removeEventListener('resize', this.onResize);
-    window.removeEventListener('keydown', this.onKey);
     if (this.player) (this.player as unknown as SvelteApi).$destroy();
     this.player = null;
     this.container.replaceChildren();

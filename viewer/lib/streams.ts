@@ -31,6 +31,21 @@ export class StreamFollower {
   }
 }
 
+/**
+ * Index in `list` where playback can start from the latest full snapshot: its Meta (within
+ * the 50 events before it, same stream) or the snapshot itself; -1 if there is none.
+ */
+export function latestSnapshotStart(list: StreamEvent[]): number {
+  for (let i = list.length - 1; i >= 0; i--) {
+    if ((list[i].event.type as number) !== EV_FULL_SNAPSHOT) continue;
+    for (let j = i - 1; j >= 0 && j >= i - 50; j--) {
+      if ((list[j].event.type as number) === EV_META && list[j].streamId === list[i].streamId) return j;
+    }
+    return i;
+  }
+  return -1;
+}
+
 /** Applies the follow rule to a whole recorded list (replay). */
 export function followStreams(list: StreamEvent[], follower = new StreamFollower()): StreamEvent[] {
   const out: StreamEvent[] = [];
