@@ -1,4 +1,4 @@
-"""Shared fixtures: a fresh data dir and a running server process per test."""
+"""Shared fixtures: a fresh data dir and a running server process per test; NATS servers."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from tests.browser import app_server, browser  # noqa: F401 - fixtures for the browser tests
-from tests.helpers import ServerProcess
+from tests.helpers import ServerProcess, run_async
+from tests.natsserver import NatsCluster, reset_jetstream
 
 
 @pytest.fixture
@@ -18,3 +19,39 @@ def server(tmp_path: Path) -> Iterator[ServerProcess]:
     yield srv
     if srv.proc and srv.proc.poll() is None:
         srv.stop()
+
+
+@pytest.fixture(scope="session")
+def _nats1(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsCluster]:
+    cluster = NatsCluster(tmp_path_factory.mktemp("nats1")).start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def _nats3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsCluster]:
+    cluster = NatsCluster(tmp_path_factory.mktemp("nats3"), 3).start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def nats1(_nats1: NatsCluster) -> Iterator[NatsCluster]:
+    """A single JetStream node shared by the session's tests, emptied after each test."""
+    yield from _shared(_nats1)
+
+
+@pytest.fixture
+def nats3(_nats3: NatsCluster) -> Iterator[NatsCluster]:
+    """A 3-node JetStream cluster shared by the session's tests (~5 s to start, so shared).
+
+    A test may kill and restart nodes: afterwards every node is running again and JetStream is
+    emptied, so the next test starts from the same state.
+    """
+    yield from _shared(_nats3)
+
+
+def _shared(cluster: NatsCluster) -> Iterator[NatsCluster]:
+    yield cluster
+    cluster.revive()
+    run_async(reset_jetstream(cluster.urls))

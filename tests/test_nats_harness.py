@@ -1,0 +1,62 @@
+"""The NATS test harness itself: what the cluster tests rely on when they kill and restart nodes."""
+
+from __future__ import annotations
+
+import asyncio
+
+import nats
+from nats.js.api import StreamConfig
+
+from tests.helpers import run_async
+from tests.natsserver import NatsCluster, wait_jetstream
+
+
+async def _publish(urls: list[str], replicas: int, n: int) -> str | None:
+    nc = await nats.connect(urls)
+    js = nc.jetstream()
+    await js.add_stream(StreamConfig(name="H", subjects=["h.>"], num_replicas=replicas))
+    for i in range(n):
+        await js.publish("h.x", str(i).encode(), headers={"Nats-Msg-Id": str(i)})
+    info = await js.stream_info("H")
+    await nc.close()
+    return info.cluster.leader if info.cluster else None
+
+
+async def _count(urls: list[str]) -> tuple[int, str | None]:
+    """Message count and leader, once the stream answers (its leader election takes seconds)."""
+    nc = await nats.connect(urls)
+    try:
+        for _ in range(60):
+            try:
+                info = await nc.jetstream(timeout=1).stream_info("H")
+            except nats.errors.TimeoutError:
+                continue
+            if info.cluster is None or info.cluster.leader:
+                return info.state.messages, info.cluster.leader if info.cluster else None
+            await asyncio.sleep(0.2)
+        raise AssertionError("the stream never answered")
+    finally:
+        await nc.close()
+
+
+def test_single_node_survives_kill_9_on_the_same_port(nats1: NatsCluster) -> None:
+    """A killed node restarts on its port with its stored messages: 'restart everything' needs it."""
+    run_async(_publish(nats1.urls, 1, 10))
+    node = nats1.nodes[0]
+    port = node.port
+    node.kill()
+    node.start()
+    wait_jetstream(nats1.urls)
+    assert node.port == port
+    assert run_async(_count(nats1.urls))[0] == 10
+
+
+def test_cluster_elects_a_new_stream_leader_after_a_kill(nats3: NatsCluster) -> None:
+    """An R3 stream keeps its messages and gets a new leader when its leader is killed."""
+    leader = run_async(_publish(nats3.urls, 3, 20))
+    assert leader in {n.name for n in nats3.nodes}
+    nats3.node(leader).kill()
+    others = [n.url for n in nats3.nodes if n.name != leader]
+    wait_jetstream(others)  # two of three peers: still a quorum
+    count, new_leader = run_async(_count(others))
+    assert count == 20 and new_leader not in (None, leader)
