@@ -9,7 +9,7 @@ replays the sample's incremental events at a per-session pace. One extra session
 written in server-time order through the server's own flush path (layout.split_by_day,
 records_table, index_table, write_pair) in batches of --batch-events, then compacted with
 streamdom.archive.maintenance (compaction_groups + compact). Then it measures the session list
-(queries.list_sessions) and loading the long session through Storage.events (first page of
+(queries.list_sessions) and loading the long session through Sessions.events (first page of
 2000 and everything).
 """
 
@@ -34,10 +34,10 @@ from _common import SAMPLE, load_sample, machine_note, median, write_json
 
 from streamdom.archive import layout, maintenance, queries
 from streamdom.archive.catalog import Catalog
-from streamdom.archive.storage import Storage
 from streamdom.config import Config
 from streamdom.ingest.validate import make_record
 from streamdom.records import EventRecord, Row
+from streamdom.web.services import Services
 
 DAY_MS = 86_400_000
 ID_KEYS = frozenset(("id", "parentId", "nextId", "previousId", "rootId"))
@@ -359,16 +359,18 @@ def measure_queries(data_dir: Path, long_sid: str, long_stream: str, now_ms: int
     first, med, rows = time_it(lambda: queries.list_sessions(files, 0, None, "projects/42", 100), runs)
     out["list_search"] = {"first_ms": first, "median_ms": med, "rows": len(rows)}
 
-    # What every recorder hello costs once files exist (Storage.open_stream for a new stream).
+    # What every recorder hello costs once files exist (LocalBus.open_stream for a new stream).
     key = [(long_sid, long_stream)]
     first, med, high = time_it(lambda: queries.stream_high_seqs(files, key), runs)
     out["hello_lookup"] = {"first_ms": first, "median_ms": med, "found": bool(high)}
 
-    storage = Storage(Config(data_dir=data_dir))
-    storage.catalog = Catalog(files)
+    # The server's read path (the sessions read model over the archive), not started: nothing
+    # is live or waiting to be archived, as after a restart.
+    svc = Services(Config(data_dir=data_dir))
+    svc.archive.catalog.change(add=files)
 
     async def load(limit: int | None) -> tuple[int, int]:
-        rows, more = await storage.events(long_sid, 0, limit)
+        rows, more = await svc.sessions.events(long_sid, 0, limit)
         return len(rows), sum(len(r[3]) for r in rows)
 
     def run_load(limit: int | None) -> tuple[int, int]:
@@ -378,9 +380,8 @@ def measure_queries(data_dir: Path, long_sid: str, long_stream: str, now_ms: int
     out["first_page"] = {"first_ms": first, "median_ms": med, "events": n, "bytes": nbytes}
     first, med, (n, nbytes) = time_it(lambda: run_load(None), max(3, runs // 2))
     out["full_load"] = {"first_ms": first, "median_ms": med, "events": n, "bytes": nbytes}
-    storage.io.shutdown()
-    storage.flusher.shutdown()
-    storage.readers.shutdown()
+    svc.archive.close()
+    svc.bus.process.shutdown()
     return out
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 # nothing to a full collection, which pauses the IOLoop, i.e. the relay.
 Row = tuple[str, str, int, int, int, int, str, str | None]
 ROW_SESSION, ROW_STREAM, ROW_SEQ, ROW_TYPE, ROW_TIMESTAMP, ROW_SERVER_TIME, ROW_DATA, ROW_EXTRA = range(8)
+StreamKey = tuple[str, str]  # (session id, stream id): a recorder stream, numbered from seq 1
 
 
 def event_json(type_: int, data: str, timestamp: int, extra: str | None) -> str:
@@ -50,3 +51,19 @@ class EventRecord:
         """The record without its frame, as a plain tuple (see Row)."""
         return (self.session_id, self.stream_id, self.seq, self.type, self.timestamp,
                 self.server_time, self.data, self.extra)
+
+
+@dataclass(slots=True)
+class Batch:
+    """The new events of one frame of one recorder stream, validated: the unit of `Bus.publish`.
+
+    Relayed, logged and acknowledged together. Today each record carries its own watch frame;
+    a bus may as well send the batch as one frame: nothing outside the bus depends on which.
+    """
+
+    records: list[EventRecord]  # consecutive seqs of one stream, none already held
+
+    @property
+    def last_seq(self) -> int:
+        """The seq of the batch's last event."""
+        return self.records[-1].seq

@@ -12,7 +12,7 @@ import re
 import struct
 import time
 from enum import IntEnum
-from typing import Any
+from typing import Any, Protocol
 
 
 class CloseCode(IntEnum):
@@ -27,6 +27,13 @@ class CloseCode(IntEnum):
     TOO_MANY_SESSIONS = 4408  # sessions per IP
     RATE_LIMIT = 4429  # events per second per connection or per IP
     STORAGE = 4507  # the log cannot take events (disk full, write failing): nothing acked
+
+
+class FrameSink(Protocol):
+    """Anything that takes frames for a viewer: a /watch or /updates connection."""
+
+    def send_frame(self, frame: str | bytes, backlog: bool = False) -> None:
+        """Queue one frame, text or prebuilt (backlog frames bypass the lag bound); never blocks."""
 
 
 ID_RE = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")

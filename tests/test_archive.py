@@ -10,9 +10,10 @@ from pathlib import Path
 import duckdb
 
 from streamdom.archive import layout, maintenance, queries
-from streamdom.archive.storage import Storage
 from streamdom.config import Config
 from streamdom.ingest.validate import make_record
+from streamdom.records import Batch
+from streamdom.web.services import Services
 from tests.helpers import run_async, session_events
 
 
@@ -20,52 +21,55 @@ def make_records(sid: str, n: int, t0: int, stream: str = "a"):
     return [make_record(sid, stream, i + 1, e, t0 + i) for i, e in enumerate(session_events(n, t0))]
 
 
-async def storage_with_files(tmp_path: Path, files: int, per_file: int = 40) -> tuple[Storage, list]:
-    st = Storage(Config(data_dir=tmp_path, flush_interval=3600, compaction_interval=3600))
-    await st.start()
+async def archive_with_files(tmp_path: Path, files: int, per_file: int = 40) -> tuple[Services, list]:
+    """A server's services (no sockets) whose archive got `files` flushes of 3 sessions' events."""
+    svc = Services(Config(data_dir=tmp_path, flush_interval=3600, compaction_interval=3600))
+    await svc.start()
+    producers = [await svc.bus.open_stream(f"s{s}", "a", "", "", lambda seq: None) for s in range(3)]
     recs = []
     t0 = int(datetime.now(UTC).timestamp() * 1000) - 60_000
     for f in range(files):
-        batch = []
-        for s in range(3):
+        for s, producer in enumerate(producers):
             sid = f"s{s}"
             start = f * per_file + 1
             evs = session_events(per_file * files, t0)[f * per_file:(f + 1) * per_file]
-            batch += [make_record(sid, "a", start + i, e, t0 + start + i) for i, e in enumerate(evs)]
-        st.append(batch)
-        recs += batch
-        await st.flush()
-    return st, recs
+            batch = [make_record(sid, "a", start + i, e, t0 + start + i) for i, e in enumerate(evs)]
+            svc.bus.publish(producer, Batch(batch))
+            recs += batch
+        await svc.bus.flusher.flush()
+    return svc, recs
 
 
 def test_flush_writes_sorted_zstd_parquet_with_an_index(tmp_path: Path) -> None:
     async def go() -> None:
-        st, recs = await storage_with_files(tmp_path, files=1)
-        f = st.catalog.files()[0]
+        svc, recs = await archive_with_files(tmp_path, files=1)
+        f = svc.archive.catalog.files()[0]
         meta = __import__("pyarrow.parquet", fromlist=["x"]).ParquetFile(f.events).metadata
         assert meta.row_group(0).column(0).compression == "ZSTD"
         rows = duckdb.sql(f"SELECT session_id, server_time FROM '{f.events}'").fetchall()
         assert rows == sorted(rows)
         idx = duckdb.sql(f"SELECT session_id, event_count, url FROM '{f.index}' ORDER BY 1").fetchall()
         assert idx == [(f"s{i}", 40, "http://app.test/") for i in range(3)]
-        await st.close()
+        await svc.close()
 
     run_async(go())
 
 
 def test_compaction_while_readers_query_gives_consistent_answers(tmp_path: Path) -> None:
     async def go() -> None:
-        st, recs = await storage_with_files(tmp_path, files=10)
-        assert len(st.catalog.files()) == 10
+        svc, recs = await archive_with_files(tmp_path, files=10)
+        catalog = svc.archive.catalog
+        assert len(catalog.files()) == 10
         expected = sorted((r.stream_id, r.seq) for r in recs if r.session_id == "s1")
         errors: list[str] = []
         stop = threading.Event()
 
         def reader() -> None:
             while not stop.is_set():
-                with st.catalog.snapshot() as files:
-                    holding, summary = queries.session_files(files, "s1")
-                    rows = queries.session_events(holding, "s1", 0, None)
+                with catalog.snapshot() as files:
+                    found = queries.session_files(files, "s1")
+                    assert found is not None
+                    rows = queries.session_events(found.files, "s1", 0, None)
                 got = sorted((r[0], r[1]) for r in rows)
                 if got != expected:
                     errors.append(f"{len(got)} rows vs {len(expected)}")
@@ -73,18 +77,18 @@ def test_compaction_while_readers_query_gives_consistent_answers(tmp_path: Path)
         threads = [threading.Thread(target=reader) for _ in range(2)]
         for t in threads:
             t.start()
-        await st.maintain()
+        await svc.bus.upkeep()
         await asyncio.sleep(0.3)
         stop.set()
         for t in threads:
             t.join()
         assert not errors, errors[:3]
-        assert len(st.catalog.files()) == 1
+        assert len(catalog.files()) == 1
         on_disk = list((tmp_path / "events").glob("day=*/*.parquet"))
         assert len(on_disk) == 1, "old files are deleted once no reader holds them"
-        rows, more = await st.events("s1", 0, None)
+        rows, more = await svc.sessions.events("s1", 0, None)
         assert [(r[0], r[1]) for r in rows] == expected and not more
-        await st.close()
+        await svc.close()
 
     run_async(go())
 
@@ -98,15 +102,15 @@ def test_retention_deletes_exactly_the_expired_days(tmp_path: Path) -> None:
         layout.write_pair(tmp_path, day, ev, layout.index_table(ev, {}), 3)
 
     async def go() -> None:
-        st = Storage(Config(data_dir=tmp_path, retention_days=3, compaction_interval=3600))
-        await st.start()
-        await st.maintain()
+        svc = Services(Config(data_dir=tmp_path, retention_days=3, compaction_interval=3600))
+        await svc.start()
+        await svc.bus.upkeep()
         days = sorted(p.name for p in (tmp_path / "events").iterdir())
         expect = sorted(f"day={(today - timedelta(days=a)).strftime('%Y-%m-%d')}" for a in range(3))
         assert days == expect
         assert sorted(p.name for p in (tmp_path / "sessions").iterdir()) == expect
-        assert sorted(f.day for f in st.catalog.files()) == [d[4:] for d in expect]
-        await st.close()
+        assert sorted(f.day for f in svc.archive.catalog.files()) == [d[4:] for d in expect]
+        await svc.close()
 
     run_async(go())
 

@@ -61,8 +61,8 @@ def test_damaged_wal_tail_is_skipped_on_start(server: ServerProcess) -> None:
 
     evs = session_events(20)
     wal = WriteAheadLog(wal_dir)
-    wal.append([make_record("walsess", "a", i + 1, e, 1_700_000_000_000 + i).row() for i, e in enumerate(evs[:10])])
-    wal.append([make_record("walsess", "a", i + 11, e, 1_700_000_000_100 + i).row() for i, e in enumerate(evs[10:])])
+    wal.write_and_sync([make_record("walsess", "a", i + 1, e, 1_700_000_000_000 + i).row() for i, e in enumerate(evs[:10])])
+    wal.write_and_sync([make_record("walsess", "a", i + 11, e, 1_700_000_000_100 + i).row() for i, e in enumerate(evs[10:])])
     wal.close()
     seg = sorted(wal_dir.glob("*.wal"))[-1]
     seg.write_bytes(seg.read_bytes()[:-5])  # torn write of the second frame

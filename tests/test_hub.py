@@ -12,18 +12,18 @@ def test_global_ring_budget_evicts_the_longest_idle_sessions_first() -> None:
     async def go() -> None:
         hub = Hub(Config(ring_max_bytes=10**9, ring_total_max_bytes=60_000))
         for n, sid in enumerate(["old", "mid", "new"]):  # ~25 KB each; "old" spoke first
-            s = hub.recorder_joined(sid, "a", "", "")
+            s = hub.recorder_joined(sid, "", "")
             evs = session_events(20)
             for e in evs:
                 e["data"]["blob"] = "x" * 1000
-            hub.publish(s, [make_record(sid, "a", i + 1, e, 1000 * n + i) for i, e in enumerate(evs)])
+            hub.relay(s, [make_record(sid, "a", i + 1, e, 1000 * n + i) for i, e in enumerate(evs)])
         assert hub.ring_bytes <= 60_000
         assert len(hub.sessions["old"].ring) == 0, "the longest idle session lost its ring"
         assert len(hub.sessions["mid"].ring) == 20 and len(hub.sessions["new"].ring) == 20
         assert hub.ring_bytes == sum(s.ring.nbytes for s in hub.sessions.values())
         # An evicted session keeps relaying: its next snapshot makes it playable again.
         s = hub.sessions["old"]
-        hub.publish(s, [make_record("old", "a", 21, session_events(2)[0], 5000)])
+        hub.relay(s, [make_record("old", "a", 21, session_events(2)[0], 5000)])
         assert len(s.ring) == 1
 
     run_async(go())

@@ -7,7 +7,15 @@ import json
 
 from tornado.websocket import websocket_connect
 
-from tests.helpers import Recorder, ServerProcess, read_until, run_async, session_events, wait_for
+from tests.helpers import (
+    Recorder,
+    ServerProcess,
+    read_until,
+    record,
+    run_async,
+    session_events,
+    wait_for,
+)
 
 
 def test_record_watch_archive_replay(server: ServerProcess) -> None:
@@ -134,5 +142,33 @@ def test_frames_of_every_length_class_reach_viewers_intact(server: ServerProcess
         frames = await read_until(viewer, lambda m: m.get("seq") == len(evs))
         assert [f["event"] for f in frames if f["type"] == "event"] == evs[2:]
         rec.close()
+
+    run_async(go())
+
+
+def test_updates_pushes_agree_with_the_api(server: ServerProcess) -> None:
+    # A session recorded earlier (ended, out of live memory) comes back: what /updates pushes
+    # about it must be what /api/sessions says, archived events included.
+    evs = session_events(30)
+    record(server.ws, "agree", evs[:20])
+    wait_for(lambda: server.get_json("/api/sessions/agree")["live"] is False, what="session ended")
+
+    async def go() -> dict:
+        updates = await websocket_connect(f"{server.ws}/updates")
+        await read_until(updates, lambda m: m["type"] == "sessions")
+        rec = Recorder(server.ws, "agree")
+        assert (await rec.connect())["ackedSeq"] == 20
+        await rec.send_events(21, evs[20:])
+        await rec.wait_ack(30)
+        frames = await read_until(updates, lambda m: m["type"] == "session"
+                                  and m["session"]["id"] == "agree"
+                                  and m["session"]["event_count"] == 30, timeout=5)
+        item = frames[-1]["session"]
+        assert item["live"] is True
+        assert item == server.get_json("/api/sessions/agree")
+        assert item == next(s for s in server.get_json("/api/sessions")["sessions"] if s["id"] == "agree")
+        rec.close()
+        updates.close()
+        return item
 
     run_async(go())

@@ -18,9 +18,9 @@ def records(start: int, n: int):
 
 def test_round_trip_and_rotation(tmp_path: Path) -> None:
     wal = WriteAheadLog(tmp_path)
-    wal.append(records(1, 5))
+    wal.write_and_sync(records(1, 5))
     done = wal.rotate()
-    wal.append(records(6, 5))
+    wal.write_and_sync(records(6, 5))
     wal.close()
     assert len(done) == 1
     rows = read_segments(sorted(tmp_path.glob("*.wal")))
@@ -32,8 +32,8 @@ def test_round_trip_and_rotation(tmp_path: Path) -> None:
 def test_damaged_tail_is_skipped_with_a_warning(tmp_path: Path, damage: str,
                                                 caplog: pytest.LogCaptureFixture) -> None:
     wal = WriteAheadLog(tmp_path)
-    wal.append(records(1, 5))
-    wal.append(records(6, 5))
+    wal.write_and_sync(records(1, 5))
+    wal.write_and_sync(records(6, 5))
     wal.close()
     seg = sorted(tmp_path.glob("*.wal"))[0]
     data = bytearray(seg.read_bytes())

@@ -1,72 +1,87 @@
-"""WAL segments to Parquet, in a child process: the IOLoop's process keeps its GIL while it runs.
+"""Where an event is flushed: the log's tail moves from the write-ahead log into Parquet.
 
-Building Arrow columns from hundreds of thousands of Python objects holds the GIL for most of a
-flush; in a thread of the server that stalls the relay (every socket read and write waits to get
-the GIL back), so the work runs where the events already are, on disk, in another process. Only
-paths and the per-stream page URL and user agent cross the process boundary.
+Every `--flush-interval` (or sooner, once `flush_max_events` are waiting): close the WAL's
+current segment, write the closed segments' rows to Parquet in the flusher process
+(`segments_to_parquet`, each event once), add the new files to the catalog and drop the same
+rows from the tail in one IOLoop step (so a reader finds every event in exactly one of them),
+then delete the segments. If anything fails, the rows stay in the tail and the WAL and the
+next flush writes them.
 """
 
 from __future__ import annotations
 
-import ctypes
-import multiprocessing
-import os
-import signal
-import threading
+import asyncio
+import logging
 import time
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from streamdom.archive import layout
+from streamdom.archive.catalog import Catalog
 from streamdom.archive.layout import DataFile
-from streamdom.archive.wal import read_segments
-from streamdom.records import ROW_SEQ, ROW_SESSION, ROW_STREAM, Row
+from streamdom.archive.tail import LogTail
+from streamdom.archive.wal import GroupCommit, read_segments
+from streamdom.archive.worker import FlusherProcess
+from streamdom.config import Config
+from streamdom.records import ROW_SEQ, ROW_SESSION, ROW_STREAM, Row, StreamKey
 
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
-StreamInfo = dict[tuple[str, str], tuple[str, str]]
+log = logging.getLogger(__name__)
 
-
-def make_pool(idle: bool) -> ProcessPoolExecutor:
-    """One worker process, started fresh (spawn: the server has threads, so no fork).
-
-    With `idle` it runs only on CPU time nothing else wants (SCHED_IDLE), else at nice 10.
-    The worker starts at the pool's first submit, from the submitting thread: the IOLoop's,
-    which lives as long as the server (PR_SET_PDEATHSIG follows the creating thread).
-    """
-    return ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_init_worker, initargs=(os.getpid(), idle))
+StreamInfo = dict[StreamKey, tuple[str, str]]  # (url, user agent) per stream, for the index
 
 
-def _init_worker(parent: int, idle: bool) -> None:
-    # Ctrl-C reaches the whole process group; the server itself decides when its flusher stops.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # Flushes can wait (events are in the WAL and in memory); the relay cannot. At nice 10 a
-    # flush still took CPU slices from the IOLoop on a busy 2-core machine (relay p99 within a
-    # second of a flush 60-190 ms vs 20-30 elsewhere); at SCHED_IDLE it did not (p99 ~33 ms).
-    os.nice(10)
-    if idle and hasattr(os, "SCHED_IDLE"):
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-    # If the server is killed (kill -9), die with it, at once: a flush finishing after a new
-    # server has recovered the same WAL would archive those events twice.
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):  # not Linux: poll for the parent instead
-        threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
-    if os.getppid() != parent:  # it died before prctl took effect
-        os._exit(1)
+class Flusher:
+    """Moves the tail of the log into Parquet files the catalog lists."""
+
+    def __init__(self, config: Config, wal: GroupCommit, tail: LogTail, catalog: Catalog,
+                 process: FlusherProcess, stream_info: Callable[[Iterable[str]], StreamInfo]) -> None:
+        self.config = config
+        self.wal = wal
+        self.tail = tail
+        self.catalog = catalog
+        self.process = process
+        self.stream_info = stream_info
+        self._lock = asyncio.Lock()
+
+    def flush_soon(self) -> None:
+        """Start a flush unless one is running (the tail is getting long)."""
+        if not self._lock.locked():
+            asyncio.ensure_future(self.flush())
+
+    async def flush(self) -> None:
+        """Move every row now in the tail into Parquet, then drop the WAL segments that held them."""
+        async with self._lock:
+            if not self.tail.count:
+                return
+            # Taken in the same step as the WAL rotation below is queued: the closed segments
+            # hold exactly these rows (and any left by an earlier failed flush, also here).
+            mark = self.tail.mark()
+            count = sum(mark.values())
+            info = self.stream_info(mark)
+            segments = await self.wal.sync(rotate=True)
+            if segments is None:
+                return  # the WAL is failing; everything stays in the tail and the log
+            started = time.monotonic()
+            try:
+                files, written = await self.process.run(  # type: ignore[misc]
+                    segments_to_parquet, self.config.data_dir, segments, info,
+                    self.config.parquet_compression_level)
+            except OSError as exc:
+                log.error("Parquet flush failed (events stay in memory and the WAL): %s", exc)
+                return
+            took = time.monotonic() - started
+            if took > max(30.0, 6 * self.config.flush_interval):
+                log.warning("a flush of %d events took %.0f s: if the CPUs are always busy, "
+                            "consider --flusher-priority low", count, took)
+            if written != count:  # would mean a bug: say so, the WAL was the truth either way
+                log.error("flush wrote %d events from the WAL, %d were pending", written, count)
+            # On the IOLoop, in one step: readers now find these events in Parquet, not the tail.
+            self.catalog.change(add=files)
+            self.tail.drop(mark)
+            await self.wal.delete(segments)
 
 
-def _exit_with(parent: int) -> None:
-    while os.getppid() == parent:
-        time.sleep(0.1)
-    os._exit(1)
-
-
-def ready() -> bool:
-    """Nothing: called once so the worker starts (and imports pyarrow) before the first flush."""
-    return True
-
-
+# --- jobs, run in the flusher process (and by recovery, in-process) ---------------------------
 def segments_to_parquet(data_dir: Path, segments: list[Path], stream_info: StreamInfo,
                         level: int) -> tuple[list[DataFile], int]:
     """Write the records of WAL segments to Parquet, each (session, stream, seq) once.
@@ -77,7 +92,7 @@ def segments_to_parquet(data_dir: Path, segments: list[Path], stream_info: Strea
     return write_rows(data_dir, rows, stream_info, level), len(rows)
 
 
-def unique_rows(rows: list[Row], high: dict[tuple[str, str], int]) -> list[Row]:
+def unique_rows(rows: list[Row], high: dict[StreamKey, int]) -> list[Row]:
     """WAL rows, each (session, stream, seq) once and none at or below `high` for its stream."""
     seen: set[tuple[str, str, int]] = set()
     out = []

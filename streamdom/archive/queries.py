@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import duckdb
 
@@ -32,9 +33,12 @@ def _paths(files: Sequence[DataFile], attr: str) -> list[str]:
 
 
 def list_sessions(files: Sequence[DataFile], since: int, before: int | None, q: str | None,
-                  limit: int) -> list[dict[str, object]]:
-    """Session summaries from the index files, by most recent activity, active in [since, before)."""
-    if not files:
+                  limit: int, ids: Sequence[str] | None = None) -> list[dict[str, object]]:
+    """Session summaries from the index files, by most recent activity, active in [since, before).
+
+    With `ids`, only those sessions.
+    """
+    if not files or ids is not None and not ids:
         return []
     sql = f"""
         SELECT session_id AS id, min(first_server_time) AS started_at,
@@ -42,12 +46,16 @@ def list_sessions(files: Sequence[DataFile], since: int, before: int | None, q: 
                sum(bytes)::BIGINT AS bytes, arg_min(url, first_server_time) AS url,
                arg_min(user_agent, first_server_time) AS user_agent
         FROM read_parquet(?)
+        {"WHERE session_id IN (SELECT unnest(?))" if ids is not None else ""}
         GROUP BY session_id
         HAVING max(last_server_time) >= ? {"AND max(last_server_time) < ?" if before else ""}
         {"AND (session_id ILIKE ? OR any_value(url) ILIKE ?)" if q else ""}
         ORDER BY last_event_at DESC
         LIMIT ?"""
-    params: list[object] = [_paths(files, "index"), since]
+    params: list[object] = [_paths(files, "index")]
+    if ids is not None:
+        params.append(sorted(ids))
+    params.append(since)
     if before:
         params.append(before)
     if q:
@@ -58,26 +66,40 @@ def list_sessions(files: Sequence[DataFile], since: int, before: int | None, q: 
     return [dict(zip(cols, row, strict=True)) for row in rel.fetchall()]
 
 
-def session_files(files: Sequence[DataFile], session_id: str) -> tuple[list[DataFile], dict[str, object] | None]:
+@dataclass
+class ArchivedSession:
+    """What the archive holds of one session: the files, its summary, each stream's highest seq."""
+
+    files: list[DataFile]
+    summary: dict[str, object]
+    stream_highs: dict[str, int]  # stream id -> highest archived seq
+
+
+def session_files(files: Sequence[DataFile], session_id: str) -> ArchivedSession | None:
     """The data files holding a session (found through the index) and its archived summary."""
     if not files:
-        return [], None
+        return None
     rows = cursor().execute(
-        """SELECT filename, min(first_server_time), max(last_server_time), sum(event_count)::BIGINT,
-                  sum(bytes)::BIGINT, arg_min(url, first_server_time), arg_min(user_agent, first_server_time)
-           FROM read_parquet(?, filename=true) WHERE session_id = ? GROUP BY filename""",
+        """SELECT filename, stream_id, min(first_server_time), max(last_server_time),
+                  sum(event_count)::BIGINT, sum(bytes)::BIGINT, arg_min(url, first_server_time),
+                  arg_min(user_agent, first_server_time), max(max_seq)
+           FROM read_parquet(?, filename=true) WHERE session_id = ?
+           GROUP BY filename, stream_id""",
         [_paths(files, "index"), session_id]).fetchall()
     if not rows:
-        return [], None
+        return None
     by_index = {str(f.index): f for f in files}
-    holding = [by_index[r[0]] for r in rows if r[0] in by_index]
+    holding = sorted({r[0] for r in rows})
+    first = min(rows, key=lambda r: r[2])
+    highs: dict[str, int] = {}
+    for r in rows:
+        highs[r[1]] = max(highs.get(r[1], 0), int(r[8]))
     summary = {
-        "id": session_id, "started_at": min(r[1] for r in rows),
-        "last_event_at": max(r[2] for r in rows), "event_count": sum(r[3] for r in rows),
-        "bytes": sum(r[4] for r in rows), "url": min(rows, key=lambda r: r[1])[5],
-        "user_agent": min(rows, key=lambda r: r[1])[6],
+        "id": session_id, "started_at": first[2], "last_event_at": max(r[3] for r in rows),
+        "event_count": sum(r[4] for r in rows), "bytes": sum(r[5] for r in rows),
+        "url": first[6], "user_agent": first[7],
     }
-    return holding, summary
+    return ArchivedSession([by_index[f] for f in holding if f in by_index], summary, highs)
 
 
 def session_events(files: Sequence[DataFile], session_id: str, offset: int,

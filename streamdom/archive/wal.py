@@ -1,5 +1,8 @@
 """Write-ahead log: zstd-compressed, checksummed frames of event records, fsynced before acks.
 
+`GroupCommit` is the log as the IOLoop uses it (rows queued, written and fsynced together,
+durable seqs reported); `WriteAheadLog` is the file format, used from its I/O thread.
+
 A frame is `b"SDW2"`, payload length (u32 LE), CRC32 of the payload (u32 LE), then the payload:
 zstd-compressed lines, one record per line, its fields (records.Row order) separated by tabs,
 an `extra` of None as an empty field (a JSON object's text is never empty). `data` and `extra`
@@ -13,15 +16,19 @@ and keeps everything before.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import shutil
 import struct
 import zlib
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import zstandard
 
-from streamdom.records import Row
+from streamdom.records import ROW_SEQ, ROW_SESSION, ROW_STREAM, Row, StreamKey
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +36,130 @@ MAGIC = b"SDW2"
 HEADER = struct.Struct("<4sII")
 
 
+class GroupCommit:
+    """The log as the IOLoop uses it: rows submitted meanwhile are written and fsynced together.
+
+    One fsync every `interval` covers everything submitted since the last one (group commit),
+    which bounds both the fsync rate and how long a recorder keeps an event before it may drop
+    it. Writes run in order in one I/O thread. After each fsync, `on_durable` gets the highest
+    seq made durable per stream. A failed write keeps its rows, sets `failure` (the bus refuses
+    events meanwhile) and is retried after a second; a disk with less than `min_free_bytes` free
+    sets `failure` too, until space comes back.
+    """
+
+    def __init__(self, directory: Path, interval: float, min_free_bytes: int,
+                 on_durable: Callable[[dict[StreamKey, int]], None]) -> None:
+        self.dir = directory
+        self.interval = interval
+        self.min_free_bytes = min_free_bytes
+        self.on_durable = on_durable
+        self.failure: str | None = None
+        self._io = ThreadPoolExecutor(1, thread_name_prefix="streamdom-io")  # serial: log order
+        self._wal: WriteAheadLog | None = None
+        self._pending: list[Row] = []
+        self._task: asyncio.Future[None] | None = None
+
+    async def open(self) -> None:
+        """Open a new segment after the existing ones (recovery has archived and removed them)."""
+        self._wal = await asyncio.get_running_loop().run_in_executor(self._io, WriteAheadLog, self.dir)
+        self.check_disk()
+
+    def submit(self, rows: list[Row]) -> None:
+        """Queue rows for the next grouped write and fsync."""
+        self._pending.extend(rows)
+        if self._task is None:
+            self._task = asyncio.ensure_future(self._sync_soon())
+
+    async def _sync_soon(self) -> None:
+        try:
+            await asyncio.sleep(self.interval)
+            await self.sync()
+        finally:
+            self._task = None
+            if self._pending and self.failure is None:
+                self._task = asyncio.ensure_future(self._sync_soon())
+
+    async def sync(self, rotate: bool = False) -> list[Path] | None:
+        """Write and fsync what is queued (with `rotate`, then close the segment).
+
+        Returns the closed segments (with `rotate`; else []), or None if the write failed.
+        The I/O thread is serial, so closed segments hold exactly every row submitted before
+        this call: those taken by earlier calls and those taken here.
+        """
+        batch, self._pending = self._pending, []
+        if not batch and not rotate:
+            return []
+        assert self._wal is not None
+        try:
+            segments = await asyncio.get_running_loop().run_in_executor(
+                self._io, self._write, self._wal, batch, rotate)
+        except OSError as exc:
+            self._pending = batch + self._pending
+            self.failure = f"write-ahead log failed: {exc}"
+            log.error("WAL write failed, refusing events until it works again: %s", exc)
+            asyncio.get_running_loop().call_later(1.0, self._retry)
+            return None
+        highs: dict[StreamKey, int] = {}
+        for row in batch:
+            key = (row[ROW_SESSION], row[ROW_STREAM])
+            if row[ROW_SEQ] > highs.get(key, 0):
+                highs[key] = row[ROW_SEQ]
+        if highs:
+            self.on_durable(highs)
+        return segments
+
+    @staticmethod
+    def _write(wal: WriteAheadLog, batch: list[Row], rotate: bool) -> list[Path]:
+        if batch:
+            wal.write_and_sync(batch)
+        return wal.rotate() if rotate else []
+
+    def _retry(self) -> None:
+        if self.failure and self.failure.startswith("write-ahead log"):
+            self.failure = None
+        if self._pending:
+            asyncio.ensure_future(self.sync())
+
+    def check_disk(self) -> None:
+        """Refuse events while the log's disk is (nearly) full; accept them again after."""
+        try:
+            free = shutil.disk_usage(self.dir).free
+        except OSError as exc:
+            self.failure = f"data dir unusable: {exc}"
+            return
+        if free < self.min_free_bytes:
+            if self.failure is None:
+                log.error("disk nearly full (%d bytes free): refusing new events", free)
+            self.failure = f"disk full ({free} bytes free)"
+        elif self.failure and self.failure.startswith(("disk full", "data dir unusable")):
+            log.warning("disk space back (%d bytes free): accepting events again", free)
+            self.failure = None
+
+    async def delete(self, segments: list[Path]) -> None:
+        """Delete closed segments (everything in them is archived)."""
+        await asyncio.get_running_loop().run_in_executor(self._io, _unlink_all, segments)
+
+    async def close(self, drop_segments: bool) -> None:
+        """Close the log; with `drop_segments` (everything is archived) delete every segment."""
+        if self._wal is not None:
+            await asyncio.get_running_loop().run_in_executor(self._io, _close, self._wal,
+                                                             drop_segments)
+        self._io.shutdown(wait=True)
+
+
+def _close(wal: WriteAheadLog, drop_segments: bool) -> None:
+    if drop_segments:
+        _unlink_all(wal.rotate())
+    wal.close()
+
+
+def _unlink_all(paths: list[Path]) -> None:
+    for p in paths:
+        p.unlink(missing_ok=True)
+
+
 class WriteAheadLog:
-    """Appends and fsyncs frames; used from the storage's single I/O thread only."""
+    """Appends and fsyncs frames; used from the log's single I/O thread only."""
 
     def __init__(self, directory: Path) -> None:
         self.dir = directory
@@ -46,7 +175,7 @@ class WriteAheadLog:
         """Every segment file, oldest first."""
         return sorted(self.dir.glob("*.wal"), key=_seg_number)
 
-    def append(self, rows: list[Row]) -> None:
+    def write_and_sync(self, rows: list[Row]) -> None:
         """Write one frame holding `rows` and fsync it: after this they survive a crash."""
         text = "\n".join(f"{sid}\t{stream}\t{seq}\t{typ}\t{ts}\t{st}\t{data}\t{extra or ''}"
                          for sid, stream, seq, typ, ts, st, data, extra in rows)

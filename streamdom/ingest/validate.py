@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from streamdom.records import EventRecord
+from streamdom.records import Batch, EventRecord
 from streamdom.wire import ProtocolError, valid_id, ws_text_frame
 
 MAX_URL = 2048
@@ -95,3 +95,10 @@ def _record(session_id: str, stream_id: str, seq: int, ev: dict[str, Any], serve
         f'"event":{rec.event_json()}}}'
     )
     return rec
+
+
+def make_batch(session_id: str, stream_id: str, seq: int, events: list[dict[str, Any]],
+               server_time: int) -> Batch:
+    """The batch of records of validated events numbered from `seq`."""
+    return Batch([make_record(session_id, stream_id, seq + i, ev, server_time)
+                  for i, ev in enumerate(events)])

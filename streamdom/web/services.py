@@ -2,39 +2,53 @@
 
 from __future__ import annotations
 
+import asyncio
 import weakref
 
 from tornado.websocket import WebSocketHandler
 
-from streamdom.archive.storage import Storage
+from streamdom.archive.catalog import Catalog
+from streamdom.archive.reads import ArchiveReader
+from streamdom.bus.base import Bus
+from streamdom.bus.local import LocalBus
 from streamdom.config import Config
 from streamdom.ingest.acks import AckBatcher
 from streamdom.ingest.limits import IngestLimits
-from streamdom.live.hub import Hub
+from streamdom.sessions.feed import SessionFeed
+from streamdom.sessions.model import Sessions
 from streamdom.web.auth import PasswordCheck
 from streamdom.wire import CloseCode
 
 
 class Services:
-    """Everything a handler may use, built from one Config."""
+    """Everything a handler may use, built from one Config.
+
+    Ingest hands events to `bus`; watchers subscribe through it; `sessions` is the one read
+    model of sessions (over the bus and `archive`), and `feed` pushes its changes.
+    """
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.hub = Hub(config)
-        self.storage = Storage(config)
+        catalog = Catalog([])
+        self.archive = ArchiveReader(catalog, config.query_threads)
+        self.bus: Bus = LocalBus(config, catalog, self.archive)
+        self.sessions = Sessions(self.bus, self.archive)
+        self.feed = SessionFeed(self.sessions)
+        self.bus.on_session_change(self.feed.changed)
         self.limits = IngestLimits(config.max_events_per_second_per_ip, config.max_sessions_per_ip)
+        self.acks = AckBatcher(config.ack_interval)
         self.password_check = PasswordCheck(config.password) if config.password else None
         self.sockets: weakref.WeakSet[WebSocketHandler] = weakref.WeakSet()  # closed on shutdown
-        self.acks = AckBatcher(config.ack_interval)
 
     async def start(self) -> None:
-        """Recover storage and start background work; call before accepting connections."""
-        await self.storage.start()
+        """Recover and start the bus and background work; call before accepting connections."""
+        await self.bus.start()
         self.acks.start()
 
     async def close(self) -> None:
-        """Say goodbye to every socket (reconnect later), then flush storage."""
+        """Say goodbye to every socket (reconnect later), then make everything durable."""
         for sock in list(self.sockets):
             sock.close(CloseCode.GOING_AWAY, "server shutting down")
         self.acks.stop()
-        await self.storage.close()
+        await self.bus.close()
+        await asyncio.to_thread(self.archive.close)

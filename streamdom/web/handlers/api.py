@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from tornado.web import HTTPError
-
-from streamdom.archive.storage import cutoff_24h
-from streamdom.sessions import session_list
+from streamdom.sessions.model import cutoff_24h
 from streamdom.web.handlers.base import ViewerHandler
-from streamdom.wire import dumps, valid_id
+from streamdom.wire import dumps
 
 MAX_LIMIT = 5000
 
@@ -21,7 +18,7 @@ class SessionsHandler(ViewerHandler):
         since = self.int_arg("since", cutoff_24h() if before is None else 0)
         limit = min(self.int_arg("limit", 1000) or 1000, MAX_LIMIT)
         q = self.get_query_argument("q", None) or None
-        sessions = await session_list(self.services, since, before, q, limit)
+        sessions = await self.services.sessions.list(since, before, q, limit)
         self.write_json({"sessions": sessions})
 
 
@@ -30,22 +27,7 @@ class SessionHandler(ViewerHandler):
 
     async def get(self, session_id: str) -> None:
         """Answer the summary or 404."""
-        self.write_json(await find_session(self, session_id))
-
-
-async def find_session(handler: ViewerHandler, session_id: str) -> dict[str, object]:
-    """The summary of a session (live flag from the hub), or HTTP 404."""
-    if not valid_id(session_id):
-        raise HTTPError(404, reason="unknown session")
-    svc = handler.services
-    summary, _ = await svc.storage.session(session_id)
-    live = svc.hub.sessions.get(session_id)
-    if summary is None and live is None:
-        raise HTTPError(404, reason="unknown session")
-    out = dict(live.summary() if live else {})
-    out.update(summary or {})
-    out["live"] = bool(live and live.live)
-    return out
+        self.write_json(await self.session_or_404(session_id))
 
 
 class EventsHandler(ViewerHandler):
@@ -53,12 +35,12 @@ class EventsHandler(ViewerHandler):
 
     async def get(self, session_id: str) -> None:
         """Answer a JSON array of events."""
-        await find_session(self, session_id)
+        await self.session_or_404(session_id)
         offset = max(0, self.int_arg("offset", 0) or 0)
         raw_limit = self.int_arg("limit", None)
         limit = None if raw_limit is None else min(max(1, raw_limit), MAX_LIMIT)
         meta = self.get_query_argument("meta", "") in ("1", "true")
-        rows, more = await self.services.storage.events(session_id, offset, limit)
+        rows, more = await self.services.sessions.events(session_id, offset, limit)
         if more:
             self.set_header("X-Next-Offset", str(offset + len(rows)))
         if meta:

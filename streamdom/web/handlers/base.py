@@ -9,7 +9,7 @@ from tornado.iostream import StreamClosedError
 from tornado.web import HTTPError, RequestHandler
 from tornado.websocket import WebSocketHandler
 
-from streamdom.wire import ws_text_frame
+from streamdom.wire import valid_id, ws_text_frame
 
 if TYPE_CHECKING:
     from streamdom.web.services import Services
@@ -24,7 +24,7 @@ class ServicesMixin:
 
     @property
     def services(self) -> Services:
-        """The running server's services (config, hub, storage)."""
+        """The running server's services (config, bus, sessions, ...)."""
         return self.application.settings["services"]
 
 
@@ -52,6 +52,13 @@ class ViewerHandler(ServicesMixin, RequestHandler):
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.set_header("Cache-Control", "no-store")
         self.finish(json.dumps(obj, separators=(",", ":")))
+
+    async def session_or_404(self, session_id: str) -> dict[str, object]:
+        """The session's summary from the read model, or HTTP 404."""
+        found = await self.services.sessions.get(session_id) if valid_id(session_id) else None
+        if found is None:
+            raise HTTPError(404, reason="unknown session")
+        return found
 
     def int_arg(self, name: str, default: int | None) -> int | None:
         """An integer query argument, or 400."""

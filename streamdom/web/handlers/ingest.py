@@ -1,4 +1,4 @@
-"""WS /ingest: recorders stream rrweb events in; the server relays, logs and acknowledges them."""
+"""WS /ingest: recorders stream rrweb events in; validated here, then handed to the bus."""
 
 from __future__ import annotations
 
@@ -10,10 +10,9 @@ from tornado.web import HTTPError
 from tornado.websocket import WebSocketClosedError
 
 from streamdom import wire
-from streamdom.archive.storage import StorageUnavailable
+from streamdom.bus.base import BusUnavailable, Producer
 from streamdom.ingest import validate
 from streamdom.ingest.limits import TokenBucket
-from streamdom.live.hub import LiveSession
 from streamdom.web.handlers.base import ServerSocket
 from streamdom.wire import CloseCode, ProtocolError
 
@@ -23,7 +22,7 @@ log = logging.getLogger(__name__)
 class IngestHandler(ServerSocket):
     """One recorder connection (one page load of one session)."""
 
-    session: LiveSession | None = None
+    producer: Producer | None = None  # this connection's stream on the bus, once welcomed
     key: tuple[str, str] | None = None
     closing = False
     _acked_seq = 0
@@ -53,7 +52,7 @@ class IngestHandler(ServerSocket):
             return None
         try:
             msg = wire.parse_frame(message)
-            if self.session is None:
+            if self.producer is None:
                 return self._hello(msg)
             kind = msg["type"]
             if kind == "events":
@@ -81,38 +80,38 @@ class IngestHandler(ServerSocket):
             self._refuse(CloseCode.TOO_MANY_SESSIONS, "too many sessions from this address")
             return
         self.key = (hello.session_id, hello.stream_id)
-        acked = await svc.storage.open_stream(hello.session_id, hello.stream_id, hello.url,
-                                              hello.user_agent)
-        if self.ws_connection is None:  # left while we looked up its stream; on_close counted it
+        producer = await svc.bus.open_stream(hello.session_id, hello.stream_id, hello.url,
+                                             hello.user_agent, self._ack)
+        if self.ws_connection is None:  # left while the bus looked up its stream
+            svc.bus.close_stream(producer)
             return
-        self.session = svc.hub.recorder_joined(hello.session_id, hello.stream_id, hello.url,
-                                               hello.user_agent)
-        svc.storage.ack_listeners.setdefault(self.key, set()).add(self._ack)
-        self.write_message(wire.dumps({"type": "welcome", "ackedSeq": acked, "serverTime": wire.now_ms()}))
+        self.producer = producer
+        self.write_message(wire.dumps({"type": "welcome", "ackedSeq": producer.durable,
+                                       "serverTime": wire.now_ms()}))
 
     def _events(self, msg: dict[str, Any]) -> None:
         seq, events = validate.parse_events(msg)
         svc = self.services
-        if not svc.storage.writable:
-            self._refuse(CloseCode.STORAGE, svc.storage.failure or "storage unavailable")
+        bus, producer = svc.bus, self.producer
+        assert producer is not None
+        failure = bus.failure
+        if failure is not None:
+            self._refuse(CloseCode.STORAGE, failure)
             return
         if not (self.bucket.take(len(events)) and svc.limits.bucket(self.ip).take(len(events))):
             self._refuse(CloseCode.RATE_LIMIT, "event rate limit exceeded")
             return
-        assert self.session is not None and self.key is not None
-        high = svc.storage.received.get(self.key, 0)
-        t = wire.now_ms()
-        sid, stream = self.key
-        records = [validate.make_record(sid, stream, seq + i, ev, t)
-                   for i, ev in enumerate(events) if seq + i > high]
-        if not records:
-            self._ack(svc.storage.durable.get(self.key, 0))  # a resend of what we hold: re-ack
+        held = producer.received - seq + 1  # how many of these the bus has already (a resend)
+        if held >= len(events):
+            self._ack(producer.durable)  # nothing new: re-ack what is durable
             return
-        svc.storage.received[self.key] = records[-1].seq
-        svc.hub.publish(self.session, records)  # relay first: latency is the product
+        if held > 0:
+            seq, events = seq + held, events[held:]
+        batch = validate.make_batch(producer.session_id, producer.stream_id, seq, events,
+                                    wire.now_ms())
         try:
-            svc.storage.append(records)
-        except StorageUnavailable as exc:
+            bus.publish(producer, batch)
+        except BusUnavailable as exc:
             self._refuse(CloseCode.STORAGE, str(exc))
 
     def _clock(self, msg: dict[str, Any]) -> None:
@@ -120,8 +119,8 @@ class IngestHandler(ServerSocket):
         if not all(isinstance(v, int | float) and not isinstance(v, bool) and abs(v) < 1e12
                    for v in (offset, rtt)):
             raise ProtocolError("clock.offset and clock.rtt must be numbers")
-        assert self.session is not None and self.key is not None
-        self.services.hub.set_clock(self.session, self.key[1], offset, rtt)  # type: ignore[arg-type]
+        assert self.producer is not None
+        self.services.bus.set_clock(self.producer, offset, rtt)  # type: ignore[arg-type]
 
     def _ack(self, seq: int) -> None:
         self._acked_seq = seq
@@ -148,12 +147,7 @@ class IngestHandler(ServerSocket):
         svc = self.services
         svc.acks.forget(self)
         if self.key is not None:
-            listeners = svc.storage.ack_listeners.get(self.key)
-            if listeners is not None:
-                listeners.discard(self._ack)
-                if not listeners:
-                    del svc.storage.ack_listeners[self.key]
             svc.limits.close_session(self.ip, self.key[0])
-        if self.session is not None:
-            svc.hub.recorder_left(self.session)
-            self.session = None
+        if self.producer is not None:
+            svc.bus.close_stream(self.producer)
+            self.producer = None

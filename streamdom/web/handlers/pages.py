@@ -6,7 +6,6 @@ from pathlib import Path
 
 from tornado.web import HTTPError, RequestHandler
 
-from streamdom.web.handlers.api import find_session
 from streamdom.web.handlers.base import COOKIE, ServicesMixin, ViewerHandler
 
 STATIC_DIR = Path(__file__).resolve().parent.parent.parent / "static"
@@ -34,7 +33,7 @@ class PlayerPage(ViewerHandler):
     async def get(self, session_id: str) -> None:
         """Serve the player page."""
         try:
-            await find_session(self, session_id)
+            await self.session_or_404(session_id)
         except HTTPError as exc:
             if exc.status_code != 404:
                 raise
@@ -55,10 +54,10 @@ class HealthHandler(ServicesMixin, RequestHandler):
 
     def get(self) -> None:
         """Answer health."""
-        st = self.services.storage
+        bus = self.services.bus
         self.set_header("Content-Type", "application/json")
-        self.finish({"ok": True, "live_sessions": len(self.services.hub.sessions),
-                     "storage_writable": st.writable, "storage_error": st.failure})
+        self.finish({"ok": True, "live_sessions": len(bus.presence()),
+                     "storage_writable": bus.failure is None, "storage_error": bus.failure})
 
 
 class LoginPage(ServicesMixin, RequestHandler):

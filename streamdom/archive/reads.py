@@ -1,0 +1,70 @@
+"""Reads of the archive: DuckDB queries in a thread pool, each over one snapshot of the catalog."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Collection, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from streamdom.archive import queries
+from streamdom.archive.catalog import Catalog
+from streamdom.records import StreamKey
+
+EventRow = tuple[str, int, int, str]  # stream id, seq, server time, the event's JSON
+
+
+@dataclass
+class ArchivedPage:
+    """A page of a session's archived events, and what a reader needs to add unarchived ones."""
+
+    rows: list[EventRow]
+    total: int  # archived events of the session
+    stream_highs: dict[str, int]  # stream id -> highest archived seq
+
+
+class ArchiveReader:
+    """Answers questions about archived sessions without blocking the IOLoop."""
+
+    def __init__(self, catalog: Catalog, threads: int) -> None:
+        self.catalog = catalog
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="streamdom-query")
+
+    async def run(self, fn: Callable[..., object], *args: object) -> object:
+        """Run a query function (from `queries`) in the reader pool."""
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    async def list_sessions(self, since: int, before: int | None, q: str | None, limit: int,
+                            ids: Collection[str] | None = None) -> list[dict[str, object]]:
+        """Archived session summaries, most recent activity first (see queries.list_sessions)."""
+        with self.catalog.snapshot() as files:
+            return await self.run(queries.list_sessions, files, since, before, q, limit,  # type: ignore[return-value]
+                                  None if ids is None else list(ids))
+
+    async def session(self, session_id: str) -> dict[str, object] | None:
+        """A session's archived summary, or None if the archive has none of its events."""
+        with self.catalog.snapshot() as files:
+            found = await self.run(queries.session_files, files, session_id)
+        return found.summary if found is not None else None  # type: ignore[attr-defined]
+
+    async def events(self, session_id: str, offset: int, limit: int | None) -> ArchivedPage:
+        """Archived events of a session from `offset`, at most `limit` (None: all)."""
+        with self.catalog.snapshot() as files:
+            found: queries.ArchivedSession | None = await self.run(  # type: ignore[assignment]
+                queries.session_files, files, session_id)
+            if found is None:
+                return ArchivedPage([], 0, {})
+            total = int(found.summary["event_count"])  # type: ignore[call-overload]
+            rows: list[EventRow] = []
+            if offset < total:
+                rows = await self.run(queries.session_events, found.files, session_id,  # type: ignore[assignment]
+                                      offset, limit)
+        return ArchivedPage(rows, total, found.stream_highs)
+
+    async def stream_high_seqs(self, keys: Sequence[StreamKey]) -> dict[StreamKey, int]:
+        """Highest archived seq of each of these streams (absent: none archived)."""
+        return await self.run(queries.stream_high_seqs, self.catalog.files(), keys)  # type: ignore[return-value]
+
+    def close(self) -> None:
+        """Wait for running queries and stop the pool (blocking)."""
+        self._pool.shutdown(wait=True)

@@ -1,0 +1,1 @@
+"""The seam between ingest and everything downstream: the `Bus` interface and its implementations."""
