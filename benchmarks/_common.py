@@ -25,6 +25,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 if str(ROOT) not in sys.path:  # `python benchmarks/x.py` puts benchmarks/, not the repo, on the path
     sys.path.insert(1, str(ROOT))
 
+from streamdom.rrweb import EventType  # noqa: E402
 from tests import helpers  # noqa: E402 - needs the path above
 
 
@@ -209,9 +210,9 @@ class EventShapes:
     @classmethod
     def from_sample(cls, events: list[dict[str, Any]]) -> EventShapes:
         """Split a recorded session."""
-        meta = next(e for e in events if e["type"] == 4)
-        snap = next(e for e in events if e["type"] == 2)
-        inc = [e for e in events if e["type"] in (3, 5)]  # 0/1 (DOM loaded) belong to a page load
+        meta = next(e for e in events if e["type"] == EventType.Meta)
+        snap = next(e for e in events if e["type"] == EventType.FullSnapshot)
+        inc = [e for e in events if e["type"] in (EventType.IncrementalSnapshot, EventType.Custom)]  # 0/1 (DOM loaded) belong to a page load
         out: list[tuple[float, int, str]] = []
         prev = inc[0]["timestamp"] if inc else 0
         for e in inc:

@@ -37,6 +37,7 @@ from streamdom.archive.catalog import Catalog
 from streamdom.config import Config
 from streamdom.ingest.validate import make_record
 from streamdom.records import EventRecord, Row
+from streamdom.rrweb import EventType
 from streamdom.web.services import Services
 
 DAY_MS = 86_400_000
@@ -62,9 +63,9 @@ class Templates:
     """The sample session's events, parsed once, with the gaps between incremental events."""
 
     def __init__(self, events: list[dict[str, Any]]) -> None:
-        self.meta = next(e for e in events if e["type"] == 4)
-        self.snapshot = next(e for e in events if e["type"] == 2)
-        inc = [e for e in events if e["type"] in (3, 5)]
+        self.meta = next(e for e in events if e["type"] == EventType.Meta)
+        self.snapshot = next(e for e in events if e["type"] == EventType.FullSnapshot)
+        inc = [e for e in events if e["type"] in (EventType.IncrementalSnapshot, EventType.Custom)]
         self.incremental = inc
         gaps = [max(0, b["timestamp"] - a["timestamp"]) for a, b in zip(inc, inc[1:], strict=False)]
         self.gaps = [min(g, 2000) for g in gaps] + [50]

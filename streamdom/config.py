@@ -18,7 +18,6 @@ class Config:
     # Viewer access: a password (kept only as a PBKDF2 hash in memory) and the cookie secret.
     password: str | None = None
     cookie_secret: str | None = None
-    allow_public_without_password: bool = False
 
     # Ingest access: optional write keys (any one accepted) and allowed page origins.
     write_keys: tuple[str, ...] = ()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from tornado.websocket import websocket_connect
 
 from streamdom.archive.wal import WriteAheadLog
+from streamdom.wire import CloseCode
 from tests.helpers import Recorder, ServerProcess, read_until, record, run_async, session_events
 
 
@@ -84,7 +85,7 @@ def test_full_disk_refuses_events_with_4507(server: ServerProcess) -> None:
         await rec.send_events(1, session_events(3))
         msg = await rec.recv()
         assert msg["type"] == "__closed__"
-        assert rec.close_code()[0] == 4507 and "disk full" in rec.close_code()[1]
+        assert rec.close_code()[0] == CloseCode.STORAGE and "disk full" in rec.close_code()[1]
 
     run_async(go())
     health = server.get_json("/healthz")

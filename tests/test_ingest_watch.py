@@ -7,6 +7,7 @@ import json
 
 from tornado.websocket import websocket_connect
 
+from streamdom.wire import CloseCode
 from tests.helpers import (
     Recorder,
     ServerProcess,
@@ -119,7 +120,7 @@ def test_unknown_session(server: ServerProcess) -> None:
     async def go() -> None:
         viewer = await websocket_connect(f"{server.ws}/watch/nope")
         frames = await read_until(viewer, lambda m: False)
-        assert frames[-1]["type"] == "__closed__" and frames[-1]["code"] == 4404
+        assert frames[-1]["type"] == "__closed__" and frames[-1]["code"] == CloseCode.UNKNOWN_SESSION
 
     run_async(go())
 

@@ -10,6 +10,7 @@ import pytest
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import WebSocketClosedError, websocket_connect
 
+from streamdom.wire import CloseCode
 from tests.helpers import Recorder, ServerProcess, run_async, session_events
 
 
@@ -58,7 +59,7 @@ def test_malformed_first_frames_close_4400(limited: ServerProcess, frame: str, r
         conn = await websocket_connect(limited.ws + "/ingest")
         await conn.write_message(frame)
         assert await conn.read_message() is None
-        assert conn.close_code == 4400 and reason in (conn.close_reason or "")
+        assert conn.close_code == CloseCode.MALFORMED and reason in (conn.close_reason or "")
 
     with_bystander(limited, f"ok-{abs(hash(frame)) % 10**6}", attack)
 
@@ -78,7 +79,7 @@ def test_bad_event_shapes_close_4400_and_are_not_stored(limited: ServerProcess, 
         await bad.connect()
         await bad.send_events(1, session_events(2) + [event])
         code, why = await closed_with(bad)
-        assert code == 4400 and reason in (why or "")
+        assert code == CloseCode.MALFORMED and reason in (why or "")
 
     with_bystander(limited, sid, attack)
     # The whole frame was refused: not one of its events reached the archive.
@@ -91,7 +92,7 @@ def test_oversized_message_closes_1009(limited: ServerProcess) -> None:
         await big.connect()
         await big.send_events(1, [{"type": 3, "data": {"x": "y" * 70000}, "timestamp": 1}])
         code, _ = await closed_with(big)
-        assert code == 1009
+        assert code == CloseCode.TOO_BIG
 
     with_bystander(limited, "ok-big", attack)
 
@@ -109,7 +110,7 @@ def test_event_rate_limit_closes_4429(limited: ServerProcess) -> None:
                 break  # the server hung up already (a busy machine reads slower): see why below
             seq += 100
         code, why = await closed_with(flood)
-        assert code == 4429 and "rate" in (why or "")
+        assert code == CloseCode.RATE_LIMIT and "rate" in (why or "")
 
     with_bystander(limited, "ok-rate", attack)
 
@@ -125,7 +126,7 @@ def test_sessions_per_ip_closes_4408(limited: ServerProcess) -> None:
         extra.conn = await websocket_connect(extra.url)
         await extra.send({"type": "hello", "sessionId": "many-extra", "streamId": "a"})
         code, _ = await closed_with(extra)
-        assert code == 4408
+        assert code == CloseCode.TOO_MANY_SESSIONS
         for r in recs:
             r.close()
 
