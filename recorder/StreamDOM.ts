@@ -1,6 +1,7 @@
 // StreamDOM recorder: rrweb events streamed live over one WebSocket (see docs/PROTOCOL.md).
 // Module-level names are shortened by the minifier, so they are written out in full here.
 import { record } from '@rrweb/record';
+import type { EventType, eventWithTime } from '@rrweb/types';
 
 type RecOpts = Omit<NonNullable<Parameters<typeof record>[0]>, 'emit'>;
 /** Every other rrweb record() option (blockClass, blockSelector, maskTextSelector, sampling, ...) is passed through. */
@@ -13,7 +14,7 @@ export type StreamDOMOptions = RecOpts & {
   maxBufferEvents?: number;
 };
 /** An event not yet acknowledged by the server. */
-type Unacked = { seq: number; type: number; json: string };
+type Unacked = { seq: number; type: EventType; json: string };
 /** One NTP-style clock sample: [round trip, server clock − our clock] (ms). */
 type ClockSample = [rtt: number, offset: number];
 
@@ -76,9 +77,9 @@ const reportGap = (droppedFrom: number, droppedTo: number, count: number) => {
 };
 
 /** rrweb's emit callback: number the event, keep it until acknowledged, send it now if welcomed. */
-function onRecorded(e: unknown) {
+function onRecorded(e: eventWithTime) {
   try {
-    const json = JSON.stringify(e), x = { seq: ++seq, type: (e as { type: number }).type, json };
+    const json = JSON.stringify(e), x = { seq: ++seq, type: e.type, json };
     unacked.push(x);
     unackedBytes += json.length;
     if (welcomed) send(eventsFrame(seq, [json])); // live: one event per frame, right now
@@ -93,7 +94,9 @@ function trimBuffer() {
   if (trimming || !over(1)) return;
   trimming = true;
   try {
-    const nextSegment = () => unacked.findIndex((x, i) => i > 0 && x.type == 4);
+    // rrweb's EventType.Meta as a checked literal: @rrweb/record does not export its copy of the
+    // enum, and importing @rrweb/types' copy would add ~100 B to the bundle.
+    const nextSegment = () => unacked.findIndex((x, i) => i > 0 && x.type == (4 satisfies EventType.Meta));
     if (nextSegment() < 0) {
       if (unacked[0].seq == ownSnapshotSeq && !over(2)) return; // starts at our own fresh snapshot: let a checkout come
       ownSnapshotSeq = seq + 1;

@@ -7,7 +7,7 @@ export class HttpError extends Error {
   }
 }
 
-export function redirectToLogin(): void {
+function redirectToLogin(): void {
   const next = location.pathname + location.search;
   location.href = '/login?next=' + encodeURIComponent(next);
 }
@@ -48,7 +48,7 @@ export async function getSession(id: string): Promise<SessionInfo> {
 }
 
 /** Normalises an /events?meta=1 item (or a bare rrweb event) to a StreamEvent. */
-export function toStreamEvent(item: unknown, index: number): StreamEvent | null {
+function toStreamEvent(item: unknown, index: number): StreamEvent | null {
   if (!isObject(item)) return null;
   if (isObject(item.event)) {
     return {

@@ -32,7 +32,7 @@ export class Pinger {
 
   constructor(
     private readonly send: (msg: unknown) => boolean,
-    readonly clock: NtpClock,
+    private readonly clock: NtpClock,
     private readonly onSample: () => void = () => {},
   ) {}
 

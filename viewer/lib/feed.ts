@@ -5,9 +5,10 @@ import { Pinger, SessionClocks } from './clock';
 import { ReconnectingSocket } from './ws';
 import { StreamFollower, latestSnapshotStart } from './streams';
 import { firstEventTimestamp, loadAllEvents, wsURL } from './api';
-import { FEED, Machine, type FeedEvent, type FeedState } from './machine';
+import { FEED, Machine, type FeedAction, type FeedEvent, type FeedState } from './machine';
 import { hook, report } from './hook';
-import { EV_FULL_SNAPSHOT, isObject, type SessionInfo, type StreamEvent, type WatchMessage } from './types';
+import { EventType } from 'rrweb';
+import { isObject, type SessionInfo, type StreamEvent, type WatchMessage } from './types';
 
 export const CLOSE_UNKNOWN_SESSION = 4404;
 
@@ -26,7 +27,7 @@ export interface FeedListener {
 
 export class WatchFeed {
   readonly clocks: SessionClocks;
-  private readonly machine: Machine<FeedState, FeedEvent, 'reset'>;
+  private readonly machine: Machine<FeedState, FeedEvent, FeedAction>;
   private readonly socket: ReconnectingSocket;
   private readonly pinger: Pinger;
   private readonly follower = new StreamFollower();
@@ -133,7 +134,7 @@ export class WatchFeed {
     }
     const shown = this.follower.push(se);
     if (se.streamId === this.follower.follow) this.clocks.noteEvent(se.event.timestamp);
-    if (shown.length && (shown[shown.length - 1].event.type as number) === EV_FULL_SNAPSHOT) this.events = shown.slice();
+    if (shown.length && shown[shown.length - 1].event.type === EventType.FullSnapshot) this.events = shown.slice();
     else for (const x of shown) this.events.push(x);
     this.listener.onEvent(se, shown);
   }

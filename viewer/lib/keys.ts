@@ -9,7 +9,7 @@ export interface KeyTarget {
 }
 
 /** Whether a keydown is ours: no modifier, not typing in a field, Space not on a focused button/link. */
-export function isShortcut(ev: KeyboardEvent): boolean {
+function isShortcut(ev: KeyboardEvent): boolean {
   if (ev.defaultPrevented || ev.altKey || ev.ctrlKey || ev.metaKey) return false;
   const t = ev.target as HTMLElement | null;
   // Typing in fields keeps its keys; a focused button/link keeps Space (it activates it).

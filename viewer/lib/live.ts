@@ -26,17 +26,8 @@
 // moves smoothly. The backlog (before `caughtup`) is cast with isSync=true (no smooth
 // scrolling or cursor animation for stale events) and finished with the replayer's own
 // `flush` step. With useVirtualDom:false sync mutations go straight to the iframe.
-import { Replayer, type eventWithTime } from 'rrweb';
-import {
-  EV_FULL_SNAPSHOT,
-  EV_INCREMENTAL,
-  EV_META,
-  SRC_DRAG,
-  SRC_MOUSE_MOVE,
-  SRC_SCROLL,
-  SRC_TOUCH_MOVE,
-  isObject,
-} from './types';
+import { EventType, IncrementalSource, Replayer, type eventWithTime } from 'rrweb';
+import { isObject } from './types';
 import { fitReplayer } from './scale';
 
 type CastFnGetter = (event: eventWithTime, isSync?: boolean) => () => void;
@@ -48,7 +39,7 @@ interface Position {
 }
 
 export class LivePlayer {
-  readonly replayer: Replayer;
+  private readonly replayer: Replayer;
   private readonly base = Date.now();
   private readonly t0 = performance.now();
   private cursorUntil = 0;
@@ -79,7 +70,7 @@ export class LivePlayer {
   }
 
   /** The replayer's clock (viewer epoch ms, advanced by performance.now()). */
-  now(): number {
+  private now(): number {
     return this.base + performance.now() - this.t0;
   }
 
@@ -90,13 +81,13 @@ export class LivePlayer {
   apply(e: eventWithTime, shift: number, sync: boolean): void {
     const now = this.now();
     const ev = { ...e, timestamp: Math.min(e.timestamp + shift, now) } as eventWithTime & { delay?: number };
-    const type = e.type as number;
+    const type = e.type;
     let isSync = sync;
     let delay = ev.timestamp - this.base;
-    if (type === EV_INCREMENTAL && isObject(e.data)) {
+    if (type === EventType.IncrementalSnapshot && isObject(e.data)) {
       const src = e.data.source;
-      const positions = e.data.positions as Position[] | undefined;
-      if ((src === SRC_MOUSE_MOVE || src === SRC_TOUCH_MOVE || src === SRC_DRAG) && positions?.length && !sync) {
+      const positions = (e.data as { positions?: Position[] }).positions;
+      if ((src === IncrementalSource.MouseMove || src === IncrementalSource.TouchMove || src === IncrementalSource.Drag) && positions?.length && !sync) {
         // Play the batch's positions from now on (after any batch still playing), so the
         // cursor glides instead of jumping; never queue more than 1 s of cursor motion.
         let start = Math.max(now, this.cursorUntil);
@@ -104,15 +95,15 @@ export class LivePlayer {
         ev.timestamp = start - positions[0].timeOffset;
         this.cursorUntil = ev.timestamp + positions[positions.length - 1].timeOffset;
         delay = start - this.base;
-      } else if (src === SRC_SCROLL) {
+      } else if (src === IncrementalSource.Scroll) {
         isSync = true; // instant scroll instead of a smooth-scroll animation
       }
     }
     ev.delay = delay; // what rrweb's addDelay() would set; the timer needs it for cursor actions
     const ctxEvents = this.replayer.service.state.context.events;
-    if (type === EV_META || type === EV_FULL_SNAPSHOT || ctxEvents.length === 0) {
+    if (type === EventType.Meta || type === EventType.FullSnapshot || ctxEvents.length === 0) {
       // The replayer uses events[0] as the time origin (media elements); keep just that.
-      if (type !== EV_FULL_SNAPSHOT || ctxEvents[0]?.type !== EV_META) ctxEvents.length = 0;
+      if (type !== EventType.FullSnapshot || ctxEvents[0]?.type !== EventType.Meta) ctxEvents.length = 0;
       ctxEvents.push(ev);
     }
     if (this.cast) this.cast(ev, isSync)();
@@ -125,7 +116,7 @@ export class LivePlayer {
     emitter?.emit('flush');
   }
 
-  fit(): void {
+  private fit(): void {
     if (this.dims) fitReplayer(this.stage, this.replayer.wrapper, this.dims.width, this.dims.height);
   }
 

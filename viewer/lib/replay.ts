@@ -1,12 +1,12 @@
 // Replay of a recorded (ended) session with rrweb-player: paged loading, click markers on
 // the progress bar, inactivity skipping, fullscreen (player's own button), ?t= deep link.
 import rrwebPlayer from 'rrweb-player';
-import type { eventWithTime } from 'rrweb';
 import { loadEventPages } from './api';
 import { StreamFollower } from './streams';
 import { formatDuration, h } from './format';
 import type { KeyTarget } from './keys';
-import { EV_FULL_SNAPSHOT, EV_INCREMENTAL, MOUSE_CLICK, SRC_MOUSE_INTERACTION, isObject } from './types';
+import { EventType, IncrementalSource, MouseInteractions, type eventWithTime } from 'rrweb';
+import { isObject } from './types';
 
 /** Svelte component methods (svelte's own types are not installed). */
 interface SvelteApi {
@@ -23,7 +23,7 @@ export interface ReplayOptions {
 }
 
 export class ReplayView {
-  player: rrwebPlayer | null = null;
+  private player: rrwebPlayer | null = null;
   private readonly follower = new StreamFollower();
   private pending: eventWithTime[] = [];
   private clicks: number[] = [];
@@ -50,7 +50,7 @@ export class ReplayView {
         for (const e of evs) if (isClick(e)) this.clicks.push(e.timestamp);
         if (!this.player) {
           this.pending.push(...evs);
-          if (this.pending.length >= 2 && this.pending.some((e) => (e.type as number) === EV_FULL_SNAPSHOT)) this.create();
+          if (this.pending.length >= 2 && this.pending.some((e) => e.type === EventType.FullSnapshot)) this.create();
         } else {
           for (const e of evs) this.player.addEvent(e as PlayerEvent);
         }
@@ -160,9 +160,9 @@ export class ReplayView {
 
 function isClick(e: eventWithTime): boolean {
   return (
-    (e.type as number) === EV_INCREMENTAL &&
+    e.type === EventType.IncrementalSnapshot &&
     isObject(e.data) &&
-    e.data.source === SRC_MOUSE_INTERACTION &&
-    e.data.type === MOUSE_CLICK
+    e.data.source === IncrementalSource.MouseInteraction &&
+    e.data.type === MouseInteractions.Click
   );
 }

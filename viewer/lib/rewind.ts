@@ -6,7 +6,7 @@ import { isObject, type StreamEvent } from './types';
 import type { StreamFollower } from './streams';
 
 export class RewindPlayer {
-  readonly replayer: Replayer;
+  private readonly replayer: Replayer;
   private readonly maxSeq = new Map<string, number>();
   private dims: { width: number; height: number } | null = null;
   private readonly onWindowResize = () => this.fit();
@@ -86,7 +86,7 @@ export class RewindPlayer {
     this.replayer.setConfig({ speed });
   }
 
-  fit(): void {
+  private fit(): void {
     if (this.dims) fitReplayer(this.stage, this.replayer.wrapper, this.dims.width, this.dims.height);
   }
 

@@ -2,7 +2,8 @@
 // of the most recent full snapshot and ignores incremental events of the other streams.
 // A Meta event (type 4) is held back until its stream's FullSnapshot (type 2) arrives, so
 // a second tab's Meta does not resize the view of the first one.
-import { EV_FULL_SNAPSHOT, EV_META, type StreamEvent } from './types';
+import { EventType } from 'rrweb';
+import type { StreamEvent } from './types';
 
 export class StreamFollower {
   follow: string | null = null;
@@ -10,12 +11,12 @@ export class StreamFollower {
 
   /** Returns the events to apply (in order) for this arriving event; [] when ignored. */
   push(se: StreamEvent): StreamEvent[] {
-    const t = se.event.type as number;
-    if (t === EV_META) {
+    const t = se.event.type;
+    if (t === EventType.Meta) {
       this.pendingMeta.set(se.streamId, se);
       return [];
     }
-    if (t === EV_FULL_SNAPSHOT) {
+    if (t === EventType.FullSnapshot) {
       this.follow = se.streamId;
       const meta = this.pendingMeta.get(se.streamId);
       this.pendingMeta.delete(se.streamId);
@@ -37,18 +38,11 @@ export class StreamFollower {
  */
 export function latestSnapshotStart(list: StreamEvent[]): number {
   for (let i = list.length - 1; i >= 0; i--) {
-    if ((list[i].event.type as number) !== EV_FULL_SNAPSHOT) continue;
+    if (list[i].event.type !== EventType.FullSnapshot) continue;
     for (let j = i - 1; j >= 0 && j >= i - 50; j--) {
-      if ((list[j].event.type as number) === EV_META && list[j].streamId === list[i].streamId) return j;
+      if (list[j].event.type === EventType.Meta && list[j].streamId === list[i].streamId) return j;
     }
     return i;
   }
   return -1;
-}
-
-/** Applies the follow rule to a whole recorded list (replay). */
-export function followStreams(list: StreamEvent[], follower = new StreamFollower()): StreamEvent[] {
-  const out: StreamEvent[] = [];
-  for (const se of list) for (const x of follower.push(se)) out.push(x);
-  return out;
 }

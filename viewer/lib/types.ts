@@ -1,4 +1,7 @@
-// Wire types shared by the viewer pages (see docs/PROTOCOL.md).
+// Wire types shared by the viewer pages (see docs/PROTOCOL.md). rrweb's event kinds are its
+// own enums (EventType, IncrementalSource, ...), imported from 'rrweb' where they are needed:
+// the same objects the Replayer brings (a copy from @rrweb/types would add ~0.4 KB gzipped to
+// the player), and pages without a replayer (list, login) never import them.
 import type { eventWithTime } from 'rrweb';
 
 export type RREvent = eventWithTime;
@@ -36,17 +39,6 @@ export type WatchMessage =
 export type UpdatesMessage =
   | { type: 'sessions'; sessions: SessionInfo[] }
   | { type: 'session'; session: SessionInfo };
-
-/** rrweb numbers (kept local so list/login pages do not pull rrweb in). */
-export const EV_FULL_SNAPSHOT = 2;
-export const EV_INCREMENTAL = 3;
-export const EV_META = 4;
-export const SRC_MOUSE_MOVE = 1;
-export const SRC_MOUSE_INTERACTION = 2;
-export const SRC_SCROLL = 3;
-export const SRC_TOUCH_MOVE = 6;
-export const SRC_DRAG = 12;
-export const MOUSE_CLICK = 2;
 
 export function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);

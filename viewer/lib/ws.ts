@@ -33,7 +33,7 @@ export class ReconnectingSocket {
     try {
       ws = new WebSocket(this.url);
     } catch {
-      this.scheduleReconnect(null);
+      this.scheduleReconnect();
       return;
     }
     this.ws = ws;
@@ -63,11 +63,11 @@ export class ReconnectingSocket {
       this.connected = false;
       if (this.stopped) return;
       this.h.onDown?.(ev);
-      this.scheduleReconnect(ev);
+      this.scheduleReconnect();
     };
   }
 
-  private scheduleReconnect(_ev: CloseEvent | null): void {
+  private scheduleReconnect(): void {
     const base = Math.min(this.maxDelay, this.minDelay * 2 ** this.attempt);
     this.attempt++;
     this.reconnectSoon(base * (0.75 + Math.random() * 0.5));
