@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import zstandard
-from _common import SAMPLE, load_sample, machine_note, median, write_json
+from support import SAMPLE, load_sample, machine_note, median, write_json
 
 from streamdom.archive import layout, maintenance, queries
 from streamdom.archive.catalog import Catalog

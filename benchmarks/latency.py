@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import (
+from support import (
     SAMPLE,
     ClientPlan,
     ClientStats,
@@ -100,7 +100,7 @@ def server_cpu_per_event(sample: Path) -> dict[str, float]:
     """µs per event the server spends parsing and recording the sample's frames (no network)."""
     import json
 
-    from _common import load_sample
+    from support import load_sample
 
     from streamdom import wire
     from streamdom.ingest import validate

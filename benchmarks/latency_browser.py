@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from _common import (
+from support import (
     CHROMIUM,
     CHROMIUM_ARGS,
     ROOT,

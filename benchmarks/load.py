@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import (
+from support import (
     ROOT,
     SAMPLE,
     ClientPlan,

@@ -19,7 +19,7 @@ import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from _common import CHROMIUM, CHROMIUM_ARGS, PAGES, SAMPLE, PageServer, ServerProcess
+from support import CHROMIUM, CHROMIUM_ARGS, PAGES, SAMPLE, PageServer, ServerProcess
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page

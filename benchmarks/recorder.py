@@ -30,7 +30,7 @@ import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from _common import (
+from support import (
     CHROMIUM,
     CHROMIUM_ARGS,
     ROOT,

@@ -1,4 +1,5 @@
-"""Shared fixtures: a fresh data dir and a running server process per test; NATS servers."""
+"""Shared fixtures: a fresh data dir and a running server (in a process, or in this one) per
+test; NATS servers."""
 
 from __future__ import annotations
 
@@ -7,18 +8,27 @@ from pathlib import Path
 
 import pytest
 
+from streamdom.testing import InProcessServer, ServerProcess
 from tests.browser import app_server, browser  # noqa: F401 - fixtures for the browser tests
-from tests.helpers import ServerProcess, run_async
+from tests.helpers import TEST_SERVER_ARGS, run_async, server_config
 from tests.natsserver import NatsCluster, reset_jetstream
 
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[ServerProcess]:
-    """A real server on a free port with a short flush interval and grace period."""
-    srv = ServerProcess(tmp_path / "data", "--flush-interval", "0.5", "--grace-seconds", "0.5").start()
+    """`python -m streamdom` on a free port with short waits: for crash, restart and browser tests."""
+    srv = ServerProcess(tmp_path / "data", *TEST_SERVER_ARGS).start()
     yield srv
     if srv.proc and srv.proc.poll() is None:
         srv.stop()
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Iterator[InProcessServer]:
+    """The server in this process, on a real socket, with the same short waits."""
+    srv = InProcessServer(server_config(tmp_path / "data")).start()
+    yield srv
+    srv.stop()
 
 
 @pytest.fixture(scope="session")

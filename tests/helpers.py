@@ -1,110 +1,25 @@
-"""Test helpers: a real StreamDOM server in a subprocess and real WebSocket clients."""
+"""Test helpers: real WebSocket clients, event factories, the tests' server configuration."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
-import re
-import signal
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
-ROOT = Path(__file__).resolve().parent.parent
+from streamdom.config import Config
+
+# Short waits for test servers: flushes, the grace period after a recorder leaves, acks.
+TEST_SERVER_ARGS = ("--flush-interval", "0.5", "--grace-seconds", "0.5", "--ack-interval", "0.05")
 
 
-class ServerProcess:
-    """`python -m streamdom` on a free loopback port, as a user would run it.
-
-    Its output goes to a log file next to the data dir (kept across restarts): a pipe that
-    nobody reads during a long run would fill up and stall the server on its next log line.
-    """
-
-    def __init__(self, data_dir: Path, *args: str, env: dict[str, str] | None = None) -> None:
-        self.data_dir = Path(data_dir)
-        self.args = list(args)
-        self.env = {**os.environ, **(env or {})}
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.port = 0
-        self.log_path = self.data_dir.parent / (self.data_dir.name + ".log")
-        self._log: Any = None
-
-    def start(self, port: int = 0, timeout: float = 60) -> ServerProcess:
-        """Start (on `port`, else the last one, else a free one) and wait for the 'listening' line."""
-        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "streamdom", "--port", str(port or self.port),
-               "--data-dir", str(self.data_dir), *self.args]
-        self._close_log()
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed when the process ends
-        since = self._log.tell()  # this start's 'listening' line, not an earlier one's
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=self._log,
-                                     stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with open(self.log_path, "rb") as f:
-                f.seek(since)
-                m = re.search(rb"StreamDOM listening on http://[^:]+:(\d+)", f.read())
-            if m:
-                self.port = int(m.group(1))
-                return self
-            if self.proc.poll() is not None:
-                raise RuntimeError("server exited:\n" + self.logs())
-            time.sleep(0.02)
-        raise RuntimeError("server did not start:\n" + self.logs())
-
-    def logs(self) -> str:
-        """Everything the server printed so far, over all its starts."""
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def stop(self, timeout: float = 60) -> int:
-        """SIGTERM and wait: the clean shutdown path. Returns the exit code."""
-        if self.proc is None:
-            return 0
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._close_log()
-        return self.proc.returncode
-
-    def kill(self) -> None:
-        """kill -9: the crash path."""
-        assert self.proc is not None
-        self.proc.kill()
-        self.proc.wait(10)
-        self._close_log()
-
-    def _close_log(self) -> None:
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
-    @property
-    def http(self) -> str:
-        """Base HTTP URL."""
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws(self) -> str:
-        """Base WebSocket URL."""
-        return f"ws://127.0.0.1:{self.port}"
-
-    def get_json(self, path: str) -> Any:
-        """GET a JSON document."""
-        with urllib.request.urlopen(self.http + path, timeout=10) as r:
-            return json.loads(r.read())
+def server_config(data_dir: Path, **changes: Any) -> Config:
+    """The Config of an in-process test server: TEST_SERVER_ARGS, plus `changes`."""
+    settings: dict[str, Any] = {"flush_interval": 0.5, "grace_seconds": 0.5, "ack_interval": 0.05}
+    return Config(data_dir=data_dir, **{**settings, **changes})
 
 
 def event(t: int, ts: int, **data: Any) -> dict[str, Any]:

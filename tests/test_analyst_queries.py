@@ -7,7 +7,8 @@ import re
 
 import duckdb
 
-from tests.helpers import ROOT, ServerProcess, event, record, session_events
+from streamdom.testing import ROOT, InProcessServer
+from tests.helpers import event, record, session_events
 
 
 def readme_queries() -> list[str]:
@@ -15,16 +16,16 @@ def readme_queries() -> list[str]:
     return re.findall(r"```sql\n(.*?)```", text, flags=re.S)
 
 
-def test_readme_queries(server: ServerProcess) -> None:
+def test_readme_queries(app: InProcessServer) -> None:
     evs = session_events(10, href="http://shop.test/cart")
     clicks = [event(3, 1_700_000_000_100 + i, source=2, type=2, id=5, x=1, y=1) for i in range(3)]
 
-    record(server.ws, "analyst", evs + clicks)
-    server.stop()
+    record(app.ws, "analyst", evs + clicks)
+    app.stop()
     queries = readme_queries()
     assert len(queries) == 3
     cwd = os.getcwd()
-    os.chdir(server.data_dir.parent)  # the queries say 'data/...'
+    os.chdir(app.data_dir.parent)  # the queries say 'data/...'
     try:
         per_day, durations, per_page = (duckdb.sql(q).fetchall() for q in queries)
     finally:

@@ -12,8 +12,9 @@ import pytest
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
-from streamdom.cli import is_loopback
-from tests.helpers import Recorder, ServerProcess, run_async
+from streamdom.cli import is_loopback, parse_args
+from streamdom.testing import InProcessServer, ServerProcess
+from tests.helpers import Recorder, run_async, server_config
 
 
 class NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -23,8 +24,8 @@ class NoRedirect(urllib.request.HTTPRedirectHandler):
 
 @pytest.fixture(scope="module")
 def locked(tmp_path_factory: pytest.TempPathFactory):
-    srv = ServerProcess(tmp_path_factory.mktemp("auth") / "data",
-                        env={"STREAMDOM_PASSWORD": "correct horse"}).start()
+    srv = InProcessServer(server_config(tmp_path_factory.mktemp("auth") / "data",
+                                      password="correct horse")).start()
     yield srv
     srv.stop()
 
@@ -38,7 +39,7 @@ def status(url: str, opener: urllib.request.OpenerDirector | None = None) -> tup
         return e.code, dict(e.headers)
 
 
-def test_viewer_routes_need_a_login(locked: ServerProcess) -> None:
+def test_viewer_routes_need_a_login(locked: InProcessServer) -> None:
     for path in ("/api/sessions", "/api/sessions/x/events", "/api/sessions/x"):
         assert status(locked.http + path)[0] == 401, path
     for path in ("/", "/sessions/abc"):
@@ -59,7 +60,7 @@ def test_viewer_routes_need_a_login(locked: ServerProcess) -> None:
     run_async(go())
 
 
-def test_login_sets_a_safe_cookie_and_opens_the_viewer(locked: ServerProcess) -> None:
+def test_login_sets_a_safe_cookie_and_opens_the_viewer(locked: InProcessServer) -> None:
     jar = http.cookiejar.CookieJar()
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar), NoRedirect)
     status(locked.http + "/login", opener)
@@ -104,3 +105,11 @@ def test_refuses_to_bind_beyond_loopback_without_a_password(tmp_path: Path) -> N
         srv.start()
     assert "without a viewer password" in str(exc.value)
     assert is_loopback("127.0.0.1") and is_loopback("::1") and not is_loopback("0.0.0.0")
+
+
+def test_the_password_may_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STREAMDOM_PASSWORD", "correct horse")
+    assert parse_args([]).password == "correct horse"
+    assert parse_args(["--password", "other"]).password == "other"
+    monkeypatch.delenv("STREAMDOM_PASSWORD")
+    assert parse_args([]).password is None

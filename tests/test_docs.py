@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
+from streamdom.testing import ROOT
 from streamdom.wire import CloseCode
-from tests.helpers import ROOT
 
 
 def test_protocol_close_code_table_is_the_servers() -> None:

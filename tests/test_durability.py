@@ -5,8 +5,9 @@ from __future__ import annotations
 from tornado.websocket import websocket_connect
 
 from streamdom.archive.wal import WriteAheadLog
+from streamdom.testing import ServerProcess
 from streamdom.wire import CloseCode
-from tests.helpers import Recorder, ServerProcess, read_until, record, run_async, session_events
+from tests.helpers import Recorder, read_until, record, run_async, session_events
 
 
 def test_kill_9_keeps_every_acknowledged_event_exactly_once(server: ServerProcess) -> None:
@@ -75,7 +76,9 @@ def test_damaged_wal_tail_is_skipped_on_start(server: ServerProcess) -> None:
 
 def test_full_disk_refuses_events_with_4507(server: ServerProcess) -> None:
     server.stop()
-    server.args = ["--min-free-mb", str(1 << 40)]  # more free space than any disk has: "full"
+    # More free space than any disk has: "full". A long grace period keeps the refused session
+    # known (live) until the checks below, however slowly they run.
+    server.args = ["--min-free-mb", str(1 << 40), "--grace-seconds", "60"]
     server.start()
 
     async def go() -> None:

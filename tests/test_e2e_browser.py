@@ -6,8 +6,9 @@ import re
 
 from playwright.sync_api import Browser
 
+from streamdom.testing import ServerProcess
 from tests.browser import AppServer, recorded_page, replayer_text
-from tests.helpers import ServerProcess, wait_for
+from tests.helpers import wait_for
 
 COUNTER_PAGE = '<h1>Shop</h1><div id="counter">0</div><input id="name"><input type="password" id="pw">'
 

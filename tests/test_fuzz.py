@@ -11,8 +11,9 @@ from tornado.websocket import websocket_connect
 
 from streamdom import wire
 from streamdom.ingest import validate
+from streamdom.testing import InProcessServer
 from streamdom.wire import CloseCode
-from tests.helpers import Recorder, ServerProcess, record, run_async, session_events
+from tests.helpers import Recorder, record, run_async, server_config, session_events
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
@@ -58,15 +59,15 @@ def test_accepted_events_round_trip_exactly(events: list) -> None:
 
 @pytest.fixture(scope="module")
 def fuzz_server(tmp_path_factory: pytest.TempPathFactory):
-    srv = ServerProcess(tmp_path_factory.mktemp("fuzz") / "data", "--flush-interval", "0.3",
-                        "--max-message-bytes", "100000").start()
+    srv = InProcessServer(server_config(tmp_path_factory.mktemp("fuzz") / "data", flush_interval=0.3,
+                                      max_message_bytes=100000)).start()
     yield srv
     srv.stop()
 
 
 @given(st.lists(frames, min_size=1, max_size=4))
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-def test_hostile_frames_over_a_real_socket(fuzz_server: ServerProcess, attack: list) -> None:
+def test_hostile_frames_over_a_real_socket(fuzz_server: InProcessServer, attack: list) -> None:
     """After a hello, hostile frames close only their own connection and store nothing."""
     async def go() -> None:
         rec = Recorder(fuzz_server.ws, "fuzzed")
@@ -88,11 +89,11 @@ def test_hostile_frames_over_a_real_socket(fuzz_server: ServerProcess, attack: l
     run_async(go())
 
 
-def test_after_fuzzing_the_server_is_healthy_and_sessions_are_intact(fuzz_server: ServerProcess) -> None:
+def test_after_fuzzing_the_server_is_healthy_and_sessions_are_intact(fuzz_server: InProcessServer) -> None:
     evs = session_events(30)
 
     record(fuzz_server.ws, "bystander", evs)
-    assert fuzz_server.proc.poll() is None
+    assert fuzz_server.running
     assert fuzz_server.get_json("/healthz")["ok"] is True
     assert fuzz_server.get_json("/api/sessions/bystander/events") == evs
     # Whatever the fuzzer sent as "fuzzed", only well-formed rrweb events could have been stored.

@@ -9,7 +9,6 @@ still a dependency, just one that fails later and harder to read.
 from __future__ import annotations
 
 import ast
-import sys
 from pathlib import Path
 
 PKG = Path(__file__).resolve().parent.parent / "streamdom"
@@ -62,7 +61,6 @@ def import_graph(root: Path) -> dict[str, set[str]]:
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     """Strongly connected components with more than one module (Tarjan), each sorted."""
-    sys.setrecursionlimit(max(sys.getrecursionlimit(), 10_000))
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     stack: list[str] = []

@@ -1,4 +1,5 @@
-"""Integration: real server process, real WebSocket recorders and watchers, real Parquet."""
+"""Integration: a real server (a process for the restart, else in-process), real WebSocket
+recorders and watchers, real Parquet."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ import json
 
 from tornado.websocket import websocket_connect
 
+from streamdom.testing import InProcessServer, ServerProcess
 from streamdom.wire import CloseCode
 from tests.helpers import (
     Recorder,
-    ServerProcess,
     read_until,
     record,
     run_async,
@@ -57,16 +58,16 @@ def test_record_watch_archive_replay(server: ServerProcess) -> None:
     assert server.get_json("/api/sessions")["sessions"][0]["event_count"] == 50
 
 
-def test_duplicates_from_resends_are_dropped_and_reacked(server: ServerProcess) -> None:
+def test_duplicates_from_resends_are_dropped_and_reacked(app: InProcessServer) -> None:
     evs = session_events(20)
 
     async def go() -> None:
-        rec = Recorder(server.ws, "dup", "tab-a")
+        rec = Recorder(app.ws, "dup", "tab-a")
         await rec.connect()
         await rec.send_events(1, evs[:15])
         await rec.wait_ack(15)
         rec.close()
-        rec2 = Recorder(server.ws, "dup", "tab-a")
+        rec2 = Recorder(app.ws, "dup", "tab-a")
         welcome = await rec2.connect()
         assert welcome["ackedSeq"] == 15
         await rec2.send_events(10, evs[9:])  # overlaps 10..15
@@ -74,16 +75,16 @@ def test_duplicates_from_resends_are_dropped_and_reacked(server: ServerProcess) 
         rec2.close()
 
     run_async(go())
-    assert server.get_json("/api/sessions/dup/events") == evs
-    meta = server.get_json("/api/sessions/dup/events?meta=1")
+    assert app.get_json("/api/sessions/dup/events") == evs
+    meta = app.get_json("/api/sessions/dup/events?meta=1")
     assert [m["seq"] for m in meta] == list(range(1, 21))
 
 
-def test_events_paging(server: ServerProcess) -> None:
+def test_events_paging(app: InProcessServer) -> None:
     evs = session_events(120)
 
     async def go() -> None:
-        rec = Recorder(server.ws, "paged")
+        rec = Recorder(app.ws, "paged")
         await rec.connect()
         await rec.send_events(1, evs[:60])
         await rec.wait_ack(60)
@@ -97,7 +98,7 @@ def test_events_paging(server: ServerProcess) -> None:
 
     got, offset = [], 0
     while True:
-        with urllib.request.urlopen(f"{server.http}/api/sessions/paged/events?limit=25&offset={offset}") as r:
+        with urllib.request.urlopen(f"{app.http}/api/sessions/paged/events?limit=25&offset={offset}") as r:
             page = json.loads(r.read())
             got += page
             nxt = r.headers.get("X-Next-Offset")
@@ -107,36 +108,36 @@ def test_events_paging(server: ServerProcess) -> None:
     assert got == evs
 
 
-def test_unknown_session(server: ServerProcess) -> None:
+def test_unknown_session(app: InProcessServer) -> None:
     import urllib.error
 
     try:
-        server.get_json("/api/sessions/nope/events")
+        app.get_json("/api/sessions/nope/events")
         raise AssertionError("expected 404")
     except urllib.error.HTTPError as e:
         assert e.code == 404
         assert json.loads(e.read())["error"]
 
     async def go() -> None:
-        viewer = await websocket_connect(f"{server.ws}/watch/nope")
+        viewer = await websocket_connect(f"{app.ws}/watch/nope")
         frames = await read_until(viewer, lambda m: False)
         assert frames[-1]["type"] == "__closed__" and frames[-1]["code"] == CloseCode.UNKNOWN_SESSION
 
     run_async(go())
 
 
-def test_frames_of_every_length_class_reach_viewers_intact(server: ServerProcess) -> None:
+def test_frames_of_every_length_class_reach_viewers_intact(app: InProcessServer) -> None:
     # 7-bit, 16-bit and 64-bit WebSocket payload lengths: the relay writes prebuilt frames.
     sizes = [10, 200, 70_000, 300_000]
     evs = session_events(2) + [{"type": 3, "data": {"source": 0, "blob": "é" * n}, "timestamp": 5}
                                for n in sizes]
 
     async def go() -> None:
-        rec = Recorder(server.ws, "sizes")
+        rec = Recorder(app.ws, "sizes")
         await rec.connect()
         await rec.send_events(1, evs[:2])
         await rec.wait_ack(2)
-        viewer = await websocket_connect(f"{server.ws}/watch/sizes")
+        viewer = await websocket_connect(f"{app.ws}/watch/sizes")
         await read_until(viewer, lambda m: m["type"] == "caughtup")
         for i, ev in enumerate(evs[2:]):
             await rec.send_events(3 + i, [ev])
@@ -147,17 +148,17 @@ def test_frames_of_every_length_class_reach_viewers_intact(server: ServerProcess
     run_async(go())
 
 
-def test_updates_pushes_agree_with_the_api(server: ServerProcess) -> None:
+def test_updates_pushes_agree_with_the_api(app: InProcessServer) -> None:
     # A session recorded earlier (ended, out of live memory) comes back: what /updates pushes
     # about it must be what /api/sessions says, archived events included.
     evs = session_events(30)
-    record(server.ws, "agree", evs[:20])
-    wait_for(lambda: server.get_json("/api/sessions/agree")["live"] is False, what="session ended")
+    record(app.ws, "agree", evs[:20])
+    wait_for(lambda: app.get_json("/api/sessions/agree")["live"] is False, what="session ended")
 
     async def go() -> dict:
-        updates = await websocket_connect(f"{server.ws}/updates")
+        updates = await websocket_connect(f"{app.ws}/updates")
         await read_until(updates, lambda m: m["type"] == "sessions")
-        rec = Recorder(server.ws, "agree")
+        rec = Recorder(app.ws, "agree")
         assert (await rec.connect())["ackedSeq"] == 20
         await rec.send_events(21, evs[20:])
         await rec.wait_ack(30)
@@ -166,8 +167,8 @@ def test_updates_pushes_agree_with_the_api(server: ServerProcess) -> None:
                                   and m["session"]["event_count"] == 30, timeout=5)
         item = frames[-1]["session"]
         assert item["live"] is True
-        assert item == server.get_json("/api/sessions/agree")
-        assert item == next(s for s in server.get_json("/api/sessions")["sessions"] if s["id"] == "agree")
+        assert item == app.get_json("/api/sessions/agree")
+        assert item == next(s for s in app.get_json("/api/sessions")["sessions"] if s["id"] == "agree")
         rec.close()
         updates.close()
         return item

@@ -10,20 +10,21 @@ import pytest
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import WebSocketClosedError, websocket_connect
 
+from streamdom.testing import InProcessServer
 from streamdom.wire import CloseCode
-from tests.helpers import Recorder, ServerProcess, run_async, session_events
+from tests.helpers import Recorder, run_async, server_config, session_events
 
 
 @pytest.fixture(scope="module")
 def limited(tmp_path_factory: pytest.TempPathFactory):
-    srv = ServerProcess(tmp_path_factory.mktemp("lim") / "data", "--max-message-bytes", "65536",
-                        "--max-events-per-second", "200", "--max-sessions-per-ip", "5",
-                        "--flush-interval", "0.5").start()
+    srv = InProcessServer(server_config(tmp_path_factory.mktemp("lim") / "data",
+                                      max_message_bytes=65536, max_events_per_second=200,
+                                      max_sessions_per_ip=5)).start()
     yield srv
     srv.stop()
 
 
-def with_bystander(srv: ServerProcess, sid: str, attack: Callable[[], Awaitable[None]]) -> None:
+def with_bystander(srv: InProcessServer, sid: str, attack: Callable[[], Awaitable[None]]) -> None:
     """Run `attack` while a well-behaved recorder streams; it must get every event stored."""
     evs = session_events(60)
 
@@ -54,7 +55,7 @@ async def closed_with(rec: Recorder) -> tuple[int | None, str | None]:
     ('{"type":"hello","sessionId":"' + "x" * 129 + '","streamId":"a"}', "sessionId"),
     ("[" * 5000 + "]" * 5000, "nested deeper"),
 ])
-def test_malformed_first_frames_close_4400(limited: ServerProcess, frame: str, reason: str) -> None:
+def test_malformed_first_frames_close_4400(limited: InProcessServer, frame: str, reason: str) -> None:
     async def attack() -> None:
         conn = await websocket_connect(limited.ws + "/ingest")
         await conn.write_message(frame)
@@ -70,7 +71,7 @@ def test_malformed_first_frames_close_4400(limited: ServerProcess, frame: str, r
     ({"type": 3, "data": {}, "timestamp": "now"}, "event.timestamp"),
     ({"type": 3, "data": {}, "timestamp": -5}, "event.timestamp"),
 ])
-def test_bad_event_shapes_close_4400_and_are_not_stored(limited: ServerProcess, event: dict,
+def test_bad_event_shapes_close_4400_and_are_not_stored(limited: InProcessServer, event: dict,
                                                          reason: str) -> None:
     sid = f"shape-{abs(hash(reason + json.dumps(event))) % 10**6}"
 
@@ -86,7 +87,7 @@ def test_bad_event_shapes_close_4400_and_are_not_stored(limited: ServerProcess, 
     assert limited.get_json(f"/api/sessions/{sid}-bad/events") == []
 
 
-def test_oversized_message_closes_1009(limited: ServerProcess) -> None:
+def test_oversized_message_closes_1009(limited: InProcessServer) -> None:
     async def attack() -> None:
         big = Recorder(limited.ws, "big")
         await big.connect()
@@ -97,7 +98,7 @@ def test_oversized_message_closes_1009(limited: ServerProcess) -> None:
     with_bystander(limited, "ok-big", attack)
 
 
-def test_event_rate_limit_closes_4429(limited: ServerProcess) -> None:
+def test_event_rate_limit_closes_4429(limited: InProcessServer) -> None:
     async def attack() -> None:
         flood = Recorder(limited.ws, "flood")
         await flood.connect()
@@ -115,7 +116,7 @@ def test_event_rate_limit_closes_4429(limited: ServerProcess) -> None:
     with_bystander(limited, "ok-rate", attack)
 
 
-def test_sessions_per_ip_closes_4408(limited: ServerProcess) -> None:
+def test_sessions_per_ip_closes_4408(limited: InProcessServer) -> None:
     async def attack() -> None:
         recs = []
         for i in range(4):  # the bystander holds one of the five
@@ -134,8 +135,8 @@ def test_sessions_per_ip_closes_4408(limited: ServerProcess) -> None:
 
 
 def test_write_key_and_origin_are_checked_at_the_handshake(tmp_path: Path) -> None:
-    srv = ServerProcess(tmp_path / "data", "--write-key", "k1",
-                        "--allowed-origin", "https://shop.example").start()
+    srv = InProcessServer(server_config(tmp_path / "data", write_keys=("k1",),
+                                      allowed_origins=("https://shop.example",))).start()
     try:
         async def go() -> None:
             for url, origin, status in [

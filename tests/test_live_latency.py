@@ -10,8 +10,9 @@ import time
 import pytest
 from playwright.sync_api import Browser, Page
 
+from streamdom.testing import ServerProcess
 from tests.browser import AppServer, recorded_page, replayer_text
-from tests.helpers import ServerProcess, wait_for
+from tests.helpers import wait_for
 
 # Shifts this page's wall clock (Date.now, new Date(), Date()) by OFFSET ms; performance.now and
 # performance.timeOrigin (what the test uses as the one true clock) are left alone.

@@ -12,8 +12,9 @@ import pytest
 from playwright.sync_api import Browser
 from tornado.websocket import websocket_connect
 
+from streamdom.testing import ROOT, ServerProcess
 from tests.browser import AppServer, app_html, recorded_page
-from tests.helpers import ROOT, ServerProcess, run_async, wait_for
+from tests.helpers import run_async, wait_for
 
 TICKER = """<div id="n">0</div><script>
 let i = 0; setInterval(() => { document.getElementById('n').textContent = String(++i); }, 40);

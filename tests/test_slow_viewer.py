@@ -8,12 +8,13 @@ import time
 
 from tornado.websocket import websocket_connect
 
-from tests.helpers import Recorder, ServerProcess, event, read_until, run_async
+from streamdom.testing import InProcessServer
+from tests.helpers import Recorder, event, read_until, run_async, server_config
 
 
 def test_stalled_viewer_is_resynced_and_fast_viewer_gets_everything(tmp_path) -> None:
-    srv = ServerProcess(tmp_path / "data", "--viewer-queue-max-bytes", "1000000",
-                        "--ring-max-bytes", "3000000", "--flush-interval", "0.5").start()
+    srv = InProcessServer(server_config(tmp_path / "data", viewer_queue_max_bytes=1_000_000,
+                                      ring_max_bytes=3_000_000)).start()
     blob = "x" * 40_000
     evs = []
     for i in range(600):  # 24 MB in all, a fresh full snapshot every 50 events

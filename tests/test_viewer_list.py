@@ -7,8 +7,9 @@ import time
 from playwright.sync_api import Browser, Page
 from tornado.websocket import websocket_connect
 
+from streamdom.testing import ServerProcess
 from tests.browser import AppServer, recorded_page, screenshot_dir
-from tests.helpers import Recorder, ServerProcess, run_async, session_events, wait_for
+from tests.helpers import Recorder, run_async, session_events, wait_for
 
 SCREENSHOTS = screenshot_dir()
 CHROME_MAC = ("Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 "

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 import pytest
 from playwright.sync_api import Browser, Page
 
+from streamdom.testing import ServerProcess
 from tests.browser import AppServer, recorded_page, replayer_text, screenshot_dir
-from tests.helpers import ServerProcess, wait_for
+from tests.helpers import TEST_SERVER_ARGS, wait_for
 
 SCREENSHOTS = screenshot_dir()
 SESSION = "ticker-3s"
@@ -55,8 +56,7 @@ class Recorded:
 def recorded(tmp_path_factory: pytest.TempPathFactory, browser: Browser,
              app_server: AppServer) -> Iterator[Recorded]:
     """One server with a finished ~3 s ticker session, shared by this module's tests."""
-    srv = ServerProcess(tmp_path_factory.mktemp("player") / "data", "--flush-interval", "0.5",
-                        "--grace-seconds", "0.5").start()
+    srv = ServerProcess(tmp_path_factory.mktemp("player") / "data", *TEST_SERVER_ARGS).start()
     app = recorded_page(browser, app_server, srv.http, SESSION, TICKER_PAGE)
     t0 = app.evaluate("window.t0")
     time.sleep(3.0)

@@ -1,4 +1,8 @@
-"""Shared pieces of the benchmarks: a server subprocess, the sample session, synthetic clients, stats."""
+"""Shared pieces of the benchmarks: a server subprocess, the sample session, synthetic clients, stats.
+
+The scripts import this as `support` (Python puts the script's folder, benchmarks/, on the
+path); the server itself comes from the installed package (`streamdom.testing`).
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from streamdom import testing
+from streamdom.rrweb import EventType
+
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "data" / "sample" / "todomvc-session.json"
 PAGES = Path(__file__).resolve().parent / "pages"
@@ -22,15 +29,10 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-if str(ROOT) not in sys.path:  # `python benchmarks/x.py` puts benchmarks/, not the repo, on the path
-    sys.path.insert(1, str(ROOT))
-
-from streamdom.rrweb import EventType  # noqa: E402
-from tests import helpers  # noqa: E402 - needs the path above
 
 
 # --- the server --------------------------------------------------------------------------------
-class ServerProcess(helpers.ServerProcess):
+class ServerProcess(testing.ServerProcess):
     """The tests' server subprocess, plus a nice value and its CPU and memory figures."""
 
     def __init__(self, data_dir: Path, *args: str, nice: int = 0) -> None:
