@@ -1,0 +1,229 @@
+"""Cluster-mode parts on a real JetStream node: publisher, follower, presence, lease, archivers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import duckdb
+import nats
+from hypothesis import given
+from hypothesis import strategies as st
+
+from streamdom.archive.archiver import Archiver, ParquetArchive
+from streamdom.bus import jetstream as J
+from streamdom.bus.follower import SessionFollower
+from streamdom.bus.lease import Lease
+from streamdom.bus.presence import PresenceBoard
+from streamdom.bus.publisher import StreamPublisher
+from streamdom.records import Row
+from tests.helpers import run_async
+from tests.natsserver import NatsCluster
+
+ID_CHARS = "abcXYZ019._:@-"
+
+
+@given(st.text(alphabet=ID_CHARS, min_size=1, max_size=40))
+def test_ids_become_safe_tokens_and_come_back(value: str) -> None:
+    """Any valid id maps to one subject token / KV key part, and back to itself."""
+    tok = J.token(value)
+    assert all(c.isalnum() or c in "_-" for c in tok)
+    assert J.untoken(tok) == value
+
+
+def test_distinct_ids_never_share_a_token() -> None:
+    """The escape is injective: ids that differ only where an escape could collide stay apart."""
+    ids = ["a.b", "a_2Eb", "a_b", "a:b", "a@b", "a_5Fb", "a__b", "a.2Eb"]
+    assert len({J.token(i) for i in ids}) == len(ids)
+
+
+def rows(sid: str, stream: str, first: int, n: int, meta_at: int | None = None) -> list[Row]:
+    """n rows of one stream from seq `first`; a Meta + FullSnapshot pair at seq `meta_at`."""
+    out: list[Row] = []
+    for seq in range(first, first + n):
+        typ = 4 if seq == meta_at else 2 if meta_at is not None and seq == meta_at + 1 else 3
+        out.append((sid, stream, seq, typ, 1_700_000_000_000 + seq, 1_700_000_000_000 + seq,
+                    json.dumps({"i": seq, "pad": "x" * (seq % 50)}), None))
+    return out
+
+
+async def _objects(cluster: NatsCluster) -> tuple[nats.aio.client.Client, J.Objects]:
+    settings = J.BusSettings(tuple(cluster.urls))
+    nc = await J.connect(settings, "test")
+    return nc, await J.declare(nc, settings)
+
+
+def test_publisher_keeps_each_stream_in_order_and_flags_snapshots(nats1: NatsCluster) -> None:
+    """Rows added in bursts are stored once, in seq order per stream, acked up to the last seq;
+    the batch that starts with a Meta event is flagged and reported with its stream sequence."""
+    async def go() -> None:
+        nc, obj = await _objects(nats1)
+        durable: dict[tuple[str, str], int] = {}
+        snaps: list[int] = []
+
+        def on_durable(key: tuple[str, str], seq: int, snap: int | None) -> None:
+            durable[key] = seq
+            if snap is not None:
+                snaps.append(snap)
+
+        pub = StreamPublisher(obj.js, "nodeA", on_durable, lambda k: ("http://x/ü?a=1", "UA"))
+        for chunk in range(20):  # 20 bursts of 10 rows per stream, a snapshot at seq 101
+            for stream in ("t1", "t.2"):
+                pub.add(("s:1@x", stream), rows("s:1@x", stream, chunk * 10 + 1, 10, meta_at=101))
+            await asyncio.sleep(0)
+        assert await pub.drain(10)
+        assert durable == {("s:1@x", "t1"): 200, ("s:1@x", "t.2"): 200}
+        assert pub.published_messages < 40 * 2  # bursts left as batches, not one per row
+        sub = await obj.js.subscribe(J.session_subjects("s:1@x"), ordered_consumer=True)
+        seen: dict[str, list[int]] = {"t1": [], "t.2": []}
+        flagged = []
+        for _ in range(pub.published_messages):
+            msg = await sub.next_msg(5)
+            sid, stream = J.parse_subject(msg.subject)
+            got = J.decode_rows(sid, stream, msg.data, msg.headers.get(J.HDR_ENC) == "zstd")
+            seen[stream] += [r[2] for r in got]
+            if msg.headers.get(J.HDR_SNAP):
+                flagged.append((msg.metadata.sequence.stream, got[0][3], msg.headers[J.HDR_URL]))
+        assert seen == {"t1": list(range(1, 201)), "t.2": list(range(1, 201))}
+        assert sorted(f[0] for f in flagged) == sorted(snaps)
+        assert {f[1] for f in flagged} == {4}  # every flagged batch starts with the Meta
+        assert all(f[2] == "http://x/%C3%BC?a=1" for f in flagged)
+        await nc.close()
+
+    run_async(go())
+
+
+def test_follower_starts_at_the_latest_snapshot_and_skips_its_own_node(nats1: NatsCluster) -> None:
+    """A follower delivers from the latest snapshot batch on, live events after, and never the
+    messages its own node published."""
+    async def go() -> None:
+        nc, obj = await _objects(nats1)
+        snap_at: list[int] = []
+        pub_b = StreamPublisher(obj.js, "nodeB", lambda k, s, snap: snap_at.append(snap) if snap else None,
+                                lambda k: ("", ""))
+        pub_a = StreamPublisher(obj.js, "nodeA", lambda k, s, snap: None, lambda k: ("", ""))
+        pub_b.add(("S", "b"), rows("S", "b", 1, 30, meta_at=1))
+        await pub_b.drain(5)
+        pub_b.add(("S", "b"), rows("S", "b", 31, 30, meta_at=31))  # the latest snapshot
+        pub_a.add(("S", "a"), rows("S", "a", 1, 5))  # nodeA's own: skipped by nodeA's follower
+        await pub_b.drain(5)
+        await pub_a.drain(5)
+        await obj.snapshots.put(J.token("S"), str(max(snap_at)).encode())
+        got: list[tuple[str, int]] = []
+        follower = SessionFollower(obj.js, obj.snapshots, "S", "nodeA",
+                                   lambda rs: got.extend((r[1], r[2]) for r in rs))
+        await follower.start()
+        assert got == [("b", s) for s in range(31, 61)]
+        pub_b.add(("S", "b"), rows("S", "b", 61, 3))
+        await pub_b.drain(5)
+        for _ in range(100):
+            if len(got) == 33:
+                break
+            await asyncio.sleep(0.02)
+        assert got[30:] == [("b", 61), ("b", 62), ("b", 63)]
+        await follower.stop()
+        await nc.close()
+
+    run_async(go())
+
+
+def test_presence_is_the_same_on_every_node_and_merges_tabs(nats1: NatsCluster) -> None:
+    """Two boards (two nodes) see each other's entries; a session recorded on both is one item."""
+    async def go() -> None:
+        nc, obj = await _objects(nats1)
+        changes: list[tuple[str, bool]] = []
+        a = PresenceBoard(obj.presence, "A", lambda sid, urgent: None)
+        b = PresenceBoard(obj.presence, "B", lambda sid, urgent: changes.append((sid, urgent)))
+        await a.start()
+        await b.start()
+        base = {"id": "s.1", "live": True, "started_at": 10, "last_event_at": 20, "event_count": 5,
+                "bytes": 50, "url": "u", "user_agent": "ua"}
+        a.put("s.1", base)
+        b.put("s.1", {**base, "started_at": 5, "last_event_at": 30, "event_count": 2})
+        await a.flush()
+        await b.flush()
+        for _ in range(100):
+            if len(a.entries.get("s.1", {})) == 2 and len(b.entries.get("s.1", {})) == 2:
+                break
+            await asyncio.sleep(0.02)
+        sa, sb = a.summary("s.1"), b.summary("s.1")
+        assert sa == sb
+        assert sa is not None and sa["live"] and sa["event_count"] == 7
+        assert (sa["started_at"], sa["last_event_at"], sa["nodes"]) == (5, 30, ["A", "B"])
+        assert ("s.1", True) in changes  # B learnt the session started
+        a.put("s.1", {**base, "live": False})
+        b.put("s.1", {**base, "live": False})
+        await a.flush()
+        await b.flush()
+        for _ in range(100):
+            if not b.live("s.1"):
+                break
+            await asyncio.sleep(0.02)
+        assert not b.live("s.1") and b.summary("s.1") is not None  # ended, still listed
+        await a.stop()
+        await b.stop()
+        await nc.close()
+
+    run_async(go())
+
+
+def test_lease_has_one_holder_and_passes_on_after_the_ttl(nats1: NatsCluster) -> None:
+    """Of two contenders one holds the lease; after a release the other takes it; a holder that
+    stops renewing loses it to the other once the TTL has passed."""
+    async def go() -> None:
+        settings = J.BusSettings(tuple(nats1.urls), lease_ttl=1.0)
+        nc = await J.connect(settings, "test")
+        obj = await J.declare(nc, settings)
+        one, two = (Lease(obj.leases, "maintenance", h, 1.0) for h in ("one", "two"))
+        assert await one.acquire()
+        assert not await two.acquire()
+        assert await one.acquire()  # renewal
+        await one.release()
+        assert await two.acquire()
+        assert not await one.acquire()
+        await asyncio.sleep(1.5)  # two stops renewing; the bucket's max age drops its entry
+        assert not two.held()
+        assert await one.acquire()
+        assert not await two.acquire()
+        await nc.close()
+
+    run_async(go())
+
+
+def test_two_archivers_racing_archive_every_row_once(nats1: NatsCluster, tmp_path: Path) -> None:
+    """Two archivers on one consumer and one directory, with messages stored twice (a resend with
+    other batch boundaries): every (session, stream, seq) lands in Parquet exactly once."""
+    async def go() -> None:
+        nc, obj = await _objects(nats1)
+        pub = StreamPublisher(obj.js, "n", lambda k, s, snap: None, lambda k: ("http://p/", "UA"))
+        for i in range(20):
+            pub.add((f"s{i % 4}", "t"), rows(f"s{i % 4}", "t", (i // 4) * 50 + 1, 50, meta_at=1))
+        await pub.drain(10)
+        resend = StreamPublisher(obj.js, "m", lambda k, s, snap: None, lambda k: ("", ""))
+        resend.add(("s0", "t"), rows("s0", "t", 20, 60))  # overlaps, different boundaries
+        await resend.drain(10)
+        settings = J.BusSettings(tuple(nats1.urls))
+        archivers = [Archiver(settings, ParquetArchive(tmp_path / "data", 3, 30, 8), batch=7)
+                     for _ in range(2)]
+        tasks = [asyncio.ensure_future(a.run()) for a in archivers]
+        for _ in range(300):
+            if sum(a.archived for a in archivers) >= 1000:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)  # let a late duplicate show itself
+        for a in archivers:
+            a.stop.set()
+        await asyncio.gather(*tasks)
+        assert all(a.archived for a in archivers), "both archivers took part"
+        info = await obj.js.consumer_info(J.STREAM, J.ARCHIVER)
+        assert info.num_ack_pending == 0 and info.num_pending == 0
+        await nc.close()
+
+    run_async(go())
+    glob = str(tmp_path / "data" / "events" / "day=*" / "*.parquet")
+    con = duckdb.connect()
+    total, distinct = con.execute(
+        f"SELECT count(*), count(DISTINCT (session_id, stream_id, seq)) FROM read_parquet('{glob}')"
+    ).fetchone()
+    assert (total, distinct) == (1000, 1000)
