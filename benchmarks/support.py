@@ -452,6 +452,7 @@ class ClientPlan:
     seed: int = 0
     start_at: float = 0.0  # perf_counter time at which sending begins (0: when connected)
     server_pid: int = 0  # when set, this process samples the server's CPU and RSS
+    watch_url: str = ""  # where the watchers connect, when not to ws_url (another cluster node)
 
 
 async def run_clients(plan: ClientPlan, shapes: EventShapes) -> ClientStats:
@@ -475,7 +476,7 @@ async def run_clients(plan: ClientPlan, shapes: EventShapes) -> ClientStats:
             stats.errors.append(f"recorder {r.session_id} connect: {exc!r}")
 
     await asyncio.gather(*(open_rec(r, k * gap) for k, r in enumerate(recs)))
-    watchers = [Watcher(plan.ws_url, sid, stats, sent_at) for sid in plan.watchers]
+    watchers = [Watcher(plan.watch_url or plan.ws_url, sid, stats, sent_at) for sid in plan.watchers]
 
     async def open_w(w: Watcher, delay: float) -> None:
         await asyncio.sleep(delay)

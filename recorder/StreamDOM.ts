@@ -7,7 +7,7 @@ type RecOpts = Omit<NonNullable<Parameters<typeof record>[0]>, 'emit'>;
 /** Every other rrweb record() option (blockClass, blockSelector, maskTextSelector, sampling, ...) is passed through. */
 export type StreamDOMOptions = RecOpts & {
   sessionId: string;
-  endpoint?: string; // ws(s)://host/ingest
+  endpoint?: string | string[]; // ws(s)://host/ingest; several (cluster nodes): tried in turn after a drop
   key?: string; // write key, sent as ?key=
   unmaskInputSelector?: string; // inputs matching (or inside) this are recorded in clear (never passwords)
   maxBufferBytes?: number; // bound of the unacknowledged resend buffer
@@ -38,6 +38,7 @@ let seq = 0; // last seq given to an event
 let ackedSeq = 0; // highest seq the server holds durably
 let unackedBytes = 0; // JSON characters in `unacked`
 let retries = 0; // reconnect attempts since the last welcome (backoff exponent)
+let endpointTurn = 0; // which of several endpoints the next connection uses
 let ownSnapshotSeq = 0; // seq of the fresh full snapshot trimBuffer() took itself
 let maxBytes = 0, maxEvents = 0; // bounds of `unacked`
 let unacked: Unacked[] = []; // resend buffer, in seq order
@@ -115,7 +116,8 @@ function trimBuffer() {
 
 function connect() {
   const opts = options!;
-  let url = opts.endpoint || ingestUrl();
+  const endpoints = ([] as string[]).concat(opts.endpoint || ingestUrl());
+  let url = endpoints[endpointTurn % endpoints.length];
   if (opts.key) url += (url.includes('?') ? '&' : '?') + 'key=' + encodeURIComponent(opts.key);
   const s = (socket = new WebSocket(url));
   pendingPings = {};
@@ -180,6 +182,7 @@ function onClosed(code: number) {
     unackedBytes -= x.json.length;
     reportGap(x.seq, x.seq, 1);
   }
+  endpointTurn++; // the next endpoint, if there are several: this one's node may be gone
   const slow = code == 4429 || code == 4507 || code == 4408;
   if (slow) retries = Math.max(retries, 6);
   reconnectTimer = setTimeout(() => { try { if (options && !socket) connect() } catch {} }, (slow ? 2000 : 0) + Math.random() * Math.min(1e4, 250 * 2 ** Math.min(retries++, 6)));

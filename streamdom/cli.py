@@ -10,12 +10,18 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
+from streamdom.bus import jetstream as J
 from streamdom.config import Config
 from streamdom.web.app import make_app
 
 log = logging.getLogger("streamdom")
+
+# A cluster node acks once JetStream has (a few ms): acks every 50 ms keep the ack p50 near
+# 30 ms for 25 ack frames/s per busy recorder, where the embedded default's 500 ms spares CPU.
+CLUSTER_ACK_INTERVAL = 0.05
 
 
 def parse_args(argv: list[str] | None = None) -> Config:
@@ -62,8 +68,28 @@ def parse_args(argv: list[str] | None = None) -> Config:
                     help="a viewer further behind than this is resynced from the latest snapshot")
     ap.add_argument("--min-free-mb", type=int, default=d.min_free_bytes // 2**20,
                     help="refuse events when the data disk has less free space (default %(default)s)")
+    cluster = ap.add_argument_group("cluster mode (docs/SCALING.md)")
+    cluster.add_argument("--bus", metavar="nats://HOST:PORT[,HOST:PORT...]",
+                         help="be a cluster node on NATS JetStream (the durable log, presence, "
+                              "cross-node relay) instead of the embedded default")
+    cluster.add_argument("--bus-replicas", type=int, default=d.bus_replicas,
+                         help="replicas of the stream and key-value buckets (default "
+                              "%(default)s; 3 in production)")
+    cluster.add_argument("--bus-max-age", type=float, default=d.bus_max_age,
+                         help="seconds of history the stream keeps: the rewind window "
+                              "(default %(default)s)")
+    cluster.add_argument("--bus-connect-timeout", type=float, default=10.0,
+                         help="seconds to reach NATS at start before giving up with an error")
+    ap.add_argument("--ack-interval", type=float, default=None,
+                    help="at most one ack per recorder connection this often, seconds (default "
+                         f"{d.ack_interval:g}; {CLUSTER_ACK_INTERVAL:g} with --bus)")
+    cluster.add_argument("--workers", type=int, default=d.workers,
+                         help="with --bus: processes sharing the port (SO_REUSEPORT), each a "
+                              "node (default %(default)s)")
     ap.add_argument("--log-level", default="INFO")
     a = ap.parse_args(argv)
+    if a.workers > 1 and not a.bus:
+        ap.error("--workers needs --bus (the workers relay to each other through NATS)")
     logging.basicConfig(level=a.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return Config(
         host=a.host, port=a.port, data_dir=a.data_dir, password=a.password or None,
@@ -77,7 +103,11 @@ def parse_args(argv: list[str] | None = None) -> Config:
         max_events_per_second_per_ip=a.max_events_per_second_per_ip,
         max_sessions_per_ip=a.max_sessions_per_ip, ring_max_bytes=a.ring_max_bytes,
         ring_max_age=a.ring_max_age, viewer_queue_max_bytes=a.viewer_queue_max_bytes,
-        min_free_bytes=a.min_free_mb * 2**20,
+        min_free_bytes=a.min_free_mb * 2**20, bus_urls=J.parse_urls(a.bus),
+        bus_replicas=a.bus_replicas, bus_max_age=a.bus_max_age, workers=max(1, a.workers),
+        bus_connect_timeout=a.bus_connect_timeout,
+        ack_interval=a.ack_interval if a.ack_interval is not None else
+        CLUSTER_ACK_INTERVAL if a.bus else d.ack_interval,
     )
 
 
@@ -91,15 +121,22 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-async def serve(config: Config) -> None:
-    """Run until SIGINT/SIGTERM, then stop accepting, flush and return."""
+async def serve(config: Config, reuse_port: bool = False,
+                ready: Callable[[int], None] | None = None) -> None:
+    """Run until SIGINT/SIGTERM, then stop accepting, flush and return.
+
+    `ready(port)` replaces the 'listening' line (a worker tells its parent instead).
+    """
     if not config.requires_login and not is_loopback(config.host):
         sys.exit(f"refusing to bind {config.host} without a viewer password: "
                  "set --password or $STREAMDOM_PASSWORD, or bind 127.0.0.1")
     if not config.requires_login:
         log.info("no viewer password set: listening on loopback only, viewer open to this machine")
     app = make_app(config)
-    await app.services.start()
+    try:
+        await app.services.start()
+    except J.BusUnreachable as exc:
+        sys.exit(f"streamdom: {exc}")
     # The cyclic GC's full passes pause the IOLoop (the relay) for their whole length, so keep
     # them rare and short. What exists now (modules, the app) lives as long as the process:
     # leave it out of every pass. And collect generation 1 every ~200 young passes instead of
@@ -108,9 +145,12 @@ async def serve(config: Config) -> None:
     # whose growth (by a quarter) is what triggers a full pass.
     gc.freeze()
     gc.set_threshold(700, 200, 10)
-    server = app.listen(config.port, config.host, xheaders=False)
+    server = app.listen(config.port, config.host, xheaders=False, reuse_port=reuse_port)
     port = next(iter(server._sockets.values())).getsockname()[1]
-    print(f"StreamDOM listening on http://{config.host}:{port}", flush=True)
+    if ready is not None:
+        ready(port)
+    else:
+        print(f"StreamDOM listening on http://{config.host}:{port}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -123,6 +163,16 @@ async def serve(config: Config) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of `python -m streamdom`."""
-    config = parse_args(argv)
+    """Entry point of `python -m streamdom` (and of `python -m streamdom archive ...`)."""
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["archive"]:
+        from streamdom.archive.command import main as archive_main
+
+        archive_main(args[1:])
+        return
+    config = parse_args(args)
+    if config.workers > 1:
+        from streamdom.web.workers import run_workers
+
+        sys.exit(run_workers(config, serve))
     asyncio.run(serve(config))

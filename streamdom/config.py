@@ -49,6 +49,18 @@ class Config:
     parquet_compression_level: int = 9
     query_threads: int = 2
 
+    # Cluster mode (--bus): NATS JetStream is the log; nothing here changes without it.
+    bus_urls: tuple[str, ...] = ()  # nats://host:port of the NATS servers; empty: embedded
+    bus_replicas: int = 1  # replicas of the stream and buckets (3 in production)
+    bus_max_age: float = 86_400.0  # seconds of history the stream keeps: the rewind window
+    bus_connect_timeout: float = 10.0  # seconds to reach NATS at start, then a clear error
+    workers: int = 1  # processes sharing the port (SO_REUSEPORT), each a cluster node
+
+    @property
+    def clustered(self) -> bool:
+        """Whether this process is a cluster node (NatsBus) rather than the embedded default."""
+        return bool(self.bus_urls)
+
     @property
     def requires_login(self) -> bool:
         """Whether viewer routes need a login."""

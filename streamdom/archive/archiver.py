@@ -145,6 +145,7 @@ class Archiver:
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="streamdom-archive")
         self.archived = 0  # new rows committed by this process
         self.stop = asyncio.Event()
+        self.started = asyncio.Event()  # consuming
 
     async def run(self) -> None:
         """Archive until `stop` is set; then finish the batch in hand and return."""
@@ -159,6 +160,7 @@ class Archiver:
             lease = Lease(objects.leases, "maintenance", self.holder, self.settings.lease_ttl)
             maint = asyncio.ensure_future(self._maintain(lease))
             log.info("archiver %s: consuming %s", self.holder, J.STREAM)
+            self.started.set()
             try:
                 while not self.stop.is_set():
                     try:

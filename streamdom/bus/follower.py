@@ -47,24 +47,25 @@ def message_rows(msg: Msg) -> list[Row]:
 class SessionFollower:
     """Delivers a session's events from the stream to `on_rows`, skipping this node's own.
 
-    Messages published by this node were relayed here directly when they arrived, so they are
-    skipped by their header, before any decoding.
+    Messages published by node `node_id` (this node's, relayed here directly when they arrived)
+    are skipped by their header, before any decoding; `node_id=None` skips nothing.
     """
 
     def __init__(self, js: JetStreamContext, snapshots: KeyValue, session_id: str,
-                 node_id: str, on_rows: RowsCallback) -> None:
+                 node_id: str | None, on_rows: RowsCallback, start_seq: int | None = None) -> None:
         self.js = js
         self.snapshots = snapshots
         self.session_id = session_id
         self.node_id = node_id
         self.on_rows = on_rows
+        self.start_seq = start_seq  # else the latest snapshot's
         self.caught_up = asyncio.Event()
         self._sub: JetStreamContext.PushSubscription | None = None
         self._stopped = False
 
     async def start(self, timeout: float = 10.0) -> None:
         """Subscribe and wait until the history present at the start has been delivered."""
-        start = await snapshot_seq(self.snapshots, self.session_id)
+        start = self.start_seq or await snapshot_seq(self.snapshots, self.session_id)
         if start is None:
             policy, config = DeliverPolicy.ALL, None
         else:

@@ -110,6 +110,12 @@ def parse_subject(subject: str) -> tuple[str, str]:
     return untoken(s), untoken(t)
 
 
+def parse_urls(value: str | None) -> tuple[str, ...]:
+    """`--bus nats://h1:4222,h2:4222` (or bare `h1:4222,...`) → one URL per server."""
+    parts = [p.strip() for p in (value or "").split(",")]
+    return tuple(p if "://" in p else f"nats://{p}" for p in parts if p)
+
+
 @dataclass(frozen=True)
 class BusSettings:
     """How to reach NATS and how to shape the JetStream objects (from the CLI flags)."""
@@ -133,6 +139,7 @@ async def connect(settings: BusSettings, name: str) -> Client:
     `max_reconnect_attempts=0` it loops too), so the timeout is ours.
     """
     state = {"down": False}
+    nc_box: list[Client] = []  # the client, once connected (a close is not a disconnection)
 
     async def on_error(exc: Exception) -> None:
         if not state["down"]:
@@ -140,14 +147,15 @@ async def connect(settings: BusSettings, name: str) -> Client:
 
     async def on_disconnect() -> None:
         state["down"] = True
-        log.warning("NATS: disconnected; reconnecting")
+        if not nc_box or not nc_box[0].is_closed:
+            log.warning("NATS: disconnected; reconnecting")
 
     async def on_reconnect() -> None:
         state["down"] = False
         log.warning("NATS: reconnected")
 
     try:
-        return await asyncio.wait_for(nats.connect(
+        nc = await asyncio.wait_for(nats.connect(
             list(settings.urls), name=name, error_cb=on_error, disconnected_cb=on_disconnect,
             reconnected_cb=on_reconnect, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
             connect_timeout=2, ping_interval=5, max_outstanding_pings=3,
@@ -155,6 +163,8 @@ async def connect(settings: BusSettings, name: str) -> Client:
     except (TimeoutError, OSError, nats.errors.Error) as exc:
         raise BusUnreachable(f"cannot reach NATS at {', '.join(settings.urls)} "
                              f"within {settings.connect_timeout:g} s ({type(exc).__name__})") from exc
+    nc_box.append(nc)
+    return nc
 
 
 @dataclass
@@ -167,12 +177,28 @@ class Objects:
     leases: KeyValue
 
 
-async def declare(nc: Client, settings: BusSettings) -> Objects:
-    """Create (or check) the stream and buckets; raise BusUnreachable if JetStream is off."""
-    js = nc.jetstream(timeout=10)
+async def declare(nc: Client, settings: BusSettings, timeout: float = 30.0) -> Objects:
+    """Create (or check) the stream and buckets; raise BusUnreachable if JetStream is off.
+
+    JetStream's API answers slowly or not at all while a cluster elects its meta leader (a
+    restart of NATS, a node lost): retry timeouts for up to `timeout` seconds.
+    """
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            return await _declare(nc, settings)
+        except nats.errors.TimeoutError:
+            if asyncio.get_running_loop().time() > deadline:
+                raise BusUnreachable(f"JetStream did not answer within {timeout:g} s") from None
+            log.warning("JetStream did not answer; asking again")
+            await asyncio.sleep(0.5)
+
+
+async def _declare(nc: Client, settings: BusSettings) -> Objects:
+    js = nc.jetstream(timeout=5)
     try:
         await js.account_info()
-    except nats.errors.Error as exc:
+    except nats.js.errors.APIError as exc:
         raise BusUnreachable("JetStream is not enabled on the NATS servers (run nats-server -js)"
                              ) from exc
     config = StreamConfig(

@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from streamdom.records import Batch, EventRecord
+from streamdom.records import Batch, EventRecord, Row
 from streamdom.wire import ProtocolError, valid_id, ws_text_frame
 
 MAX_URL = 2048
@@ -90,10 +90,22 @@ def _record(session_id: str, stream_id: str, seq: int, ev: dict[str, Any], serve
     extra = dumps(rest) if rest else None
     rec = EventRecord(session_id, stream_id, seq, ev["type"], int(ev["timestamp"]), server_time,
                       data, extra, b"")
-    rec.frame = ws_text_frame(
-        f'{{"type":"event","streamId":"{stream_id}","seq":{seq},"recvAt":{server_time},'
+    rec.frame = watch_frame(rec)
+    return rec
+
+
+def watch_frame(rec: EventRecord) -> bytes:
+    """The /watch frame of a record, built once and written to every watcher."""
+    return ws_text_frame(
+        f'{{"type":"event","streamId":"{rec.stream_id}","seq":{rec.seq},"recvAt":{rec.server_time},'
         f'"event":{rec.event_json()}}}'
     )
+
+
+def record_from_row(row: Row) -> EventRecord:
+    """The record of a row read back from a log (another node's events, in cluster mode)."""
+    rec = EventRecord(*row, b"")
+    rec.frame = watch_frame(rec)
     return rec
 
 

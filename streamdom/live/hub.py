@@ -67,6 +67,25 @@ class Hub:
         self.on_change(session_id, True)
         return s
 
+    def follow(self, session_id: str, url: str, user_agent: str) -> LiveSession:
+        """A session recorded on another node, relayed here for this process's watchers (cluster
+        mode); it is live until `set_live(False)` and forgotten when its last watcher leaves."""
+        s = self.sessions.get(session_id)
+        if s is None:
+            t = now_ms()
+            s = self.sessions[session_id] = LiveSession(session_id, self._new_ring(), t, t, url,
+                                                        user_agent)
+        return s
+
+    def set_live(self, s: LiveSession, live: bool) -> None:
+        """Another node says whether a followed session is live (cluster mode)."""
+        if s.live == live:
+            return
+        s.live = live
+        self._broadcast(s, '{"type":"live"}' if live else '{"type":"ended"}')
+        if not live:
+            self._forget_if_idle(s)
+
     def recorder_left(self, s: LiveSession) -> None:
         """A recorder disconnected; the session ends after the grace period if none is left."""
         s.recorders -= 1

@@ -11,6 +11,7 @@ from streamdom.archive.catalog import Catalog
 from streamdom.archive.reads import ArchiveReader
 from streamdom.bus.base import Bus
 from streamdom.bus.local import LocalBus
+from streamdom.bus.natsbus import NatsBus
 from streamdom.config import Config
 from streamdom.ingest.acks import AckBatcher
 from streamdom.ingest.limits import IngestLimits
@@ -31,7 +32,8 @@ class Services:
         self.config = config
         catalog = Catalog([])
         self.archive = ArchiveReader(catalog, config.query_threads)
-        self.bus: Bus = LocalBus(config, catalog, self.archive)
+        self.bus: Bus = (NatsBus(config, catalog, self.archive) if config.clustered
+                         else LocalBus(config, catalog, self.archive))
         self.sessions = Sessions(self.bus, self.archive)
         self.feed = SessionFeed(self.sessions)
         self.bus.on_session_change(self.feed.changed)

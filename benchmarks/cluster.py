@@ -1,0 +1,200 @@
+"""Cluster mode side by side with the embedded default, in one run, on this machine.
+
+1. Relay: --n recorders (synthetic, the sample session's event shapes at --rate events/s, one
+   event per frame) with one watcher each. Cluster: a NATS server (JetStream, R1) and two
+   StreamDOM nodes; the recorders are spread over the two nodes and every watcher sits on the
+   *other* node, so every event crosses JetStream. Embedded: one `python -m streamdom`, the
+   same recorders and watchers on it. Both runs use the same two client processes, so the load
+   generator costs the same. Prints relay (recorder send -> watcher receive) p50/p99/max for
+   both and their ratio, send -> ack for both, and the stream's bytes per event.
+2. Throughput: one cluster node with --workers 1, then --workers 2, driven by --tp-n recorders
+   at --tp-rate events/s each, watchers on the same port (so on either worker). Prints events/s
+   in and delivered, and events/s per core of StreamDOM CPU (all workers) and NATS CPU.
+
+The load generator runs on the same two cores as the servers: a second worker competes with it
+for CPU, so --workers 2 vs 1 is a lower bound of what two cores give a real deployment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from _common import (
+    SAMPLE,
+    ClientPlan,
+    ClientStats,
+    ServerProcess,
+    fmt_pct,
+    machine_note,
+    percentiles,
+    proc_cpu_seconds,
+    run_plans,
+    write_json,
+)
+
+from tests.natsserver import NatsCluster
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of a process and its live children (workers)."""
+    total = proc_cpu_seconds(pid)
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    for child in children:
+        try:
+            total += proc_cpu_seconds(int(child))
+        except OSError:
+            pass
+    return total
+
+
+def stream_state(urls: list[str]) -> tuple[int, int]:
+    """(bytes, messages) of the events stream."""
+    async def go() -> tuple[int, int]:
+        import nats
+
+        nc = await nats.connect(urls)
+        info = await nc.jetstream().stream_info("SD_EVENTS")
+        await nc.close()
+        return info.state.bytes, info.state.messages
+
+    return asyncio.run(go())
+
+
+def plans(rec_urls: list[str], watch_urls: list[str], n: int, args: argparse.Namespace,
+          tag: str) -> list[ClientPlan]:
+    """Two client processes; process k records on rec_urls[k] and watches on watch_urls[k]."""
+    sids = [f"{tag}-{i:04d}" for i in range(n)]
+    out = []
+    for k in range(2):
+        mine = sids[k::2]
+        out.append(ClientPlan(ws_url=rec_urls[k], watch_url=watch_urls[k], sessions=mine,
+                              watchers=list(mine), rate=args.rate, warmup=args.warmup,
+                              duration=args.duration, checkout_s=args.checkout, seed=k))
+    return out
+
+
+def figures(stats: ClientStats) -> dict[str, Any]:
+    """The figures one run prints."""
+    wall = stats.wall_s or 1.0
+    return {"relay_ms": percentiles(stats.relay_ms), "ack_ms": percentiles(stats.ack_ms),
+            "sent_per_s": stats.window_counts.get("sent", 0) / wall,
+            "delivered_per_s": stats.window_counts.get("delivered", 0) / wall,
+            "errors": stats.errors[:5], "n_errors": len(stats.errors), "sent_total": stats.sent}
+
+
+def server_args(n: int) -> list[str]:
+    """Arguments every StreamDOM process gets here."""
+    return ["--max-sessions-per-ip", str(max(1000, 2 * n)), "--log-level", "WARNING"]
+
+
+def relay_embedded(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """The embedded default, same clients."""
+    srv = ServerProcess(tmp / "embedded", *server_args(args.n)).start()
+    try:
+        return figures(run_plans(plans([srv.ws] * 2, [srv.ws] * 2, args.n, args, "emb"), args.sample))
+    finally:
+        srv.stop()
+
+
+def relay_cluster(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Two nodes, recorders spread over them, every watcher on the other node."""
+    nats = NatsCluster(tmp / "nats").start()
+    archive = tmp / "archive"
+    a = ServerProcess(archive, "--bus", nats.bus, *server_args(args.n)).start()
+    a.log_path = tmp / "a.log"
+    b = ServerProcess(archive, "--bus", nats.bus, *server_args(args.n)).start()
+    try:
+        stats = run_plans(plans([a.ws, b.ws], [b.ws, a.ws], args.n, args, "clu"), args.sample)
+        out = figures(stats)
+        nbytes, msgs = stream_state(nats.urls)
+        out["stream_bytes_per_event"] = nbytes / max(1, stats.sent)
+        out["events_per_message"] = stats.sent / max(1, msgs)
+        return out
+    finally:
+        a.stop()
+        b.stop()
+        nats.stop()
+
+
+def throughput(tmp: Path, workers: int, args: argparse.Namespace) -> dict[str, Any]:
+    """One node with `workers` workers at a high event rate; CPU per event."""
+    nats = NatsCluster(tmp / f"nats-w{workers}").start()
+    srv = ServerProcess(tmp / f"w{workers}", "--bus", nats.bus, "--workers", str(workers),
+                        *server_args(args.tp_n)).start()
+    nats_pid = nats.nodes[0].proc.pid  # type: ignore[union-attr]
+    try:
+        ps = plans([srv.ws] * 2, [srv.ws] * 2, args.tp_n, argparse.Namespace(
+            **{**vars(args), "rate": args.tp_rate}), f"tp{workers}")
+        cpu0, ncpu0, t0 = tree_cpu_seconds(srv.pid), proc_cpu_seconds(nats_pid), time.monotonic()
+        stats = run_plans(ps, args.sample)
+        wall = time.monotonic() - t0
+        cpu, ncpu = tree_cpu_seconds(srv.pid) - cpu0, proc_cpu_seconds(nats_pid) - ncpu0
+        out = figures(stats)
+        total_events = stats.sent
+        out.update(workers=workers, streamdom_cpu_pct=100 * cpu / wall, nats_cpu_pct=100 * ncpu / wall,
+                   events_per_core_s=total_events / max(cpu, 1e-9),
+                   events_per_core_s_incl_nats=total_events / max(cpu + ncpu, 1e-9))
+        return out
+    finally:
+        srv.stop()
+        nats.stop()
+
+
+def main() -> None:
+    """Run everything once, print, optionally save JSON."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=200, help="recorders in the relay runs (default %(default)s)")
+    ap.add_argument("--rate", type=float, default=25.0, help="events/s per recorder (default %(default)s)")
+    ap.add_argument("--duration", type=float, default=20.0, help="measured seconds (default %(default)s)")
+    ap.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds first")
+    ap.add_argument("--checkout", type=float, default=60.0, help="seconds between full snapshots")
+    ap.add_argument("--tp-n", type=int, default=200, help="recorders in the throughput runs")
+    ap.add_argument("--tp-rate", type=float, default=40.0, help="events/s per recorder there")
+    ap.add_argument("--skip-throughput", action="store_true")
+    ap.add_argument("--sample", type=Path, default=SAMPLE)
+    ap.add_argument("--json", metavar="PATH")
+    args = ap.parse_args()
+    print(f"machine: {machine_note()}")
+    print(f"{args.n} recorders at {args.rate:g} events/s, one watcher each; {args.warmup:g} s warmup "
+          f"+ {args.duration:g} s measured; 2 client processes on the same 2 cores")
+    with tempfile.TemporaryDirectory(prefix="streamdom-cluster-") as tmp:
+        root = Path(tmp)
+        emb = relay_embedded(root, args)
+        clu = relay_cluster(root, args)
+        res: dict[str, Any] = {"embedded": emb, "cluster": clu}
+        for name, r in (("embedded (1 process)", emb), ("cluster (2 nodes, watchers cross)", clu)):
+            print(f"\n{name}: sent {r['sent_per_s']:.0f} ev/s, delivered {r['delivered_per_s']:.0f} ev/s")
+            print(f"  relay send->watch  {fmt_pct(r['relay_ms'])}")
+            print(f"  ack   send->ack    {fmt_pct(r['ack_ms'])}")
+            if r["n_errors"]:
+                print(f"  {r['n_errors']} errors, e.g. {r['errors'][:2]}")
+        print(f"\ncluster/embedded: relay p50 x{clu['relay_ms']['p50'] / emb['relay_ms']['p50']:.2f}, "
+              f"p99 x{clu['relay_ms']['p99'] / emb['relay_ms']['p99']:.2f}")
+        print(f"stream: {clu['stream_bytes_per_event']:.0f} bytes per event "
+              f"({clu['events_per_message']:.2f} events per message)")
+        if not args.skip_throughput:
+            print(f"\nthroughput: {args.tp_n} recorders at {args.tp_rate:g} events/s, watchers on the "
+                  "same port (either worker)")
+            res["throughput"] = []
+            for workers in (1, 2):
+                r = throughput(root, workers, args)
+                res["throughput"].append(r)
+                print(f"  --workers {workers}: in {r['sent_per_s']:.0f} ev/s, delivered "
+                      f"{r['delivered_per_s']:.0f} ev/s; StreamDOM CPU {r['streamdom_cpu_pct']:.0f}%, "
+                      f"NATS {r['nats_cpu_pct']:.0f}% of a core; {r['events_per_core_s']:.0f} events/s "
+                      f"per StreamDOM core ({r['events_per_core_s_incl_nats']:.0f} counting NATS); "
+                      f"relay {fmt_pct(r['relay_ms'])}")
+        write_json(args.json, res)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,409 @@
+"""`NatsBus`: cluster mode, with NATS JetStream as the durable log between nodes.
+
+    publish ─┬─> hub: ring buffer + this node's watchers (first: latency is the product)
+             └─> StreamPublisher ─> JetStream `SD_EVENTS` ─> ack ─> recorder's ack
+                                        │
+         other nodes' followers <───────┤ (ordered consumer per watched session)
+         archivers (durable consumer) <─┘ ─> archive (Parquet / DuckLake) ─> every node reads
+
+No local write-ahead log: an event is acknowledged once JetStream has stored it (on a quorum of
+replicas with `--bus-replicas 3`). Presence lives in the `sd_live` bucket, so every node lists
+the same sessions. The archive is written by `python -m streamdom archive` processes; a node
+only reads it (it rescans the directory every second).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import socket
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+
+from nats.aio.client import Client
+from nats.js.errors import NotFoundError
+from tornado.ioloop import PeriodicCallback
+
+from streamdom.archive import layout
+from streamdom.archive.catalog import Catalog
+from streamdom.archive.reads import ArchiveReader
+from streamdom.bus import jetstream as J
+from streamdom.bus.base import (
+    Bus,
+    BusUnavailable,
+    PendingSummary,
+    Presence,
+    Producer,
+    SessionChange,
+    Subscription,
+)
+from streamdom.bus.follower import SessionFollower
+from streamdom.bus.presence import HEARTBEAT, PresenceBoard
+from streamdom.bus.publisher import StreamKey, StreamPublisher
+from streamdom.bus.streams import AckListener, StreamMarks, StreamTable
+from streamdom.config import Config
+from streamdom.ingest.validate import record_from_row
+from streamdom.live.hub import Hub, LiveSession
+from streamdom.records import ROW_DATA, ROW_SEQ, ROW_SERVER_TIME, ROW_STREAM, Batch, Row
+from streamdom.wire import FrameSink
+
+log = logging.getLogger(__name__)
+
+UNAVAILABLE = "cluster log unavailable (NATS JetStream unreachable or not acknowledging)"
+
+
+def _ignore(session_id: str, urgent: bool) -> None:
+    pass
+
+
+def new_node_id() -> str:
+    """A node id for this process's run: readable, unique, and a valid KV key token."""
+    host = J.token(socket.gethostname())[:24]
+    return f"{host}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+@dataclass(slots=True)
+class RemotePresence:
+    """A session as the presence bucket describes it (satisfies `Presence`)."""
+
+    id: str
+    live: bool
+    started_at: int
+    last_event_at: int
+    url: str
+    user_agent: str
+
+
+class NatsProducer(Producer):
+    """A recorder stream on this node."""
+
+    __slots__ = ("session",)
+
+    def __init__(self, session_id: str, stream_id: str, marks: StreamMarks, on_ack: AckListener,
+                 session: LiveSession) -> None:
+        super().__init__(session_id, stream_id, marks, on_ack)
+        self.session = session
+
+
+class NatsWatch(Subscription):
+    """A watcher of a session, fed by this node's hub."""
+
+    __slots__ = ("session",)
+
+    def __init__(self, sink: FrameSink, session: LiveSession) -> None:
+        super().__init__(session.id, sink)
+        self.session = session
+
+
+class NatsBus(Bus):
+    """The cluster bus: JetStream for durability and cross-node relay, KV for presence."""
+
+    def __init__(self, config: Config, catalog: Catalog, archive: ArchiveReader) -> None:
+        self.config = config
+        self.catalog = catalog
+        self.archive = archive
+        self.settings = J.BusSettings(config.bus_urls, config.bus_replicas, config.bus_max_age,
+                                      config.bus_connect_timeout)
+        self.node_id = new_node_id()
+        self.streams = StreamTable()
+        self.hub = Hub(config)
+        self.hub.on_change = self._hub_changed
+        self._on_change: SessionChange = _ignore
+        self.nc: Client | None = None
+        self.objects: J.Objects | None = None
+        self.publisher: StreamPublisher | None = None
+        self.board: PresenceBoard | None = None
+        self.followers: dict[str, SessionFollower] = {}
+        self._relayed: dict[str, dict[str, int]] = {}  # session -> stream -> highest seq relayed
+        self._local: dict[str, LiveSession] = {}  # sessions with a recorder here (presence owner)
+        self._snap_seqs: dict[str, int] = {}  # session -> latest snapshot stream seq written
+        self._periodic: list[PeriodicCallback] = []
+        self._tasks: set[asyncio.Future[object]] = set()
+
+    # --- life cycle ----------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Connect (or raise J.BusUnreachable), declare the stream and buckets, load presence."""
+        self.nc = await J.connect(self.settings, f"streamdom-{self.node_id}")
+        self.objects = await J.declare(self.nc, self.settings)
+        self.publisher = StreamPublisher(self.objects.js, self.node_id, self._made_durable,
+                                         self._stream_info)
+        self.board = PresenceBoard(self.objects.presence, self.node_id, self._presence_changed)
+        await self.board.start()
+        await self._rescan()
+        for fn, seconds in ((self._heartbeat, HEARTBEAT), (self._rescan, 1.0),
+                            (self._forget_idle, self.config.compaction_interval)):
+            pc = PeriodicCallback(fn, seconds * 1000)
+            pc.start()
+            self._periodic.append(pc)
+        log.info("cluster node %s on %s (stream %s, R%d)", self.node_id,
+                 ", ".join(self.settings.urls), J.STREAM, self.settings.replicas)
+
+    async def close(self) -> None:
+        """Wait (a while) for JetStream to ack what is in flight, end this node's sessions."""
+        for pc in self._periodic:
+            pc.stop()
+        if self.publisher is not None and not await self.publisher.drain(10.0):
+            log.error("shutting down with events not acknowledged by JetStream: their recorders "
+                      "still hold them and will resend")
+        if self.board is not None:
+            for s in self.hub.sessions.values():
+                if s.recorders > 0:
+                    self.board.put(s.id, self._entry(s, live=False))
+            await self.board.flush()
+            await self.board.stop()
+        for f in list(self.followers.values()):
+            await f.stop()
+        if self.nc is not None:
+            await self.nc.close()
+
+    @property
+    def failure(self) -> str | None:
+        """Why events are refused: NATS is disconnected, or JetStream stopped acknowledging."""
+        if self.nc is None or not self.nc.is_connected:
+            return UNAVAILABLE
+        if self.publisher is not None and self.publisher.stalled():
+            return UNAVAILABLE
+        return None
+
+    def _spawn(self, coro: object) -> None:
+        task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # --- ingest side ---------------------------------------------------------------------------
+    async def open_stream(self, session_id: str, stream_id: str, url: str, user_agent: str,
+                          on_ack: AckListener) -> Producer:
+        """Learn the stream's durable high seq from JetStream (another node may have taken it
+        before), mark the session live here and in the presence bucket."""
+        key = (session_id, stream_id)
+        marks = self.streams.get(key)
+        if marks is None:
+            high = max(await self._stored_high(key),
+                       (await self.archive.stream_high_seqs([key])).get(key, 0))
+            marks = self.streams.open(key, url, user_agent, high)
+        session = self.hub.recorder_joined(session_id, url, user_agent)
+        relayed = self._relayed.setdefault(session_id, {})
+        relayed[stream_id] = max(relayed.get(stream_id, 0), marks.received)
+        marks.listeners.add(on_ack)
+        return NatsProducer(session_id, stream_id, marks, on_ack, session)
+
+    async def _stored_high(self, key: StreamKey) -> int:
+        """The last seq of a stream in JetStream (one direct get, last message by subject)."""
+        assert self.objects is not None
+        try:
+            msg = await self.objects.js._jsm.get_last_msg(J.STREAM, J.stream_subject(*key),
+                                                          direct=True)
+        except NotFoundError:
+            return 0
+        seqs = (msg.headers or {}).get(J.HDR_SEQ, "0-0")
+        return int(seqs.rsplit("-", 1)[1])
+
+    def publish(self, producer: Producer, batch: Batch) -> None:
+        """Relay to this node's watchers, then hand to the publisher (acked on JetStream's ack)."""
+        failure = self.failure
+        if failure is not None:
+            raise BusUnavailable(failure)
+        assert isinstance(producer, NatsProducer) and self.publisher is not None
+        records = batch.records
+        producer._marks.received = records[-1].seq
+        relayed = self._relayed.setdefault(producer.session_id, {})
+        high = relayed.get(producer.stream_id, 0)
+        fresh = records if records[0].seq > high else [r for r in records if r.seq > high]
+        if fresh:
+            relayed[producer.stream_id] = fresh[-1].seq
+            self.hub.relay(producer.session, fresh)  # relay first: latency is the product
+        self.publisher.add((producer.session_id, producer.stream_id), [r.row() for r in records])
+
+    def _made_durable(self, key: StreamKey, seq: int, snap_seq: int | None) -> None:
+        self.streams.made_durable({key: seq})
+        if snap_seq is not None and snap_seq > self._snap_seqs.get(key[0], 0):
+            self._snap_seqs[key[0]] = snap_seq
+            self._spawn(self._put_snapshot(key[0], snap_seq))
+
+    async def _put_snapshot(self, session_id: str, seq: int) -> None:
+        assert self.objects is not None
+        try:
+            await self.objects.snapshots.put(J.token(session_id), str(seq).encode())
+        except Exception as exc:  # noqa: BLE001 - late joiners start at an older snapshot
+            log.warning("snapshot position of %s not written: %s", session_id, exc)
+
+    def _stream_info(self, key: StreamKey) -> tuple[str, str]:
+        marks = self.streams.get(key)
+        return (marks.url, marks.user_agent) if marks is not None else ("", "")
+
+    def set_clock(self, producer: Producer, offset: float, rtt: float) -> None:
+        """Pass the recorder's clock estimate to this node's watchers of the session."""
+        assert isinstance(producer, NatsProducer)
+        self.hub.set_clock(producer.session, producer.stream_id, offset, rtt)
+
+    def close_stream(self, producer: Producer) -> None:
+        """Stop acking this connection; the session ends after the grace period if it was the last."""
+        assert isinstance(producer, NatsProducer)
+        producer._marks.listeners.discard(producer.on_ack)
+        self.hub.recorder_left(producer.session)
+
+    # --- presence ------------------------------------------------------------------------------
+    def _entry(self, s: LiveSession, live: bool) -> dict[str, object]:
+        return {"id": s.id, "live": live, "started_at": s.started_at,
+                "last_event_at": s.last_event_at, "url": s.url, "user_agent": s.user_agent}
+
+    def _hub_changed(self, session_id: str, urgent: bool) -> None:
+        if urgent and self.board is not None:
+            # A session recorded here started or ended: tell every node now (heartbeats keep it).
+            s = self.hub.sessions.get(session_id)
+            if s is not None and s.recorders > 0:
+                self._local[session_id] = s
+                self.board.put(session_id, self._entry(s, True))
+            elif session_id in self._local and (s is None or not s.live):
+                ended = self._local.pop(session_id)
+                self.board.put(session_id, self._entry(ended, False))
+        self._on_change(session_id, urgent)
+
+    def _heartbeat(self) -> None:
+        assert self.board is not None
+        for s in self.hub.sessions.values():
+            if s.recorders > 0:
+                self.board.put(s.id, self._entry(s, True))
+
+    def _presence_changed(self, session_id: str, urgent: bool) -> None:
+        if urgent:
+            s = self.hub.sessions.get(session_id)
+            live = self.board is not None and self.board.live(session_id)
+            if s is not None and s.recorders == 0:
+                self.hub.set_live(s, live)  # a session followed from another node
+        self._on_change(session_id, urgent)
+
+    def presence(self) -> Mapping[str, Presence]:
+        """Every session in the presence bucket (all nodes), this node's own as it knows them."""
+        assert self.board is not None
+        out: dict[str, Presence] = {}
+        for sid, s in self.board.summaries().items():
+            out[sid] = RemotePresence(sid, bool(s["live"]), int(s["started_at"]),  # type: ignore[call-overload]
+                                      int(s["last_event_at"]), str(s["url"]),  # type: ignore[call-overload]
+                                      str(s["user_agent"]))
+        for s in self.hub.sessions.values():
+            if s.recorders > 0:  # fresher here than in the bucket (and there before it is)
+                p = out.get(s.id)
+                out[s.id] = RemotePresence(s.id, True, min(s.started_at, p.started_at) if p else s.started_at,
+                                           max(s.last_event_at, p.last_event_at if p else 0),
+                                           s.url, s.user_agent)
+        return out
+
+    # --- watchers ------------------------------------------------------------------------------
+    async def watch(self, session_id: str, sink: FrameSink) -> Subscription | None:
+        """Attach to the session here, following it from the stream if other nodes record it."""
+        assert self.board is not None
+        s = self.hub.sessions.get(session_id)
+        others = self._recorded_elsewhere(session_id)
+        if s is None:
+            summary = self.board.summary(session_id)
+            if summary is None or not summary["live"]:
+                return None
+            s = self.hub.follow(session_id, str(summary["url"]), str(summary["user_agent"]))
+        if (others or s.recorders == 0) and session_id not in self.followers:
+            await self._follow(s)
+        s = self.hub.sessions.get(session_id) or s  # unchanged unless it ended meanwhile
+        attached = self.hub.add_watcher(session_id, sink)
+        return NatsWatch(sink, attached) if attached is not None else None
+
+    def _recorded_elsewhere(self, session_id: str) -> bool:
+        assert self.board is not None
+        summary = self.board.summary(session_id)
+        return bool(summary and any(n != self.node_id for n in summary["nodes"]))  # type: ignore[attr-defined]
+
+    async def _follow(self, s: LiveSession) -> None:
+        assert self.objects is not None
+        follower = SessionFollower(self.objects.js, self.objects.snapshots, s.id, self.node_id,
+                                   lambda rows: self._relay_rows(s.id, rows))
+        self.followers[s.id] = follower
+        await follower.start()
+
+    def _relay_rows(self, session_id: str, rows: list[Row]) -> None:
+        s = self.hub.sessions.get(session_id)
+        if s is None:
+            return
+        relayed = self._relayed.setdefault(session_id, {})
+        fresh = []
+        for row in rows:  # a stream's rows come in seq order; anything at or below was relayed
+            if row[ROW_SEQ] > relayed.get(row[ROW_STREAM], 0):
+                relayed[row[ROW_STREAM]] = row[ROW_SEQ]
+                fresh.append(record_from_row(row))
+        if fresh:
+            self.hub.relay(s, fresh)
+
+    def resync(self, sub: Subscription) -> None:
+        """`resync`, then the backlog again."""
+        assert isinstance(sub, NatsWatch)
+        sub.sink.send_frame('{"type":"resync"}', backlog=True)
+        self.hub.send_backlog(sub.session, sub.sink)
+
+    def unwatch(self, sub: Subscription) -> None:
+        """Detach; stop following the session when its last watcher here left."""
+        assert isinstance(sub, NatsWatch)
+        self.hub.remove_watcher(sub.session, sub.sink)
+        if not sub.session.watchers:
+            follower = self.followers.pop(sub.session_id, None)
+            if follower is not None:
+                self._spawn(follower.stop())
+            if sub.session_id not in self.hub.sessions:
+                self._relayed.pop(sub.session_id, None)
+
+    # --- reads ---------------------------------------------------------------------------------
+    async def unarchived_summaries(self, ids: Collection[str] | None = None
+                                   ) -> dict[str, PendingSummary]:
+        """For given sessions: their events in the stream that the archive lacks. For the whole
+        list: nothing (counts there lag the archivers by about a second; presence keeps every
+        live or recently ended session listed)."""
+        if ids is None:
+            return {}
+        out: dict[str, PendingSummary] = {}
+        for sid in ids:
+            rows = await self.unarchived(sid)
+            if not rows:
+                continue
+            keys = sorted({(sid, r[ROW_STREAM]) for r in rows})
+            highs = await self.archive.stream_high_seqs(keys)
+            rows = [r for r in rows if r[ROW_SEQ] > highs.get((sid, r[ROW_STREAM]), 0)]
+            if rows:
+                url, ua = self._stream_info((sid, rows[0][ROW_STREAM]))
+                out[sid] = PendingSummary(min(r[ROW_SERVER_TIME] for r in rows),
+                                          max(r[ROW_SERVER_TIME] for r in rows), len(rows),
+                                          sum(len(r[ROW_DATA]) for r in rows), url, ua)
+        return out
+
+    async def unarchived(self, session_id: str) -> list[Row]:
+        """The session's events in the stream after the archivers' ack floor (a superset of what
+        the archive lacks; the sessions model keeps rows above the archive's highs)."""
+        assert self.objects is not None
+        try:
+            info = await self.objects.js.consumer_info(J.STREAM, J.ARCHIVER)
+            floor = info.ack_floor.stream_seq if info.ack_floor else 0
+        except NotFoundError:  # no archiver ever ran: everything is unarchived
+            floor = 0
+        rows: list[Row] = []
+        follower = SessionFollower(self.objects.js, self.objects.snapshots, session_id, None,
+                                   rows.extend, start_seq=floor + 1)
+        await follower.start()
+        await follower.stop()
+        return rows
+
+    def on_session_change(self, callback: SessionChange) -> None:
+        """Starts, ends and new events here, and presence changes from other nodes."""
+        self._on_change = callback
+
+    # --- background ----------------------------------------------------------------------------
+    async def _rescan(self) -> None:
+        """Pick up the files archivers wrote (or compacted away) since the last look."""
+        files = set(await asyncio.to_thread(layout.scan, self.config.data_dir))
+        known = set(self.catalog.files())
+        if files != known:
+            # A file gone from the directory was compacted or expired by an archiver.
+            self.catalog.change(add=sorted(files - known, key=str),
+                                remove=sorted(known - files, key=str))
+
+    def _forget_idle(self) -> None:
+        self.streams.forget_idle(busy=lambda sid: sid in self.hub.sessions)
+        for sid in [s for s in self._relayed if s not in self.hub.sessions]:
+            del self._relayed[sid]

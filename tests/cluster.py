@@ -1,0 +1,89 @@
+"""Cluster-mode test helpers: StreamDOM nodes and archivers as real processes, archive checks."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+
+from tests.helpers import ROOT, ServerProcess
+
+
+def node(root: Path, name: str, bus: str, *args: str) -> ServerProcess:
+    """A StreamDOM cluster node (not started) reading the archive at `root/archive`.
+
+    Its data dir is a symlink to the shared archive, so each node keeps its own log file
+    (`root/<name>.log`).
+    """
+    archive = root / "archive"
+    archive.mkdir(parents=True, exist_ok=True)
+    link = root / name
+    if not link.exists():
+        link.symlink_to(archive, target_is_directory=True)
+    return ServerProcess(link, "--bus", bus, "--grace-seconds", "1", *args)
+
+
+class ArchiverProcess:
+    """`python -m streamdom archive` writing `root/archive`."""
+
+    def __init__(self, root: Path, name: str, bus: str, *args: str) -> None:
+        self.root = root
+        self.cmd = [sys.executable, "-m", "streamdom", "archive", "--bus", bus,
+                    "--data-dir", str(root / "archive"), *args]
+        self.log_path = root / f"{name}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30) -> ArchiverProcess:
+        """Start and wait until it consumes."""
+        with open(self.log_path, "ab") as log:
+            since = log.tell()
+            self.proc = subprocess.Popen(self.cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                         env=os.environ)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with open(self.log_path, "rb") as f:
+                f.seek(since)
+                if b"StreamDOM archiver consuming" in f.read():
+                    return self
+            if self.proc.poll() is not None:
+                raise RuntimeError("archiver exited:\n" + self.log_path.read_text())
+            time.sleep(0.05)
+        raise RuntimeError("archiver did not start:\n" + self.log_path.read_text())
+
+    def stop(self) -> int:
+        """SIGTERM and wait."""
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.terminate()
+        return self.proc.wait(30)
+
+    def kill(self) -> None:
+        """kill -9."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+def archived_seqs(root: Path, session_id: str) -> dict[str, list[int]]:
+    """Per stream, the seqs the archive holds for a session, in archive order (with repeats)."""
+    glob = str(root / "archive" / "events" / "day=*" / "*.parquet")
+    if not list((root / "archive").glob("events/day=*/*.parquet")):
+        return {}
+    rows = duckdb.connect().execute(
+        f"SELECT stream_id, seq FROM read_parquet('{glob}') WHERE session_id = ? "
+        "ORDER BY stream_id, seq", [session_id]).fetchall()
+    out: dict[str, list[int]] = {}
+    for stream, seq in rows:
+        out.setdefault(stream, []).append(int(seq))
+    return out
+
+
+def node_of(log: str) -> str | None:
+    """The node id a node's log announced."""
+    m = re.search(r"cluster node (\S+) on", log)
+    return m.group(1) if m else None
