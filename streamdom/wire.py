@@ -26,7 +26,7 @@ class CloseCode(IntEnum):
     UNKNOWN_SESSION = 4404  # /watch of a session the server has never seen
     TOO_MANY_SESSIONS = 4408  # sessions per IP
     RATE_LIMIT = 4429  # events per second per connection or per IP
-    STORAGE = 4507  # the log cannot take events (disk full, write failing): nothing acked
+    STORAGE = 4507  # the log cannot take events (disk full, write failing, NATS down): nothing acked
 
 
 class FrameSink(Protocol):

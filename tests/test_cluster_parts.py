@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from pathlib import Path
 
 import duckdb
@@ -89,6 +90,25 @@ def test_publisher_keeps_each_stream_in_order_and_flags_snapshots(nats1: NatsClu
         assert sorted(f[0] for f in flagged) == sorted(snaps)
         assert {f[1] for f in flagged} == {4}  # every flagged batch starts with the Meta
         assert all(f[2] == "http://x/%C3%BC?a=1" for f in flagged)
+        await nc.close()
+
+    run_async(go())
+
+
+def test_an_event_over_the_nats_max_payload_does_not_stall_its_stream(nats1: NatsCluster) -> None:
+    """One event too big for NATS even compressed is reported and skipped; the events after it
+    are stored and acked (else the recorder's stream would stall behind it for ever)."""
+    async def go() -> None:
+        nc, obj = await _objects(nats1)
+        durable: list[int] = []
+        pub = StreamPublisher(obj.js, "n", lambda k, s, snap: durable.append(s), lambda k: ("", ""))
+        big = rows("big", "t", 2, 1)[0]
+        big = big[:6] + (json.dumps(os.urandom(1_500_000).hex()), None)  # ~1.5 MB zstd'd
+        pub.add(("big", "t"), rows("big", "t", 1, 1) + [big] + rows("big", "t", 3, 5))
+        assert await pub.drain(10)
+        assert durable[-1] == 7
+        info = await obj.js.stream_info(J.STREAM)
+        assert info.state.messages >= 2  # seq 1, then 3..7 (1 and 2 may share a cut batch)
         await nc.close()
 
     run_async(go())

@@ -134,6 +134,20 @@ class StreamPublisher:
             except TimeoutError:
                 log.info("no JetStream ack for %s %d-%d in %g s: sending it again", key, first,
                          last, ACK_TIMEOUT)
+            except nats.errors.MaxPayloadError:
+                if len(rows) > 1:  # send it as two messages (each its own dedup id)
+                    half = len(rows) // 2
+                    st = self._streams[key]
+                    st.batches[:0], st.snap[:0] = [rows[half:]], [False]
+                    await self._publish(key, rows[:half], snap)
+                    return
+                # One event larger than NATS's max_payload even compressed: it cannot be
+                # stored. Say so loudly and go on, or the stream would stall behind it forever.
+                log.error("event %s %d is larger than the NATS max_payload (%d bytes compressed):"
+                          " not stored; raise max_payload in nats-server's config",
+                          key, first, len(payload))
+                ack = None
+                break
             except (NoStreamResponseError, nats.errors.Error, OSError) as exc:
                 log.debug("publish of %s refused (%s): retrying", key, type(exc).__name__)
                 await asyncio.sleep(RETRY_PAUSE)
@@ -148,7 +162,7 @@ class StreamPublisher:
             del self._streams[key]
             if not self._streams and self._drained is not None:
                 self._drained.set()
-        self.on_durable(key, last, ack.seq if snap else None)
+        self.on_durable(key, last, ack.seq if snap and ack is not None else None)
 
     async def drain(self, timeout: float) -> bool:
         """Wait until everything queued is acked (on shutdown); False if it took too long."""
