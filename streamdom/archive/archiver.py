@@ -136,11 +136,12 @@ class Archiver:
     """One archiver process's loop: fetch, commit, ack; maintenance under the lease."""
 
     def __init__(self, settings: J.BusSettings, writer: ArchiveWriter, batch: int = 5000,
-                 maintenance_interval: float = 60.0) -> None:
+                 maintenance_interval: float = 60.0, redeliver_after: float = 30.0) -> None:
         self.settings = settings
         self.writer = writer
         self.batch = batch
         self.maintenance_interval = maintenance_interval
+        self.redeliver_after = redeliver_after  # the consumer's ack wait
         self.holder = f"{socket.gethostname()}-{os.getpid()}"
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="streamdom-archive")
         self.archived = 0  # new rows committed by this process
@@ -154,7 +155,7 @@ class Archiver:
             objects = await J.declare(nc, self.settings)
             sub = await objects.js.pull_subscribe(
                 f"{J.SUBJECT_ROOT}.>", durable=J.ARCHIVER, stream=J.STREAM,
-                config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, ack_wait=60,
+                config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, ack_wait=self.redeliver_after,
                                       max_ack_pending=100_000, deliver_policy=DeliverPolicy.ALL,
                                       max_deliver=-1))
             lease = Lease(objects.leases, "maintenance", self.holder, self.settings.lease_ttl)
@@ -193,6 +194,10 @@ class Archiver:
         self.archived += new
         # Only now: the archive holds every row of these messages.
         await asyncio.gather(*(m.ack() for m in msgs), return_exceptions=True)
+        if time.monotonic() - started > self.redeliver_after / 2:
+            log.warning("a commit took %.0f s, over half of --redeliver-after (%g s): its messages"
+                        " may go to another archiver meanwhile (harmless: commits dedup, but "
+                        "wasted work)", time.monotonic() - started, self.redeliver_after)
         log.debug("archived %d messages, %d rows (%d new) in %.0f ms", len(msgs), len(rows), new,
                   1000 * (time.monotonic() - started))
 

@@ -29,6 +29,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--bus-max-age", type=float, default=d.bus_max_age,
                     help="as given to the nodes (default %(default)s)")
     ap.add_argument("--batch", type=int, default=5000, help="messages per commit at most")
+    ap.add_argument("--redeliver-after", type=float, default=30.0,
+                    help="seconds after which messages an archiver took but did not ack (it died) "
+                         "go to another; set when the consumer is first created (default "
+                         "%(default)s)")
     ap.add_argument("--retention-days", type=int, default=d.retention_days)
     ap.add_argument("--compaction-interval", type=float, default=d.compaction_interval,
                     help="seconds between maintenance passes (under the cluster's lease)")
@@ -44,7 +48,7 @@ async def run(a: argparse.Namespace) -> None:
     writer = ParquetArchive(a.data_dir, d.parquet_compression_level, a.retention_days,
                             d.compaction_min_files)
     archiver = Archiver(BusSettings(a.urls, a.bus_replicas, a.bus_max_age), writer, a.batch,
-                        a.compaction_interval)
+                        a.compaction_interval, a.redeliver_after)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, archiver.stop.set)
