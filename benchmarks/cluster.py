@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import (
+from support import (
     SAMPLE,
     ClientPlan,
     ClientStats,
@@ -38,7 +38,7 @@ from _common import (
     write_json,
 )
 
-from tests.natsserver import NatsCluster
+from streamdom.testing_nats import NatsCluster
 
 
 def tree_cpu_seconds(pid: int) -> float:

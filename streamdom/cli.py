@@ -45,9 +45,6 @@ def parse_args(argv: list[str] | None = None) -> Config:
                     help="seconds between Parquet flushes (default %(default)s)")
     ap.add_argument("--wal-sync-interval", type=float, default=d.wal_sync_interval,
                     help="seconds between WAL fsyncs; acks follow each (default %(default)s)")
-    ap.add_argument("--ack-interval", type=float, default=d.ack_interval,
-                    help="at most one ack per recorder connection this often, seconds "
-                         "(default %(default)s)")
     ap.add_argument("--flusher-priority", choices=("idle", "low"), default="idle",
                     help="CPU priority of the Parquet flusher process: idle (SCHED_IDLE: only CPU "
                          "nothing else wants; best for the live relay) or low (nice 10: for "
@@ -96,7 +93,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
         cookie_secret=a.cookie_secret, write_keys=tuple(a.write_key),
         allowed_origins=tuple(o.rstrip("/") for o in a.allowed_origin),
         retention_days=a.retention_days, flush_interval=a.flush_interval,
-        wal_sync_interval=a.wal_sync_interval, ack_interval=a.ack_interval,
+        wal_sync_interval=a.wal_sync_interval,
         grace_seconds=a.grace_seconds,
         flusher_idle=a.flusher_priority == "idle",
         max_message_bytes=a.max_message_bytes, max_events_per_second=a.max_events_per_second,

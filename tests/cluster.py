@@ -11,7 +11,7 @@ from pathlib import Path
 
 import duckdb
 
-from tests.helpers import ROOT, ServerProcess
+from streamdom.testing import ROOT, ServerProcess
 
 
 def node(root: Path, name: str, bus: str, *args: str) -> ServerProcess:

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from streamdom.testing import InProcessServer, ServerProcess
+from streamdom.testing_nats import NatsCluster, reset_jetstream
 from tests.browser import app_server, browser  # noqa: F401 - fixtures for the browser tests
 from tests.helpers import TEST_SERVER_ARGS, run_async, server_config
-from tests.natsserver import NatsCluster, reset_jetstream
 
 
 @pytest.fixture

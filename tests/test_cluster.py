@@ -15,9 +15,10 @@ from pathlib import Path
 import nats
 from tornado.websocket import websocket_connect
 
+from streamdom.testing import ROOT
+from streamdom.testing_nats import NatsCluster
 from tests.cluster import ArchiverProcess, archived_seqs, node
-from tests.helpers import ROOT, Recorder, read_until, run_async, session_events, wait_for
-from tests.natsserver import NatsCluster
+from tests.helpers import Recorder, read_until, run_async, session_events, wait_for
 
 
 def event_seqs(frames: list[dict]) -> list[int]:

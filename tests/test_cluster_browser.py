@@ -7,10 +7,10 @@ from pathlib import Path
 
 from playwright.sync_api import Browser
 
+from streamdom.testing_nats import NatsCluster
 from tests.browser import AppServer, recorded_page, replayer_text
 from tests.cluster import node
 from tests.helpers import wait_for
-from tests.natsserver import NatsCluster
 
 COUNTER_PAGE = '<h1>Shop</h1><div id="counter">0</div>'
 

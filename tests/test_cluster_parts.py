@@ -19,8 +19,8 @@ from streamdom.bus.lease import Lease
 from streamdom.bus.presence import PresenceBoard
 from streamdom.bus.publisher import StreamPublisher
 from streamdom.records import Row
+from streamdom.testing_nats import NatsCluster
 from tests.helpers import run_async
-from tests.natsserver import NatsCluster
 
 ID_CHARS = "abcXYZ019._:@-"
 

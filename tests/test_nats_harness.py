@@ -7,8 +7,8 @@ import asyncio
 import nats
 from nats.js.api import StreamConfig
 
+from streamdom.testing_nats import NatsCluster, wait_jetstream
 from tests.helpers import run_async
-from tests.natsserver import NatsCluster, wait_jetstream
 
 
 async def _publish(urls: list[str], replicas: int, n: int) -> str | None:

@@ -1,5 +1,7 @@
 """Real nats-server processes with JetStream for tests and benchmarks: one node or a 3-node cluster.
 
+Part of the package (like streamdom.testing) so that tests and benchmarks share it.
+
 Client ports are picked by the server itself (`-p -1`, read back from its ports file), so two
 test runs on one machine never race for a port. A cluster's route ports must be known before
 the nodes start (each node lists the others); they come from the kernel (bind to port 0) just
@@ -16,9 +18,8 @@ import shutil
 import socket
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-
-from tests.helpers import run_async
 
 _probes = itertools.count()
 NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
@@ -209,4 +210,10 @@ def wait_jetstream(urls: list[str], replicas: int = 1, timeout: float = 30) -> N
             await asyncio.sleep(0.1)
         raise RuntimeError(f"JetStream on {urls} not ready after {timeout} s: {last!r}")
 
-    run_async(probe())
+    _run(probe())
+
+
+def _run(coro: object) -> object:
+    """asyncio.run in a thread of its own: the caller may be inside a running loop (Playwright)."""
+    with ThreadPoolExecutor(1) as ex:
+        return ex.submit(asyncio.run, coro).result()  # type: ignore[arg-type]
