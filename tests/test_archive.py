@@ -142,3 +142,45 @@ def test_compaction_merges_files_of_like_size_so_merged_files_are_not_rewritten_
     # Eight earlier merges of like size merge with each other; days never mix.
     d3, d4 = files("d3", [mb2] * 8 + [small] * 3), files("d4", [small] * 8)
     assert sorted(maintenance.compaction_groups(d3 + d4, 8), key=len) == [d3[:8], d4]
+
+
+def test_event_reads_are_exact_while_flushes_move_events_into_parquet(tmp_path: Path) -> None:
+    # Readers put a session together from the bus's unarchived rows and the archive while
+    # flushes move rows from one to the other: every answer holds each event once, no gap.
+    async def go() -> None:
+        svc = Services(Config(data_dir=tmp_path, flush_interval=3600, compaction_interval=3600))
+        await svc.start()
+        producer = await svc.bus.open_stream("s", "a", "", "", lambda seq: None)
+        evs = session_events(300)
+        t0 = int(datetime.now(UTC).timestamp() * 1000)
+        published = 0
+        answers: list[tuple[int, list[int]]] = []
+        done = False
+
+        async def writer() -> None:
+            nonlocal published, done
+            for i in range(0, len(evs), 25):
+                batch = [make_record("s", "a", i + k + 1, e, t0 + i + k)
+                         for k, e in enumerate(evs[i:i + 25])]
+                svc.bus.publish(producer, Batch(batch))
+                published = i + len(batch)
+                await svc.bus.flusher.flush()
+            done = True
+
+        async def reader() -> None:
+            while not done:
+                at_least = published
+                rows, more = await svc.sessions.events("s", 0, None)
+                answers.append((at_least, [r[1] for r in rows]))
+                await asyncio.sleep(0)
+
+        await asyncio.gather(writer(), reader(), reader())
+        assert len(svc.archive.catalog.files()) == len(evs) // 25
+        assert len(answers) > 10
+        for at_least, seqs in answers:
+            assert seqs == list(range(1, len(seqs) + 1)) and len(seqs) >= at_least
+        rows, more = await svc.sessions.events("s", 0, None)
+        assert [r[1] for r in rows] == list(range(1, len(evs) + 1)) and not more
+        await svc.close()
+
+    run_async(go())

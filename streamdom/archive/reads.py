@@ -41,12 +41,6 @@ class ArchiveReader:
             return await self.run(queries.list_sessions, files, since, before, q, limit,  # type: ignore[return-value]
                                   None if ids is None else list(ids))
 
-    async def session(self, session_id: str) -> dict[str, object] | None:
-        """A session's archived summary, or None if the archive has none of its events."""
-        with self.catalog.snapshot() as files:
-            found = await self.run(queries.session_files, files, session_id)
-        return found.summary if found is not None else None  # type: ignore[attr-defined]
-
     async def events(self, session_id: str, offset: int, limit: int | None) -> ArchivedPage:
         """Archived events of a session from `offset`, at most `limit` (None: all)."""
         with self.catalog.snapshot() as files:

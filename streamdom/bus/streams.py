@@ -76,6 +76,3 @@ class StreamTable:
         for key in idle:
             del self._marks[key]
         return len(idle)
-
-    def __len__(self) -> int:
-        return len(self._marks)
