@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 from tornado.websocket import websocket_connect
 
@@ -88,7 +89,11 @@ def test_events_paging(app: InProcessServer) -> None:
         await rec.connect()
         await rec.send_events(1, evs[:60])
         await rec.wait_ack(60)
-        await asyncio.sleep(1.2)  # let a flush move the first part to Parquet
+        # Let a flush move the first part to Parquet: the rest stays unarchived for a while.
+        deadline = time.monotonic() + 10
+        while not list((app.data_dir / "events").glob("day=*/*.parquet")):
+            assert time.monotonic() < deadline, "no flush"
+            await asyncio.sleep(0.05)
         await rec.send_events(61, evs[60:])
         await rec.wait_ack(120)
         rec.close()

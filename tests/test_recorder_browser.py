@@ -6,6 +6,7 @@ import asyncio
 import json
 import re
 import subprocess
+import threading
 import time
 
 import pytest
@@ -76,29 +77,39 @@ def test_password_never_leaves_the_page(server: ServerProcess, browser: Browser,
                          '<input id="name"><input type="password" id="pw"><input id="card" class="x">')
     wait_for(lambda: status(page)["ackedSeq"] >= 2, what="snapshot")
 
+    connected = threading.Event()
+    last_seq: list[int] = []  # the stream's last seq, once the page has stopped recording
+
     async def watch() -> None:
+        # Everything the server relays for the session, up to the last event the page recorded.
         conn = await websocket_connect(f"{server.ws}/watch/privacy")
-        deadline = time.monotonic() + 4
-        while time.monotonic() < deadline:
+        connected.set()
+        seen = 0
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not (last_seq and seen >= last_seq[0]):
             try:
-                msg = await asyncio.wait_for(conn.read_message(), 0.5)
+                msg = await asyncio.wait_for(conn.read_message(), 0.2)
             except TimeoutError:
                 continue
             if msg is None:
                 break
             streamed.append(msg)
+            frame = json.loads(msg)
+            if frame["type"] == "event":
+                seen = max(seen, frame["seq"])
         conn.close()
-
-    import threading
 
     t = threading.Thread(target=lambda: run_async(watch()))
     t.start()
-    time.sleep(0.5)
+    assert connected.wait(10), "watcher connected"
     page.type("#pw", secret)
     page.type("#name", "Jane Q. Public")
     page.type("#card", "4111111111111111")
-    t.join()
     page.evaluate("StreamDOM.stop()")
+    wait_for(lambda: status(page)["ackedSeq"] == status(page)["lastSeq"], what="all acked")
+    last_seq.append(status(page)["lastSeq"])
+    t.join()
+    assert streamed and json.loads(streamed[-1]).get("seq") == last_seq[0], "watched to the end"
     stored = json.dumps(server.get_json("/api/sessions/privacy/events"))
     assert any('"source":5' in m or '"source": 5' in m for m in streamed), "input events were streamed"
     for text in (secret, "Jane Q. Public", "4111111111111111"):
