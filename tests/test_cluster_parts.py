@@ -181,6 +181,14 @@ def test_presence_is_the_same_on_every_node_and_merges_tabs(nats1: NatsCluster) 
                 break
             await asyncio.sleep(0.02)
         assert not b.live("s.1") and b.summary("s.1") is not None  # ended, still listed
+        # A session started elsewhere a moment ago, before B's watch brought it: a lookup finds it.
+        await b.stop()
+        a.put("s:2", {**base, "id": "s:2"})
+        await a.flush()
+        assert b.summary("s:2") is None
+        await b.lookup("s:2")
+        summary = b.summary("s:2")
+        assert summary is not None and summary["live"]
         await a.stop()
         await b.stop()
         await nc.close()

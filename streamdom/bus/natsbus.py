@@ -268,11 +268,13 @@ class NatsBus(Bus):
                 self.board.put(s.id, self._entry(s, True))
 
     def _presence_changed(self, session_id: str, urgent: bool) -> None:
-        if urgent:
-            s = self.hub.sessions.get(session_id)
-            live = self.board is not None and self.board.live(session_id)
-            if s is not None and s.recorders == 0:
-                self.hub.set_live(s, live)  # a session followed from another node
+        s = self.hub.sessions.get(session_id)
+        if s is not None and s.watchers:
+            if s.recorders == 0 and s.grace is None:
+                # Followed from another node (or its recorder moved there): live as it says.
+                self.hub.set_live(s, self.board is not None and self.board.live(session_id))
+            if session_id not in self.followers and self._recorded_elsewhere(session_id):
+                self._spawn(self._follow(s))  # another node records it too now
         self._on_change(session_id, urgent)
 
     def presence(self) -> Mapping[str, Presence]:
@@ -300,11 +302,18 @@ class NatsBus(Bus):
         if s is None:
             summary = self.board.summary(session_id)
             if summary is None or not summary["live"]:
+                await self.board.lookup(session_id)  # started elsewhere a moment ago?
+                summary = self.board.summary(session_id)
+            if summary is None or not summary["live"]:
                 return None
             s = self.hub.follow(session_id, str(summary["url"]), str(summary["user_agent"]))
-        if (others or s.recorders == 0) and session_id not in self.followers:
-            await self._follow(s)
-        s = self.hub.sessions.get(session_id) or s  # unchanged unless it ended meanwhile
+        if others or s.recorders == 0:
+            try:
+                await self._follow(s)
+            except Exception as exc:  # noqa: BLE001 - NATS trouble: no history to give
+                log.warning("cannot follow %s from the stream: %s", session_id, exc)
+                self._stop_following(session_id)
+                return None
         attached = self.hub.add_watcher(session_id, sink)
         return NatsWatch(sink, attached) if attached is not None else None
 
@@ -314,11 +323,21 @@ class NatsBus(Bus):
         return bool(summary and any(n != self.node_id for n in summary["nodes"]))  # type: ignore[attr-defined]
 
     async def _follow(self, s: LiveSession) -> None:
+        """Start following the session here (once), and return when its history is in."""
         assert self.objects is not None
-        follower = SessionFollower(self.objects.js, self.objects.snapshots, s.id, self.node_id,
-                                   lambda rows: self._relay_rows(s.id, rows))
-        self.followers[s.id] = follower
-        await follower.start()
+        follower = self.followers.get(s.id)
+        if follower is None:
+            follower = SessionFollower(self.objects.js, self.objects.snapshots, s.id,
+                                       self.node_id, lambda rows: self._relay_rows(s.id, rows))
+            self.followers[s.id] = follower  # before awaiting: a second watcher waits on it
+            await follower.start()
+        else:
+            await follower.caught_up.wait()
+
+    def _stop_following(self, session_id: str) -> None:
+        follower = self.followers.pop(session_id, None)
+        if follower is not None:
+            self._spawn(follower.stop())
 
     def _relay_rows(self, session_id: str, rows: list[Row]) -> None:
         s = self.hub.sessions.get(session_id)
@@ -344,9 +363,8 @@ class NatsBus(Bus):
         assert isinstance(sub, NatsWatch)
         self.hub.remove_watcher(sub.session, sub.sink)
         if not sub.session.watchers:
-            follower = self.followers.pop(sub.session_id, None)
-            if follower is not None:
-                self._spawn(follower.stop())
+            self._stop_following(sub.session_id)
+            self.hub.unfollow(sub.session)
             if sub.session_id not in self.hub.sessions:
                 self._relayed.pop(sub.session_id, None)
 

@@ -96,6 +96,24 @@ class PresenceBoard:
                 return
         self.on_change(sid, self.live(sid) != was)
 
+    async def lookup(self, session_id: str, timeout: float = 2.0) -> None:
+        """Read a session's entries from the bucket now, not waiting for the watch to bring
+        them (a watcher may ask for a session another node started a moment ago)."""
+        async def read() -> None:
+            watcher = await self.kv.watch(f"{J.token(session_id)}.*")
+            try:
+                async for entry in watcher:
+                    if entry is None:  # the current values are in
+                        return
+                    self._apply(entry.key, entry.operation, entry.value)
+            finally:
+                await watcher.stop()
+
+        try:
+            await asyncio.wait_for(read(), timeout)
+        except Exception as exc:  # noqa: BLE001 - NATS trouble: answer from what the watch has
+            log.warning("presence lookup of %s: %s", session_id, exc)
+
     def live(self, session_id: str) -> bool:
         """Whether some node has a recorder of the session (and refreshed it lately)."""
         nodes = self.entries.get(session_id)

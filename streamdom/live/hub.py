@@ -77,6 +77,12 @@ class Hub:
                                                         user_agent)
         return s
 
+    def unfollow(self, s: LiveSession) -> None:
+        """Forget a followed session that nobody here watches any more (cluster mode)."""
+        if s.recorders == 0 and not s.watchers and s.grace is None and self.sessions.get(s.id) is s:
+            self.ring_bytes -= s.ring.nbytes
+            del self.sessions[s.id]
+
     def set_live(self, s: LiveSession, live: bool) -> None:
         """Another node says whether a followed session is live (cluster mode)."""
         if s.live == live:
