@@ -601,27 +601,32 @@ def run_plans(plans: list[ClientPlan], sample_path: Path = SAMPLE, nice: int = 0
 
 # --- serving benchmark pages -------------------------------------------------------------------
 class PageServer:
-    """A tiny threaded HTTP server on loopback serving fixed HTML pages by path.
+    """A tiny threaded HTTP server on loopback serving fixed pages and files by path.
+
+    A path with a suffix (`/build/app.js`) is served with that suffix's type, any other as HTML.
 
     Pages must come from a real loopback origin: Chromium's Local Network Access checks block
     a page of unknown origin (e.g. one fulfilled by Playwright's router) from opening a
     WebSocket to 127.0.0.1.
     """
 
-    def __init__(self, pages: dict[str, str]) -> None:
+    def __init__(self, pages: dict[str, str | bytes]) -> None:
+        import mimetypes
         import threading
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-        table = {k: v.encode() for k, v in pages.items()}
+        table = {k: v.encode() if isinstance(v, str) else v for k, v in pages.items()}
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-                body = table.get(self.path.split("?", 1)[0])
+                path = self.path.split("?", 1)[0]
+                body = table.get(path)
                 if body is None:
                     self.send_error(404)
                     return
+                kind = mimetypes.guess_type(path)[0] or "text/html"  # pages have no suffix
                 self.send_response(200)
-                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Type", kind + "; charset=utf-8")
                 self.send_header("Content-Length", str(len(body)))
                 self.send_header("Cache-Control", "no-store")
                 self.end_headers()

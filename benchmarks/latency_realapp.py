@@ -1,0 +1,457 @@
+"""Browser-to-browser latency on real framework apps: StreamDOM beside rrweb's own floors.
+
+The subjects are TodoMVC in React and in Vue (benchmarks/realapps/, built from the npm packages
+react, react-dom, vue and todomvc-app-css by esbuild into benchmarks/out/realapp/). Playwright
+drives them with keyboard and mouse: type a todo and press Enter, type a second one, click a
+toggle, double-click a label and edit it, hover and click the destroy button; every round on
+each app page, the order of the pages alternating.
+
+Four paths, side by side in one run, on the same interactions:
+  (a) StreamDOM: the app page runs the real recorder (/streamdom.js) into a real server; the PM
+      viewer is the real player (/sessions/<id>).
+  (b) the rrweb floor: a second copy of the app runs @rrweb/record (the package StreamDOM's
+      recorder bundles) with StreamDOM's default record options, each event sent as soon as
+      it is emitted to a bare Tornado relay (no storage), to a page whose rrweb Replayer casts
+      each event synchronously on arrival (the best rrweb allows).
+  (c) rrweb's documented live mode on the same relay: `new Replayer([], {liveMode: true})`,
+      `startLive(Date.now() - 1000)`, then `addEvent` per event.
+  (d) the bare DOM relay floor of latency_browser.py: the StreamDOM app page sends the name of
+      each change to the relay in the same task as the change, and a page sets it into a node.
+
+A change is a todo added, completed, edited or removed. A MutationObserver that the app page
+creates before the app and the recorder (so it runs first after each DOM update) stamps when
+it happened; in each viewer one on the replayer iframe's document stamps when it shows. For (a)
+it also splits the time at the recorder's WebSocket.send of the first frame after the change
+that carries a DOM mutation and at the player's WebSocket message that carries it.
+Times are performance.timeOrigin + performance.now() in each page (one clock for the browser),
+with the residual offset between pages measured by min-RTT probes and removed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from latency_browser import clock_offset
+from support import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    ROOT,
+    PageServer,
+    ServerProcess,
+    fmt_pct,
+    machine_note,
+    median,
+    percentiles,
+    write_json,
+)
+
+if TYPE_CHECKING:
+    from playwright.sync_api import BrowserContext, Page
+
+BUILD = ROOT / "benchmarks" / "out" / "realapp"
+APPS = {"react": "react-todo.js", "vue": "vue-todo.js"}
+TARGET_RATIO = 1.25  # StreamDOM p50 vs the rrweb floor (b)
+TARGET_P99_MS = 16.0
+MUTATION = r'/"source":0[,}]/'  # an rrweb incremental event of source Mutation, in a frame
+TRACE_CATEGORIES = ["toplevel", "blink.user_timing", "devtools.timeline", "v8.execute",
+                    "disabled-by-default-devtools.timeline", "net", "mojom"]
+
+# Which todos exist, and which are completed, read off a document; changes become marks
+# add:<text>, done:<text>, edit:<new text>, del:<text>. Shared by app pages and viewers.
+TODO_DIFF = r"""
+const clock = () => performance.timeOrigin + performance.now();
+function todoState(doc) {
+  const m = new Map();
+  for (const li of doc.querySelectorAll('.todo-list li')) {
+    const l = li.querySelector('label');
+    if (l) m.set(l.textContent, li.classList.contains('completed'));
+  }
+  return m;
+}
+// A viewer may apply several changes in one step (rrweb's live mode plays them from a timer):
+// a change seen together with a later one counts as seen then (a todo that shows up completed
+// was added and completed; an edited one was added). Callers keep the first time of each mark.
+function todoMarks(prev, cur) {
+  const out = [];
+  for (const [k, done] of cur) {
+    if (!prev.has(k)) out.push(...(k.endsWith('-e') ? ['add:' + k.slice(0, -2), 'edit:' + k] : ['add:' + k]));
+    if (done && !prev.get(k)) out.push('done:' + k);
+  }
+  for (const k of prev.keys()) if (!cur.has(k) && !cur.has(k + '-e')) out.push('del:' + k);
+  return out;
+}
+"""
+
+APP_PAGE = r"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>TodoMVC %(app)s</title>
+<link rel="stylesheet" href="/build/todomvc.css">
+<script>%(diff)s
+window.bench = { marks: {}, sends: [] };
+const floor = %(floor)s;
+let prev = new Map();
+new MutationObserver(() => {  // created before the app and the recorder: runs first
+  const t = clock(), cur = todoState(document);
+  for (const k of todoMarks(prev, cur)) {
+    if (k in bench.marks) continue;
+    bench.marks[k] = t;
+    performance.mark('change ' + k);
+    if (floor && floor.readyState === 1) floor.send(k);  // (d), in the same task as the change
+  }
+  prev = cur;
+}).observe(document, { childList: true, subtree: true, attributes: true, characterData: true });
+const send = WebSocket.prototype.send;
+WebSocket.prototype.send = function (d) {  // stage stamps: recorder frames carrying a mutation
+  if (/\/ingest|\/r\/rrweb-/.test(this.url) && typeof d === 'string' && %(mutation)s.test(d)) {
+    bench.sends.push(clock());
+    performance.mark('send');
+  }
+  return send.call(this, d);
+};
+</script>
+%(head)s
+</head><body><section id="app"></section>
+<script src="/build/%(bundle)s"></script>
+<script>%(start)s</script>
+</body></html>"""
+
+STREAMDOM_HEAD = '<script src="%(server)s/streamdom.js"></script>'
+STREAMDOM_START = "StreamDOM.init({ sessionId: new URLSearchParams(location.search).get('session') });"
+RRWEB_HEAD = '<script src="/build/rrweb-record.js"></script>'
+# StreamDOM's default record options (recorder/StreamDOM.ts), so both recorders do the same work.
+RRWEB_START = """
+const ws = new WebSocket('%(relay)s/r/rrweb-%(app)s');
+window.rrwebReady = false;
+ws.onopen = () => {
+  rrwebRecord({
+    emit: (e) => ws.send(JSON.stringify(e)),
+    checkoutEveryNms: 6e4, maskAllInputs: true, maskInputOptions: { password: true },
+    maskInputFn: (t) => '*'.repeat(t.length), errorHandler: () => true,
+    sampling: { mousemove: 50, mousemoveCallback: 100 },
+  });
+  window.rrwebReady = true;
+};"""
+
+RRWEB_VIEWER = """<!doctype html><html><head><meta charset="utf-8"><title>rrweb %(mode)s</title>
+<link rel="stylesheet" href="/build/rrweb-replay.css">
+<script src="/build/rrweb-replay.js"></script></head>
+<body><div id="stage"></div><script>
+const mode = '%(mode)s', root = document.getElementById('stage');
+let r;
+if (mode === 'live') {  // rrweb's documented live mode
+  r = new rrwebReplayer([], { root, liveMode: true });
+  r.startLive(Date.now() - 1000);
+} else {  // the floor: every event cast synchronously when it arrives
+  r = new rrwebReplayer([], { root, liveMode: true, useVirtualDom: false, showWarning: false });
+  r.startLive(Date.now());
+}
+const base = Date.now();
+const ws = new WebSocket('%(relay)s/r/rrweb-%(app)s');
+ws.onmessage = (m) => {
+  const e = JSON.parse(m.data);
+  if (mode === 'live') return r.addEvent(e);
+  e.timestamp = Math.min(e.timestamp, Date.now());
+  e.delay = e.timestamp - base;  // what addEvent would set: the timer needs it for the cursor
+  r.getCastFn(e, false)();
+};
+</script></body></html>"""
+
+FLOOR_VIEWER = """<!doctype html><html><head><meta charset="utf-8"><title>floor</title></head>
+<body><p id="t">-</p><script>
+const clock = () => performance.timeOrigin + performance.now();
+window.bench = { got: {} };
+const el = document.getElementById('t');
+new MutationObserver(() => {
+  const t = clock(), k = el.textContent;
+  if (!(k in bench.got)) bench.got[k] = t;
+}).observe(el, { childList: true, characterData: true, subtree: true });
+const ws = new WebSocket('%(relay)s/r/floor-%(app)s');
+ws.onmessage = (e) => { el.textContent = e.data; };
+</script></body></html>"""
+
+# Installed before the viewer's scripts: stamps WebSocket messages that carry a DOM mutation
+# (first listener, so before the viewer's own handler) and watches the replayer's iframe.
+VIEWER_PROBE = TODO_DIFF + r"""
+window.bench = { got: {}, recv: [], installs: 0 };
+const WS = window.WebSocket;
+window.WebSocket = class extends WS {
+  constructor(...a) {
+    super(...a);
+    this.addEventListener('message', (e) => {
+      if (typeof e.data === 'string' && %(mutation)s.test(e.data)) {
+        bench.recv.push(clock());
+        performance.mark('message');
+      }
+    });
+  }
+};
+let doc = null, mo = null, prev = new Map();
+const look = (d) => {
+  const t = clock(), cur = todoState(d);
+  for (const k of todoMarks(prev, cur)) if (!(k in bench.got)) {
+    bench.got[k] = t;
+    performance.mark('shown ' + k);
+  }
+  prev = cur;
+};
+setInterval(() => {  // the replayer rebuilds its iframe document on a full snapshot
+  const f = document.querySelector('.replayer-wrapper iframe');
+  const d = f && f.contentDocument;
+  if (!d || d === doc) return;
+  if (mo) mo.disconnect();
+  doc = d;
+  bench.installs++;
+  prev = todoState(d);
+  mo = new MutationObserver(() => look(d));
+  mo.observe(d, { childList: true, subtree: true, attributes: true, characterData: true });
+}, 50);
+""".replace("%(mutation)s", MUTATION)
+
+
+def build_apps() -> None:
+    """Bundle the apps and rrweb's pieces with esbuild (about a second)."""
+    subprocess.run(["node", "benchmarks/realapps/build.mjs"], cwd=ROOT, check=True)
+
+
+def files() -> dict[str, str | bytes]:
+    """The built bundles and styles, by URL path."""
+    return {f"/build/{p.name}": p.read_bytes() for p in BUILD.iterdir() if p.is_file()}
+
+
+def interact(page: Page, tag: str, pause: float) -> None:
+    """One round on one app page, by keyboard and mouse: add two, complete, edit, remove."""
+    a, b = f"{tag}-a", f"{tag}-b"
+
+    def item(text: str) -> Any:
+        return page.locator(".todo-list li", has=page.locator(f'label:text-is("{text}")'))
+
+    def rest() -> None:
+        time.sleep(pause * (0.5 + random.random()))
+
+    page.click(".new-todo")
+    page.keyboard.type(a, delay=25)
+    page.keyboard.press("Enter")
+    rest()
+    page.keyboard.type(b, delay=25)
+    page.keyboard.press("Enter")
+    rest()
+    item(a).locator(".toggle").click()
+    rest()
+    item(b).locator("label").dblclick()
+    page.keyboard.press("End")
+    page.keyboard.type("-e", delay=25)
+    page.keyboard.press("Enter")
+    rest()
+    row = item(a)
+    row.hover()
+    row.locator(".destroy").click()
+    rest()
+
+
+def viewer_page(ctx: BrowserContext, url: str) -> Page:
+    """A viewer page with the probe installed before its own scripts."""
+    page = ctx.new_page()
+    page.add_init_script(VIEWER_PROBE)
+    page.goto(url)
+    return page
+
+
+def wait_for_app(page: Page) -> None:
+    """Until the viewer's replayer iframe shows the app."""
+    page.wait_for_function(
+        "(() => { const f = document.querySelector('.replayer-wrapper iframe');"
+        " return f && f.contentDocument && f.contentDocument.querySelector('.new-todo'); })()",
+        timeout=30000)
+
+
+def warm_of(app: str) -> Any:
+    """Whether a change belongs to the first (warm-up) round."""
+    return lambda k: k.split(":", 1)[1].startswith(f"{app}0-")
+
+
+def split(marks: dict[str, float], sends: list[float], recv: list[float], seen: dict[str, float],
+          off: float, warm: Any) -> list[tuple[float, float, float]]:
+    """Per change: mutation -> the recorder's next mutation frame sent -> the viewer's next
+    mutation frame received -> the change shows in the viewer (recv is on the app's clock)."""
+    out = []
+    for k, t0 in marks.items():
+        if warm(k) or k not in seen:
+            continue
+        t_send = next((t for t in sends if t >= t0), None)
+        t_msg = next((t for t in recv if t_send is not None and t >= t_send - 0.2), None)
+        if t_send is not None and t_msg is not None:
+            out.append((t_send - t0, t_msg - t_send, seen[k] - off - t_msg))
+    return out
+
+
+def run_app(app: str, args: argparse.Namespace, server: ServerProcess, pages: PageServer,
+            relay_ws: str, ctx_user: BrowserContext, ctx_pm: BrowserContext) -> dict[str, Any]:
+    """Both app copies, the four viewers, the rounds; returns the per-path samples and stages."""
+    sid = f"realapp-{app}-{int(time.time())}"
+    floor = viewer_page(ctx_pm, f"{pages.http}/floor-{app}")
+    rr_sync = viewer_page(ctx_pm, f"{pages.http}/rrweb-{app}-sync")
+    rr_live = viewer_page(ctx_pm, f"{pages.http}/rrweb-{app}-live")
+    for v in (floor, rr_sync, rr_live):
+        v.wait_for_function("window.bench")
+    sd = ctx_user.new_page()
+    sd.goto(f"{pages.http}/app-{app}-streamdom?session={sid}")
+    sd.wait_for_function("window.StreamDOM && StreamDOM.status().connected")
+    rr = ctx_user.new_page()
+    rr.goto(f"{pages.http}/app-{app}-rrweb")
+    rr.wait_for_function("window.rrwebReady")
+    player = viewer_page(ctx_pm, f"{server.http}/sessions/{sid}")
+    for v in (player, rr_sync, rr_live):
+        wait_for_app(v)
+    offsets = {"player": clock_offset(sd, player), "floor": clock_offset(sd, floor),
+               "rr_sync": clock_offset(rr, rr_sync), "rr_live": clock_offset(rr, rr_live)}
+    for r in range(args.rounds):
+        order = (sd, rr) if r % 2 == 0 else (rr, sd)
+        for page in order:
+            interact(page, f"{app}{r}", args.pause / 1000)
+    time.sleep(args.tail)  # (c) plays everything a second late, or later
+    marks_sd, marks_rr = sd.evaluate("bench.marks"), rr.evaluate("bench.marks")
+    got = {name: v.evaluate("bench.got") for name, v in
+           (("player", player), ("floor", floor), ("rr_sync", rr_sync), ("rr_live", rr_live))}
+    recv = {name: [t - offsets[name] for t in v.evaluate("bench.recv")]
+            for name, v in (("player", player), ("rr_sync", rr_sync))}
+    installs = player.evaluate("bench.installs")
+    stages = {"streamdom": split(marks_sd, sd.evaluate("bench.sends"), recv["player"],
+                                 got["player"], offsets["player"], warm_of(app)),
+              "rrweb_floor": split(marks_rr, rr.evaluate("bench.sends"), recv["rr_sync"],
+                                   got["rr_sync"], offsets["rr_sync"], warm_of(app))}
+    for p in (player, floor, rr_sync, rr_live, sd, rr):
+        p.close()
+
+    warm = warm_of(app)
+
+    def lat(marks: dict[str, float], seen: dict[str, float], off: float) -> dict[str, float]:
+        return {k: seen[k] - off - t for k, t in marks.items() if k in seen and not warm(k)}
+
+    out = {
+        "streamdom": lat(marks_sd, got["player"], offsets["player"]),
+        "rrweb_floor": lat(marks_rr, got["rr_sync"], offsets["rr_sync"]),
+        "rrweb_live": lat(marks_rr, got["rr_live"], offsets["rr_live"]),
+        "dom_floor": lat(marks_sd, got["floor"], offsets["floor"]),
+    }
+    missing = {path: len([k for k in (marks_rr if path.startswith("rrweb") else marks_sd)
+                          if not warm(k)]) - len(v) for path, v in out.items()}
+    if args.verbose:
+        for k, t in sorted(marks_rr.items(), key=lambda x: x[1]):
+            print(f"    {k:16s} (c) {got['rr_live'].get(k, float('nan')) - offsets['rr_live'] - t:9.1f} ms")
+    return {"samples": out, "stages": stages, "offsets": offsets, "missing": missing,
+            "player_iframe_installs": installs}
+
+
+def report(app: str, res: dict[str, Any]) -> dict[str, Any]:
+    """Print one app's figures; return them as JSON-able percentiles."""
+    s = res["samples"]
+    pct = {path: percentiles(list(v.values())) for path, v in s.items()}
+    floor_b = pct["rrweb_floor"]["p50"]
+    print(f"\n{app}: {pct['streamdom']['n']} changes per path "
+          f"(clock offsets, ms: {', '.join(f'{k} {v:+.2f}' for k, v in res['offsets'].items())})")
+    labels = {
+        "streamdom": "(a) StreamDOM  recorder -> server -> player     ",
+        "rrweb_floor": "(b) rrweb floor  record -> relay -> sync cast   ",
+        "rrweb_live": "(c) rrweb live mode  startLive(now-1s)+addEvent",
+        "dom_floor": "(d) bare DOM relay  text -> relay -> node      ",
+    }
+    for path, label in labels.items():
+        ratio = pct[path]["p50"] / floor_b if floor_b > 0 else float("nan")
+        print(f"  {label} {fmt_pct(pct[path])}  {ratio:5.2f}x (b)")
+    names = ("mutation -> recorder send", "send -> viewer ws message", "message -> node in iframe")
+    for path, tag in (("streamdom", "(a)"), ("rrweb_floor", "(b)")):
+        st = res["stages"][path]
+        for i, name in enumerate(names if st else ()):
+            col = [x[i] for x in st]
+            print(f"  {tag} stage {name:27s} median {median(col):6.2f} ms  "
+                  f"p90 {percentiles(col)['p90']:6.2f}  max {max(col):7.2f}")
+    pa, pb = pct["streamdom"], pct["rrweb_floor"]
+    print(f"  targets: p50 (a) <= {TARGET_RATIO}x (b): {pa['p50'] / pb['p50']:.2f}x "
+          f"{'ok' if pa['p50'] <= TARGET_RATIO * pb['p50'] else 'MISSED'}; p99 (a) <= {TARGET_P99_MS:g} ms: "
+          f"{pa['p99']:.2f} {'ok' if pa['p99'] <= TARGET_P99_MS else 'MISSED'}; "
+          f"(c)/(a) at p50: {pct['rrweb_live']['p50'] / pa['p50']:.0f}x")
+    if any(res["missing"].values()):
+        print(f"  changes never seen: {res['missing']}")
+    return {"percentiles_ms": pct, "stages_ms": res["stages"], "offsets_ms": res["offsets"],
+            "missing": res["missing"], "player_iframe_installs": res["player_iframe_installs"]}
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Build, start the server and the relay, measure every app; print and return the figures."""
+    from playwright.sync_api import sync_playwright
+
+    build_apps()
+    relay = subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "latency_browser.py"),
+                              "--relay-server"], stdout=subprocess.PIPE, text=True)
+    assert relay.stdout is not None
+    relay_ws = f"ws://127.0.0.1:{int(relay.stdout.readline().split()[1])}"
+    results: dict[str, Any] = {"machine": machine_note(), "rounds": args.rounds, "apps": {}}
+    with tempfile.TemporaryDirectory(prefix="streamdom-realapp-") as tmp:
+        server = ServerProcess(Path(tmp) / "data", "--log-level", "WARNING").start()
+        table: dict[str, str | bytes] = files()
+        for app, bundle in APPS.items():
+            common = {"app": app, "diff": TODO_DIFF, "bundle": bundle, "mutation": MUTATION}
+            table[f"/app-{app}-streamdom"] = APP_PAGE % {
+                **common, "floor": f"new WebSocket('{relay_ws}/r/floor-{app}')",
+                "head": STREAMDOM_HEAD % {"server": server.http}, "start": STREAMDOM_START}
+            table[f"/app-{app}-rrweb"] = APP_PAGE % {
+                **common, "floor": "null", "head": RRWEB_HEAD,
+                "start": RRWEB_START % {"relay": relay_ws, "app": app}}
+            for mode in ("sync", "live"):
+                table[f"/rrweb-{app}-{mode}"] = RRWEB_VIEWER % {"mode": mode, "relay": relay_ws, "app": app}
+            table[f"/floor-{app}"] = FLOOR_VIEWER % {"relay": relay_ws, "app": app}
+        pages = PageServer(table)
+        try:
+            with sync_playwright() as pw:
+                browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS + args.chrome_arg)
+                # The user's browser and the PM's: two contexts, as two people would have.
+                ctx_user = browser.new_context(viewport={"width": 1000, "height": 800})
+                ctx_pm = browser.new_context(viewport={"width": 1300, "height": 900})
+                if args.trace:  # user timing marks (change, send, message, shown) + main threads
+                    browser.start_tracing(categories=TRACE_CATEGORIES)
+                for app in args.apps.split(","):
+                    res = run_app(app, args, server, pages, relay_ws, ctx_user, ctx_pm)
+                    results["apps"][app] = report(app, res)
+                if args.trace:
+                    Path(args.trace).write_bytes(browser.stop_tracing())
+                    print(f"wrote the Chromium trace to {args.trace}")
+                browser.close()
+        finally:
+            pages.close()
+            server.stop()
+            relay.terminate()
+            relay.wait(10)
+    return results
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--apps", default=",".join(APPS), help="comma-separated apps (default %(default)s)")
+    ap.add_argument("--rounds", type=int, default=12,
+                    help="rounds of five changes per app page; the first is warm-up (default %(default)s)")
+    ap.add_argument("--pause", type=int, default=200,
+                    help="mean ms between interactions, jittered +-50%% (default %(default)s)")
+    ap.add_argument("--tail", type=float, default=3.0,
+                    help="seconds to wait after the last round for late changes (default %(default)s)")
+    ap.add_argument("--chrome-arg", action="append", default=[], help="extra Chromium flag (repeatable)")
+    ap.add_argument("--verbose", action="store_true", help="print every change's (c) latency")
+    ap.add_argument("--trace", metavar="PATH", help="record a Chromium trace (open in Perfetto)")
+    ap.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    return ap
+
+
+def main() -> None:
+    """Entry point."""
+    args = build_parser().parse_args()
+    print(f"machine: {machine_note()}")
+    write_json(args.json, run(args))
+
+
+if __name__ == "__main__":
+    main()
