@@ -49,6 +49,7 @@ let pendingPings: Record<number, number> = {}; // ping t0 -> performance.now() w
 let trimming = false;
 let gapFrom = 0, gapCount = 0, gapReportSeq = 0; // the last gap reported, and the seq it was reported at
 let welcomes = 0; // a reconnect may meet a restarted server whose memory lost our snapshot
+let batch: string[] = [], batchSeq = 0; // live events of the current task, from seq batchSeq
 
 function dropAcked(upTo: number) { // everything <= upTo is durable on the server
   if (upTo > ackedSeq) ackedSeq = upTo;
@@ -83,9 +84,22 @@ function onRecorded(e: eventWithTime) {
     const json = JSON.stringify(e), x = { seq: ++seq, type: e.type, json };
     unacked.push(x);
     unackedBytes += json.length;
-    if (welcomed) send(eventsFrame(seq, [json])); // live: one event per frame, right now
+    if (welcomed) {
+      // Live: everything rrweb emits before the current task's microtasks run out (a mutation
+      // and the input and click that caused it; a checkout's Meta + FullSnapshot) leaves as
+      // one frame, at the end of that stretch: no timer, no added latency, fewer frames to
+      // parse, relay and apply on every hop.
+      if (!batch.length) batchSeq = seq, queueMicrotask(sendBatch);
+      batch.push(json);
+    }
     trimBuffer();
   } catch {}
+}
+
+function sendBatch() {
+  const jsons = batch;
+  batch = [];
+  if (welcomed && jsons.length) send(eventsFrame(batchSeq, jsons));
 }
 
 // Over the bound (long outage): drop the oldest whole segments (each starts at a Meta event,
@@ -136,6 +150,7 @@ function onServerMessage(m: any) {
   if (m.type == 'ack') dropAcked(m.seq);
   else if (m.type == 'welcome') {
     welcomed = true;
+    batch = []; // what it holds is in `unacked`, resent below
     retries = 0;
     dropAcked(m.ackedSeq);
     resendUnacked();
