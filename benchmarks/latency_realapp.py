@@ -289,9 +289,9 @@ def split(marks: dict[str, float], sends: list[float], recv: list[float], seen: 
     return out
 
 
-def run_app(app: str, args: argparse.Namespace, server: ServerProcess, pages: PageServer,
-            relay_ws: str, ctx_user: BrowserContext, ctx_pm: BrowserContext) -> dict[str, Any]:
-    """Both app copies, the four viewers, the rounds; returns the per-path samples and stages."""
+def run_app(app: str, args: argparse.Namespace, server: ServerProcess, base: ServerProcess | None,
+            pages: PageServer, ctx_user: BrowserContext, ctx_pm: BrowserContext) -> dict[str, Any]:
+    """The app copies, the viewers, the rounds; returns the per-path samples and stages."""
     sid = f"realapp-{app}-{int(time.time())}"
     floor = viewer_page(ctx_pm, f"{pages.http}/floor-{app}")
     rr_sync = viewer_page(ctx_pm, f"{pages.http}/rrweb-{app}-sync")
@@ -305,14 +305,23 @@ def run_app(app: str, args: argparse.Namespace, server: ServerProcess, pages: Pa
     rr.goto(f"{pages.http}/app-{app}-rrweb")
     rr.wait_for_function("window.rrwebReady")
     player = viewer_page(ctx_pm, f"{server.http}/sessions/{sid}")
+    apps = [sd, rr]
+    if base is not None:  # (a0): the same, served by the baseline checkout's server and bundles
+        sd0 = ctx_user.new_page()
+        sd0.goto(f"{pages.http}/app-{app}-baseline?session={sid}-base")
+        sd0.wait_for_function("window.StreamDOM && StreamDOM.status().connected")
+        player0 = viewer_page(ctx_pm, f"{base.http}/sessions/{sid}-base")
+        wait_for_app(player0)
+        apps.append(sd0)
     for v in (player, rr_sync, rr_live):
         wait_for_app(v)
     offsets = {"player": clock_offset(sd, player), "floor": clock_offset(sd, floor),
                "rr_sync": clock_offset(rr, rr_sync), "rr_live": clock_offset(rr, rr_live)}
+    if base is not None:
+        offsets["player0"] = clock_offset(sd0, player0)
     for r in range(args.rounds):
-        order = (sd, rr) if r % 2 == 0 else (rr, sd)
-        for page in order:
-            interact(page, f"{app}{r}", args.pause / 1000)
+        for k in range(len(apps)):  # every page goes first in turn
+            interact(apps[(r + k) % len(apps)], f"{app}{r}", args.pause / 1000)
     time.sleep(args.tail)  # (c) plays everything a second late, or later
     marks_sd, marks_rr = sd.evaluate("bench.marks"), rr.evaluate("bench.marks")
     got = {name: v.evaluate("bench.got") for name, v in
@@ -324,6 +333,14 @@ def run_app(app: str, args: argparse.Namespace, server: ServerProcess, pages: Pa
                                  got["player"], offsets["player"], warm_of(app)),
               "rrweb_floor": split(marks_rr, rr.evaluate("bench.sends"), recv["rr_sync"],
                                    got["rr_sync"], offsets["rr_sync"], warm_of(app))}
+    if base is not None:
+        marks_sd0 = sd0.evaluate("bench.marks")
+        got["player0"] = player0.evaluate("bench.got")
+        recv0 = [t - offsets["player0"] for t in player0.evaluate("bench.recv")]
+        stages["baseline"] = split(marks_sd0, sd0.evaluate("bench.sends"), recv0, got["player0"],
+                                   offsets["player0"], warm_of(app))
+        for p in (player0, sd0):
+            p.close()
     for p in (player, floor, rr_sync, rr_live, sd, rr):
         p.close()
 
@@ -338,8 +355,11 @@ def run_app(app: str, args: argparse.Namespace, server: ServerProcess, pages: Pa
         "rrweb_live": lat(marks_rr, got["rr_live"], offsets["rr_live"]),
         "dom_floor": lat(marks_sd, got["floor"], offsets["floor"]),
     }
-    missing = {path: len([k for k in (marks_rr if path.startswith("rrweb") else marks_sd)
-                          if not warm(k)]) - len(v) for path, v in out.items()}
+    if base is not None:
+        out["baseline"] = lat(marks_sd0, got["player0"], offsets["player0"])
+    source = {"rrweb_floor": marks_rr, "rrweb_live": marks_rr, "baseline": marks_sd0 if base else {}}
+    missing = {path: len([k for k in source.get(path, marks_sd) if not warm(k)]) - len(v)
+               for path, v in out.items()}
     if args.verbose:
         for k, t in sorted(marks_rr.items(), key=lambda x: x[1]):
             print(f"    {k:16s} (c) {got['rr_live'].get(k, float('nan')) - offsets['rr_live'] - t:9.1f} ms")
@@ -359,13 +379,16 @@ def report(app: str, res: dict[str, Any]) -> dict[str, Any]:
         "rrweb_floor": "(b) rrweb floor  record -> relay -> sync cast   ",
         "rrweb_live": "(c) rrweb live mode  startLive(now-1s)+addEvent",
         "dom_floor": "(d) bare DOM relay  text -> relay -> node      ",
+        "baseline": "(a0) StreamDOM at the --baseline checkout     ",
     }
     for path, label in labels.items():
+        if path not in pct:
+            continue
         ratio = pct[path]["p50"] / floor_b if floor_b > 0 else float("nan")
         print(f"  {label} {fmt_pct(pct[path])}  {ratio:5.2f}x (b)")
     names = ("mutation -> recorder send", "send -> viewer ws message", "message -> node in iframe")
-    for path, tag in (("streamdom", "(a)"), ("rrweb_floor", "(b)")):
-        st = res["stages"][path]
+    for path, tag in (("streamdom", "(a)"), ("rrweb_floor", "(b)"), ("baseline", "(a0)")):
+        st = res["stages"].get(path)
         for i, name in enumerate(names if st else ()):
             col = [x[i] for x in st]
             print(f"  {tag} stage {name:27s} median {median(col):6.2f} ms  "
@@ -393,12 +416,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {"machine": machine_note(), "rounds": args.rounds, "apps": {}}
     with tempfile.TemporaryDirectory(prefix="streamdom-realapp-") as tmp:
         server = ServerProcess(Path(tmp) / "data", "--log-level", "WARNING").start()
+        base = None
+        if args.baseline:
+            base = ServerProcess(Path(tmp) / "base", "--log-level", "WARNING",
+                                 root=Path(args.baseline).resolve()).start()
         table: dict[str, str | bytes] = files()
         for app, bundle in APPS.items():
             common = {"app": app, "diff": TODO_DIFF, "bundle": bundle, "mutation": MUTATION}
             table[f"/app-{app}-streamdom"] = APP_PAGE % {
                 **common, "floor": f"new WebSocket('{relay_ws}/r/floor-{app}')",
                 "head": STREAMDOM_HEAD % {"server": server.http}, "start": STREAMDOM_START}
+            if base is not None:
+                table[f"/app-{app}-baseline"] = APP_PAGE % {
+                    **common, "floor": "null", "head": STREAMDOM_HEAD % {"server": base.http},
+                    "start": STREAMDOM_START}
             table[f"/app-{app}-rrweb"] = APP_PAGE % {
                 **common, "floor": "null", "head": RRWEB_HEAD,
                 "start": RRWEB_START % {"relay": relay_ws, "app": app}}
@@ -415,7 +446,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 if args.trace:  # user timing marks (change, send, message, shown) + main threads
                     browser.start_tracing(categories=TRACE_CATEGORIES)
                 for app in args.apps.split(","):
-                    res = run_app(app, args, server, pages, relay_ws, ctx_user, ctx_pm)
+                    res = run_app(app, args, server, base, pages, ctx_user, ctx_pm)
                     results["apps"][app] = report(app, res)
                 if args.trace:
                     Path(args.trace).write_bytes(browser.stop_tracing())
@@ -424,6 +455,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         finally:
             pages.close()
             server.stop()
+            if base is not None:
+                base.stop()
             relay.terminate()
             relay.wait(10)
     return results
@@ -441,6 +474,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="seconds to wait after the last round for late changes (default %(default)s)")
     ap.add_argument("--chrome-arg", action="append", default=[], help="extra Chromium flag (repeatable)")
     ap.add_argument("--verbose", action="store_true", help="print every change's (c) latency")
+    ap.add_argument("--baseline", metavar="CHECKOUT",
+                    help="also measure (a0): StreamDOM served by another checkout (its code and "
+                         "built bundles, e.g. a worktree of main), on the same interactions")
     ap.add_argument("--trace", metavar="PATH", help="record a Chromium trace (open in Perfetto)")
     ap.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     return ap

@@ -35,8 +35,8 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 class ServerProcess(testing.ServerProcess):
     """The tests' server subprocess, plus a nice value and its CPU and memory figures."""
 
-    def __init__(self, data_dir: Path, *args: str, nice: int = 0) -> None:
-        super().__init__(data_dir, *args)
+    def __init__(self, data_dir: Path, *args: str, nice: int = 0, root: Path = ROOT) -> None:
+        super().__init__(data_dir, *args, root=root)
         self.nice = nice
 
     def start(self, port: int = 0, timeout: float = 60) -> ServerProcess:
@@ -224,6 +224,15 @@ class EventShapes:
         span = sum(g for g, _, _ in out) / 1000 or 1.0
         return cls(_enc(meta["data"]), _enc(snap["data"]), out, len(out) / span)
 
+    def index_at(self, fraction: float) -> int:
+        """The index of the incremental event at `fraction` of the sample's duration."""
+        target, t = fraction * sum(g for g, _, _ in self.incremental), 0.0
+        for k, (gap, _, _) in enumerate(self.incremental):
+            t += gap
+            if t >= target:
+                return k
+        return 0
+
 
 def event_json(typ: int, data: str, ts: int) -> str:
     """An rrweb event's JSON from pre-encoded data."""
@@ -242,6 +251,8 @@ class ClientStats:
     ack_ms: list[float] = field(default_factory=list)  # recorder send -> cumulative ack
     welcome_ms: list[float] = field(default_factory=list)  # hello sent -> welcome received
     sent: int = 0
+    frames: int = 0  # recorder frames sent (several events each when rrweb emitted them together)
+    frames_in: int = 0  # watcher frames received
     sent_bytes: int = 0
     delivered: int = 0
     acked: int = 0
@@ -260,22 +271,30 @@ class ClientStats:
 
 
 class SynthRecorder:
-    """A WebSocket client that speaks /ingest like the real recorder: hello, then one event per frame."""
+    """A WebSocket client that speaks /ingest like the real recorder.
+
+    Hello (with the stream's resume secret once it has one), then the sample's events at the
+    configured pace, those rrweb emitted in the same task (no gap in the sample) in one frame,
+    as the recorder sends them. Each recorder starts at a random moment of the sample (uniform
+    in time, not in events: the sample's dense stretches would otherwise line everybody up) and
+    plays it at its own pace (within 20 % of the mean), so a fleet never bursts in step.
+    """
 
     def __init__(self, ws_url: str, session_id: str, shapes: EventShapes, rate: float,
-                 stats: ClientStats, sent_at: dict[tuple[str, int], tuple[float, float]],
+                 stats: ClientStats, sent_at: dict[tuple[str, int], tuple[float, float, int]],
                  source_ip: str | None = None, checkout_s: float = 60.0, seed: int = 0) -> None:
         self.url = ws_url + "/ingest"
         self.session_id = session_id
         self.stream_id = f"{session_id}-tab"
         self.shapes = shapes
-        self.scale = shapes.mean_rate / rate if rate > 0 else 1.0
+        self.rng = random.Random(seed)
+        self.scale = (shapes.mean_rate / rate if rate > 0 else 1.0) * self.rng.uniform(0.8, 1.2)
         self.stats = stats
         self.sent_at = sent_at
         self.source_ip = source_ip
         self.checkout_s = checkout_s
-        self.rng = random.Random(seed)
         self.seq = 0
+        self.resume: str | None = None  # the stream's resume secret, from the first welcome
         self.conn: Any = None
         self.unacked: deque[tuple[int, float]] = deque()
         self.welcomed = asyncio.Event()
@@ -293,10 +312,12 @@ class SynthRecorder:
                                             max_message_size=64 * 1024 * 1024)
         self.conn.protocol.set_nodelay(True)  # browsers disable Nagle on WebSockets; so do we
         self._t_hello = time.perf_counter()
-        await self.conn.write_message(_enc({
-            "type": "hello", "sessionId": self.session_id, "streamId": self.stream_id,
-            "url": f"https://app.example/todos?u={self.session_id}",
-            "userAgent": "Mozilla/5.0 (X11; Linux x86_64) StreamDOM-bench"}))
+        hello = {"type": "hello", "protocol": 2, "sessionId": self.session_id,
+                 "streamId": self.stream_id, "url": f"https://app.example/todos?u={self.session_id}",
+                 "userAgent": "Mozilla/5.0 (X11; Linux x86_64) StreamDOM-bench"}
+        if self.resume:
+            hello["resume"] = self.resume
+        await self.conn.write_message(_enc(hello))
         await asyncio.wait_for(self.welcomed.wait(), 120)
 
     def _on_message(self, msg: str | bytes | None) -> None:
@@ -323,33 +344,41 @@ class SynthRecorder:
             m = json.loads(msg)
             if m.get("type") == "welcome":
                 self.stats.welcome_ms.append((time.perf_counter() - self._t_hello) * 1000)
+                self.resume = m.get("resume") or self.resume
                 self.welcomed.set()
 
-    def _send(self, typ: int, data: str) -> None:
-        self.seq += 1
+    def _send(self, events: list[tuple[int, str]]) -> None:
+        """One frame of (type, data JSON) events, numbered on from the last seq."""
+        first = self.seq + 1
         ts = int(time.time() * 1000)
-        frame = f'{{"type":"events","seq":{self.seq},"events":[{event_json(typ, data, ts)}]}}'
+        body = ",".join(event_json(typ, data, ts) for typ, data in events)
+        frame = f'{{"type":"events","seq":{first},"events":[{body}]}}'
         t = time.perf_counter()
-        self.sent_at[(self.session_id, self.seq)] = (t, time.time() * 1000)
+        self.sent_at[(self.session_id, first)] = (t, time.time() * 1000, len(events))
+        self.seq += len(events)
         self.unacked.append((self.seq, t))
         self.conn.write_message(frame)
-        self.stats.sent += 1
+        self.stats.sent += len(events)
+        self.stats.frames += 1
         self.stats.sent_bytes += len(frame)
 
     def send_snapshot(self) -> None:
         """Send a Meta + FullSnapshot pair (what rrweb emits at start and at each checkout)."""
-        self._send(4, self.shapes.meta)
-        self._send(2, self.shapes.snapshot)
+        self._send([(4, self.shapes.meta), (2, self.shapes.snapshot)])
 
     async def run(self, until: float) -> None:
         """Send the sample's incremental events at the configured pace until `until` (perf_counter)."""
         inc = self.shapes.incremental
-        i = self.rng.randrange(len(inc))
+        i = self.shapes.index_at(self.rng.random())
         next_t = time.perf_counter() + self.rng.random() * 0.2
         next_checkout = time.perf_counter() + self.checkout_s * (0.5 + self.rng.random())
         while not self.closed:
             gap, typ, data = inc[i]
+            burst = [(typ, data)]
             i = (i + 1) % len(inc)
+            while inc[i][0] == 0 and len(burst) < 50:  # emitted in the same task: one frame
+                burst.append(inc[i][1:])
+                i = (i + 1) % len(inc)
             next_t += gap * self.scale / 1000
             if next_t >= until:
                 break
@@ -361,7 +390,7 @@ class SynthRecorder:
             if self.checkout_s and time.perf_counter() >= next_checkout:
                 next_checkout += self.checkout_s
                 self.send_snapshot()
-            self._send(typ, data)
+            self._send(burst)
 
     def close(self) -> None:
         """Close the socket."""
@@ -374,7 +403,7 @@ class Watcher:
     """A /watch client that timestamps every live event frame against the recorders' send table."""
 
     def __init__(self, ws_url: str, session_id: str, stats: ClientStats,
-                 sent_at: dict[tuple[str, int], tuple[float, float]]) -> None:
+                 sent_at: dict[tuple[str, int], tuple[float, float, int]]) -> None:
         self.url = f"{ws_url}/watch/{session_id}"
         self.session_id = session_id
         self.stats = stats
@@ -405,16 +434,20 @@ class Watcher:
             return
         if isinstance(msg, bytes):
             msg = msg.decode()
-        if msg.startswith('{"type":"event"'):
+        if msg.startswith('{"type":"event'):  # one event, or a batch (protocol v2)
             if not self.caught_up.is_set():
                 return  # backlog
             i = msg.index('"seq":') + 6
             seq = int(msg[i:msg.index(",", i)])
             sent = self.sent_at.get((self.session_id, seq))
-            self.stats.delivered += 1
+            # A batch holds what one recorder frame held (its first seq is the key of sent_at);
+            # a v1 server relays each event of it in a frame of its own.
+            batch = msg.startswith('{"type":"events"')
+            self.stats.delivered += sent[2] if batch and sent is not None else 1
+            self.stats.frames_in += 1
             if sent is not None and self.record_latency:
                 ms = (now - sent[0]) * 1000
-                self.stats.relay_ms.append(ms)
+                self.stats.relay_ms.append(ms)  # one sample per frame: per user action
                 j = msg.index('"recvAt":', i) + 9
                 recv_at = int(msg[j:msg.index(",", j)])
                 wall = time.time()
@@ -458,7 +491,7 @@ class ClientPlan:
 async def run_clients(plan: ClientPlan, shapes: EventShapes) -> ClientStats:
     """Connect recorders, then watchers, send for warmup + duration, and measure."""
     stats = ClientStats()
-    sent_at: dict[tuple[str, int], tuple[float, float]] = {}
+    sent_at: dict[tuple[str, int], tuple[float, float, int]] = {}
     recs: list[SynthRecorder] = []
     gap = 1.0 / plan.connect_rate
     for k, sid in enumerate(plan.sessions):
@@ -561,6 +594,8 @@ def merge_stats(parts: list[ClientStats]) -> ClientStats:
         out.ack_ms += p.ack_ms
         out.welcome_ms += p.welcome_ms
         out.sent += p.sent
+        out.frames += p.frames
+        out.frames_in += p.frames_in
         out.sent_bytes += p.sent_bytes
         out.delivered += p.delivered
         out.acked += p.acked

@@ -56,7 +56,9 @@ class ServerProcess(Endpoints):
     nobody reads during a long run would fill up and stall the server on its next log line.
     """
 
-    def __init__(self, data_dir: Path, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, data_dir: Path, *args: str, env: dict[str, str] | None = None,
+                 root: Path = ROOT) -> None:
+        self.root = root  # the checkout whose code runs (benchmarks compare two side by side)
         self.data_dir = Path(data_dir)
         self.args = list(args)
         self.env = {**os.environ, **(env or {})}
@@ -73,7 +75,7 @@ class ServerProcess(Endpoints):
         self._close_log()
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed when the process ends
         since = self._log.tell()  # this start's 'listening' line, not an earlier one's
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=self._log,
+        self.proc = subprocess.Popen(cmd, cwd=self.root, env=self.env, stdout=self._log,
                                      stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
