@@ -9,6 +9,7 @@ export type StreamDOMOptions = RecOpts & {
   sessionId: string;
   endpoint?: string | string[]; // ws(s)://host/ingest; several (cluster nodes): tried in turn after a drop
   key?: string; // write key, sent as ?key=
+  token?: string; // ingest token minted by the app's backend (when the server has --ingest-secret)
   unmaskInputSelector?: string; // inputs matching (or inside) this are recorded in clear (never passwords)
   maxBufferBytes?: number; // bound of the unacknowledged resend buffer
   maxBufferEvents?: number;
@@ -32,6 +33,7 @@ export const ingestUrl = (url = location.href) => {
 
 let options: StreamDOMOptions | null = null; // while recording
 let sessionId = '', streamId = '';
+let resumeSecret = ''; // from our stream's first welcome: reopens it after a drop (docs/PROTOCOL.md)
 let socket: WebSocket | null = null;
 let welcomed = false; // the current socket got its welcome: live events go out at once
 let seq = 0; // last seq given to an event
@@ -49,7 +51,7 @@ let pendingPings: Record<number, number> = {}; // ping t0 -> performance.now() w
 let trimming = false;
 let gapFrom = 0, gapCount = 0, gapReportSeq = 0; // the last gap reported, and the seq it was reported at
 let welcomes = 0; // a reconnect may meet a restarted server whose memory lost our snapshot
-let batch: string[] = [], batchSeq = 0; // live events of the current task, from seq batchSeq
+let batch: string[] = [], batchSeq = 0, batchBytes = 0; // live events of the current task, from seq batchSeq
 
 function dropAcked(upTo: number) { // everything <= upTo is durable on the server
   if (upTo > ackedSeq) ackedSeq = upTo;
@@ -89,8 +91,10 @@ function onRecorded(e: eventWithTime) {
       // and the input and click that caused it; a checkout's Meta + FullSnapshot) leaves as
       // one frame, at the end of that stretch: no timer, no added latency, fewer frames to
       // parse, relay and apply on every hop.
-      if (!batch.length) batchSeq = seq, queueMicrotask(sendBatch);
+      if (batch.length && batchBytes + json.length > 262144) sendBatch(); // frames stay well under the server's cap
+      if (!batch.length) batchSeq = seq, batchBytes = 0, queueMicrotask(sendBatch);
       batch.push(json);
+      batchBytes += json.length;
     }
     trimBuffer();
   } catch {}
@@ -136,13 +140,16 @@ function connect() {
   const s = (socket = new WebSocket(url));
   pendingPings = {};
   s.onopen = () => {
-    if (s == socket) send(JSON.stringify({ type: 'hello', sessionId: opts.sessionId, streamId, url: location.href, userAgent: navigator.userAgent }));
+    if (s == socket) send(JSON.stringify({
+      type: 'hello', protocol: 2, sessionId: opts.sessionId, streamId, url: location.href, userAgent: navigator.userAgent,
+      token: opts.token, resume: resumeSecret || undefined,
+    }));
   };
   s.onmessage = (ev) => {
     if (s == socket) try { onServerMessage(JSON.parse(ev.data)) } catch {}
   };
   s.onclose = (ev) => {
-    if (s == socket) try { onClosed(ev.code) } catch {}
+    if (s == socket) try { onClosed(ev.code, ev.reason) } catch {}
   };
 }
 
@@ -151,6 +158,7 @@ function onServerMessage(m: any) {
   else if (m.type == 'welcome') {
     welcomed = true;
     batch = []; // what it holds is in `unacked`, resent below
+    if (typeof m.resume == 'string') resumeSecret = m.resume;
     retries = 0;
     dropAcked(m.ackedSeq);
     resendUnacked();
@@ -182,21 +190,33 @@ function schedulePing(n: number) { // NTP-style pings: 5 quick ones, then one ev
   }, n < 5 ? (n && 50) : 1e4);
 }
 
-function onClosed(code: number) {
+const newStreamId = () => (crypto.randomUUID && crypto.randomUUID()) || Math.random().toString(36).slice(2) + wallNow().toString(36);
+
+function dropEvent(x: Unacked | undefined) { // one event the server cannot take: recording goes on
+  if (!x) return;
+  unacked.splice(unacked.indexOf(x), 1);
+  unackedBytes -= x.json.length;
+  reportGap(x.seq, x.seq, 1);
+}
+
+function onClosed(code: number, reason: string) {
   welcomed = false;
   socket = null;
   clearTimeout(pingTimer);
   if (!options) return; // stopped
-  if (code == 4401 || code == 4403 || code == 4400) {
-    console.warn('StreamDOM: refused by server', code);
+  if (code == 4401 || code == 4403) { // no (valid) token, or an origin the server refuses
+    console.warn('StreamDOM: refused by server', code, reason);
     return halt();
   }
-  if (code == 1009 && unacked.length) { // drop the oversized event
-    const x = unacked.reduce((a, b) => (b.json.length > a.json.length ? b : a));
-    unacked.splice(unacked.indexOf(x), 1);
-    unackedBytes -= x.json.length;
-    reportGap(x.seq, x.seq, 1);
+  if (code == 4400) { // the event the reason names ("seq N: ..."), else the oldest we hold
+    const m = /^seq (\d+):/.exec(reason || ''), n = m ? +m[1] : 0;
+    dropEvent(unacked.find((x) => x.seq == n) || unacked[0]);
   }
+  if (code == 4409) { // this stream cannot go on (taken, or our secret unknown): go on as a new one
+    streamId = newStreamId();
+    resumeSecret = '';
+  }
+  if (code == 1009 && unacked.length) dropEvent(unacked.reduce((a, b) => (b.json.length > a.json.length ? b : a))); // the oversized one
   endpointTurn++; // the next endpoint, if there are several: this one's node may be gone
   const slow = code == 4429 || code == 4507 || code == 4408;
   if (slow) retries = Math.max(retries, 6);
@@ -215,10 +235,11 @@ function init(opts: StreamDOMOptions) {
   try {
     if (options || !opts) return;
     if (typeof opts.sessionId != 'string' || !/^[\w.:@-]{1,128}$/.test(opts.sessionId)) return console.warn('StreamDOM: invalid sessionId');
-    const { sessionId: id, endpoint, key, unmaskInputSelector: unmask, maxBufferBytes, maxBufferEvents, ...rest } = opts;
+    const { sessionId: id, endpoint, key, token, unmaskInputSelector: unmask, maxBufferBytes, maxBufferEvents, ...rest } = opts;
     options = opts;
     sessionId = id;
-    streamId = (crypto.randomUUID && crypto.randomUUID()) || Math.random().toString(36).slice(2) + wallNow().toString(36);
+    streamId = newStreamId();
+    resumeSecret = '';
     seq = ackedSeq = unackedBytes = retries = ownSnapshotSeq = gapReportSeq = 0;
     unacked = [];
     clockSamples = [];

@@ -15,7 +15,9 @@ from pathlib import Path
 
 from streamdom.bus import jetstream as J
 from streamdom.config import Config
+from streamdom.ingest import access
 from streamdom.web.app import make_app
+from streamdom.wire import valid_id
 
 log = logging.getLogger("streamdom")
 
@@ -35,6 +37,9 @@ def parse_args(argv: list[str] | None = None) -> Config:
                     help="viewer password (or $STREAMDOM_PASSWORD); required to bind beyond loopback")
     ap.add_argument("--cookie-secret", default=os.environ.get("STREAMDOM_COOKIE_SECRET"),
                     help="secret for login cookies (default: random per start)")
+    ap.add_argument("--ingest-secret", default=os.environ.get("STREAMDOM_INGEST_SECRET"),
+                    help="recorders must bring a token minted from this secret for their session "
+                         "(or $STREAMDOM_INGEST_SECRET; see `python -m streamdom token --help`)")
     ap.add_argument("--write-key", action="append", default=[],
                     help="accept recorders only with ?key=<this> (repeatable)")
     ap.add_argument("--allowed-origin", action="append", default=[],
@@ -91,6 +96,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
     return Config(
         host=a.host, port=a.port, data_dir=a.data_dir, password=a.password or None,
         cookie_secret=a.cookie_secret, write_keys=tuple(a.write_key),
+        ingest_secret=a.ingest_secret or None,
         allowed_origins=tuple(o.rstrip("/") for o in a.allowed_origin),
         retention_days=a.retention_days, flush_interval=a.flush_interval,
         wal_sync_interval=a.wal_sync_interval,
@@ -159,13 +165,35 @@ async def serve(config: Config, reuse_port: bool = False,
     log.info("stopped cleanly")
 
 
+def token_main(argv: list[str]) -> None:
+    """`python -m streamdom token SESSION_ID`: print an ingest token for a session."""
+    ap = argparse.ArgumentParser(
+        prog="python -m streamdom token",
+        description="Print an ingest token for SESSION_ID, minted from the server's ingest secret "
+                    "(as the app's backend would mint it; see the README).")
+    ap.add_argument("session_id", metavar="SESSION_ID")
+    ap.add_argument("--ingest-secret", default=os.environ.get("STREAMDOM_INGEST_SECRET"),
+                    help="the server's --ingest-secret (or $STREAMDOM_INGEST_SECRET)")
+    ap.add_argument("--ttl", type=int, default=access.DEFAULT_TTL,
+                    help="seconds the token stays valid (default %(default)s)")
+    a = ap.parse_args(argv)
+    if not a.ingest_secret:
+        ap.error("an ingest secret is needed: --ingest-secret or $STREAMDOM_INGEST_SECRET")
+    if not valid_id(a.session_id):
+        ap.error("SESSION_ID must be 1-128 chars of [A-Za-z0-9._:@-]")
+    print(access.mint(a.ingest_secret, a.session_id, a.ttl))
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of `python -m streamdom` (and of `python -m streamdom archive ...`)."""
+    """Entry point of `python -m streamdom` (and of its `archive` and `token` commands)."""
     args = sys.argv[1:] if argv is None else argv
     if args[:1] == ["archive"]:
         from streamdom.archive.command import main as archive_main
 
         archive_main(args[1:])
+        return
+    if args[:1] == ["token"]:
+        token_main(args[1:])
         return
     config = parse_args(args)
     if config.workers > 1:

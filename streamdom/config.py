@@ -20,6 +20,7 @@ class Config:
     cookie_secret: str | None = None
 
     # Ingest access: optional write keys (any one accepted) and allowed page origins.
+    ingest_secret: str | None = None  # when set, a hello needs a token minted from it (tokens.py)
     write_keys: tuple[str, ...] = ()
     allowed_origins: tuple[str, ...] = ()  # empty: any origin may record
 

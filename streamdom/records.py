@@ -31,7 +31,7 @@ def row_event_json(row: Row) -> str:
 
 @dataclass(slots=True)
 class EventRecord:
-    """One accepted rrweb event with where and when it arrived; the unit of relay and archive."""
+    """One accepted rrweb event with where and when it arrived; the unit of the log and archive."""
 
     session_id: str
     stream_id: str
@@ -39,16 +39,15 @@ class EventRecord:
     type: int
     timestamp: int
     server_time: int
-    data: str  # JSON text of event["data"]
+    data: str  # JSON text of event["data"], strict (as received, lone surrogates as U+FFFD)
     extra: str | None  # JSON text of any other top-level keys, else None
-    frame: bytes  # the whole /watch WebSocket frame, built once and written to every viewer
 
     def event_json(self) -> str:
         """The event as recorded, re-assembled from its stored parts."""
         return event_json(self.type, self.data, self.timestamp, self.extra)
 
     def row(self) -> Row:
-        """The record without its frame, as a plain tuple (see Row)."""
+        """The record as a plain tuple (see Row)."""
         return (self.session_id, self.stream_id, self.seq, self.type, self.timestamp,
                 self.server_time, self.data, self.extra)
 
@@ -57,11 +56,12 @@ class EventRecord:
 class Batch:
     """The new events of one frame of one recorder stream, validated: the unit of `Bus.publish`.
 
-    Relayed, logged and acknowledged together. Today each record carries its own watch frame;
-    a bus may as well send the batch as one frame: nothing outside the bus depends on which.
+    Relayed as one frame, logged and acknowledged together. `frame` is the /watch WebSocket
+    frame carrying all of them, built once (by ingest) and written as-is to every watcher.
     """
 
     records: list[EventRecord]  # consecutive seqs of one stream, none already held
+    frame: bytes
 
     @property
     def last_seq(self) -> int:

@@ -22,9 +22,12 @@ class CloseCode(IntEnum):
     GOING_AWAY = 1001  # server shutting down: reconnect with backoff
     TOO_FAR_BEHIND = 1008  # /updates viewer that stopped reading (policy violation)
     TOO_BIG = 1009  # a frame over --max-message-bytes (sent by Tornado itself)
-    MALFORMED = 4400  # not JSON, wrong shape, hello missing or invalid
+    MALFORMED = 4400  # not strict JSON, wrong shape, hello missing or invalid
+    BAD_TOKEN = 4401  # --ingest-secret is set and the hello's token is missing, expired or wrong
     UNKNOWN_SESSION = 4404  # /watch of a session the server has never seen
     TOO_MANY_SESSIONS = 4408  # sessions per IP
+    STREAM_TAKEN = 4409  # the stream is another connection's (resume secret missing or wrong),
+    # or its seq jumped too far: the recorder goes on as a new stream
     RATE_LIMIT = 4429  # events per second per connection or per IP
     STORAGE = 4507  # the log cannot take events (disk full, write failing, NATS down): nothing acked
 
@@ -36,7 +39,7 @@ class FrameSink(Protocol):
         """Queue one frame, text or prebuilt (backlog frames bypass the lag bound); never blocks."""
 
 
-ID_RE = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
+ID_RE = re.compile(r"[A-Za-z0-9._:@-]{1,128}")  # matched whole: `$` would let "id\n" through
 
 
 class ProtocolError(Exception):
@@ -55,7 +58,7 @@ def now_ms() -> int:
 
 def valid_id(value: object) -> bool:
     """Whether a session or stream id has the allowed format."""
-    return isinstance(value, str) and ID_RE.match(value) is not None
+    return isinstance(value, str) and ID_RE.fullmatch(value) is not None
 
 
 def parse_frame(text: str | bytes) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from typing import Any
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
 from streamdom.config import Config
+from streamdom.ingest.frames import clean_str
 
 # Short waits for test servers: flushes, the grace period after a recorder leaves, acks.
 TEST_SERVER_ARGS = ("--flush-interval", "0.5", "--grace-seconds", "0.5", "--ack-interval", "0.05")
@@ -39,19 +40,29 @@ def session_events(n: int, t0: int = 1_700_000_000_000, href: str = "http://app.
 class Recorder:
     """A real WebSocket client speaking the ingest protocol."""
 
-    def __init__(self, ws_url: str, session_id: str, stream_id: str = "s1") -> None:
+    def __init__(self, ws_url: str, session_id: str, stream_id: str = "s1", resume: str | None = None,
+                 token: str | None = None) -> None:
         self.url = ws_url + "/ingest"
         self.session_id, self.stream_id = session_id, stream_id
+        self.resume = resume  # the stream's resume secret: from the first welcome, kept after
+        self.token = token
         self.conn: WebSocketClientConnection | None = None
         self.acked = 0
         self.welcome: dict[str, Any] = {}
 
     async def connect(self, url_suffix: str = "") -> dict[str, Any]:
-        """Open and say hello; return the welcome."""
+        """Open and say hello (resuming the stream once it has a secret); return the welcome."""
         self.conn = await websocket_connect(self.url + url_suffix)
-        await self.send({"type": "hello", "sessionId": self.session_id, "streamId": self.stream_id,
-                         "url": "http://app.test/", "userAgent": "pytest"})
+        hello = {"type": "hello", "protocol": 2, "sessionId": self.session_id,
+                 "streamId": self.stream_id, "url": "http://app.test/", "userAgent": "pytest"}
+        if self.resume:
+            hello["resume"] = self.resume
+        if self.token:
+            hello["token"] = self.token
+        await self.send(hello)
         self.welcome = await self.recv()
+        self.resume = self.welcome.get("resume") or self.resume
+        self.acked = max(self.acked, self.welcome.get("ackedSeq", 0))
         return self.welcome
 
     async def send(self, msg: dict[str, Any] | str) -> None:
@@ -90,16 +101,38 @@ class Recorder:
             self.conn.close()
 
 
-def record(ws_url: str, session_id: str, events: list[dict]) -> None:
-    """Record `events` as one stream (seqs 1..n) and return once all are acknowledged."""
-    async def go() -> None:
+def record(ws_url: str, session_id: str, events: list[dict]) -> str:
+    """Record `events` as one stream (seqs 1..n); once all are acknowledged, return its resume secret."""
+    async def go() -> str:
         rec = Recorder(ws_url, session_id)
         await rec.connect()
         await rec.send_events(1, events)
         await rec.wait_ack(len(events))
         rec.close()
+        assert rec.resume
+        return rec.resume
 
-    run_async(go())
+    return run_async(go())
+
+
+def watched(frames: list[dict]) -> list[dict]:
+    """The rrweb events carried by /watch frames: one per `event` frame, several per `events`."""
+    out: list[dict] = []
+    for f in frames:
+        if f.get("type") == "event":
+            out.append(f["event"])
+        elif f.get("type") == "events":
+            out.extend(f["events"])
+    return out
+
+
+def last_seq(frame: dict) -> int | None:
+    """The seq of the last event a /watch frame carries (None for other frames)."""
+    if frame.get("type") == "event":
+        return frame["seq"]
+    if frame.get("type") == "events":
+        return frame["seq"] + len(frame["events"]) - 1
+    return None
 
 
 async def read_until(conn: WebSocketClientConnection, pred, timeout: float = 10) -> list[dict]:
@@ -148,3 +181,23 @@ def run_async(coro: Any) -> Any:
     if "error" in result:
         raise result["error"]
     return result.get("value")
+
+
+def well_formed(value: object) -> object:
+    """What a strict JSON reader gets back of `value` from StreamDOM: lone surrogates as U+FFFD."""
+    if isinstance(value, str):
+        return clean_str(value)
+    if isinstance(value, list):
+        return [well_formed(v) for v in value]
+    if isinstance(value, dict):
+        return {clean_str(k): well_formed(v) for k, v in value.items()}
+    return value
+
+
+def strict_loads(raw: str) -> Any:
+    """json.loads that refuses NaN and Infinity, and text that UTF-8 cannot carry."""
+    def refuse(name: str) -> None:
+        raise ValueError(f"{name} in {raw[:80]!r}")
+    value = json.loads(raw, parse_constant=refuse)
+    json.dumps(value, ensure_ascii=False).encode()  # raises on a lone surrogate
+    return value

@@ -11,8 +11,7 @@ import duckdb
 
 from streamdom.archive import layout, maintenance, queries
 from streamdom.config import Config
-from streamdom.ingest.validate import make_record
-from streamdom.records import Batch
+from streamdom.ingest.validate import batch_of, make_record
 from streamdom.web.services import Services
 from tests.helpers import run_async, session_events
 
@@ -34,7 +33,7 @@ async def archive_with_files(tmp_path: Path, files: int, per_file: int = 40) -> 
             start = f * per_file + 1
             evs = session_events(per_file * files, t0)[f * per_file:(f + 1) * per_file]
             batch = [make_record(sid, "a", start + i, e, t0 + start + i) for i, e in enumerate(evs)]
-            svc.bus.publish(producer, Batch(batch))
+            svc.bus.publish(producer, batch_of(batch))
             recs += batch
         await svc.bus.flusher.flush()
     return svc, recs
@@ -162,7 +161,7 @@ def test_event_reads_are_exact_while_flushes_move_events_into_parquet(tmp_path: 
             for i in range(0, len(evs), 25):
                 batch = [make_record("s", "a", i + k + 1, e, t0 + i + k)
                          for k, e in enumerate(evs[i:i + 25])]
-                svc.bus.publish(producer, Batch(batch))
+                svc.bus.publish(producer, batch_of(batch))
                 published = i + len(batch)
                 await svc.bus.flusher.flush()
             done = True

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from streamdom.ingest.frames import EventsSpan, clean_str, lone_surrogates_replaced, parse_frame
 from streamdom.wire import ProtocolError
+from tests.helpers import strict_loads, well_formed
 
 # JSON values as browsers produce them: any text (lone surrogates included), finite numbers.
 scalars = st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.floats(
@@ -24,23 +25,6 @@ events = st.fixed_dictionaries({
 
 def frame(evs: list[dict], seq: int = 1, **dumps: object) -> str:
     return json.dumps({"type": "events", "seq": seq, "events": evs}, **dumps)  # type: ignore[arg-type]
-
-
-def strict_loads(text: str) -> object:
-    def refuse(name: str) -> None:
-        raise ValueError(name)
-    return json.loads(text, parse_constant=refuse)
-
-
-def well_formed(value: object) -> object:
-    """What a strict reader should get back: lone surrogates as U+FFFD."""
-    if isinstance(value, str):
-        return clean_str(value)
-    if isinstance(value, list):
-        return [well_formed(v) for v in value]
-    if isinstance(value, dict):
-        return {clean_str(k): well_formed(v) for k, v in value.items()}
-    return value
 
 
 @settings(max_examples=300, deadline=None)

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from tornado.websocket import websocket_connect
 
 from streamdom import wire
+from streamdom.ingest import frames as frames_mod
 from streamdom.ingest import validate
 from streamdom.testing import InProcessServer
 from streamdom.wire import CloseCode
@@ -35,7 +36,7 @@ frames = st.one_of(
 @settings(max_examples=400, deadline=None)
 def test_parse_never_raises_anything_but_protocol_errors(frame: str | bytes) -> None:
     try:
-        msg = wire.parse_frame(frame)
+        msg = frames_mod.parse_frame(frame)
     except wire.ProtocolError as exc:
         assert exc.code == CloseCode.MALFORMED
         return
@@ -50,11 +51,27 @@ def test_parse_never_raises_anything_but_protocol_errors(frame: str | bytes) -> 
 @settings(max_examples=300, deadline=None)
 def test_accepted_events_round_trip_exactly(events: list) -> None:
     evs = [{"type": 3, "timestamp": 5, "data": e if isinstance(e, dict) else {"v": e}} for e in events]
-    seq, checked = validate.parse_events({"type": "events", "seq": 1, "events": evs})
-    for i, ev in enumerate(checked):
-        rec = validate.make_record("s", "a", seq + i, ev, 1)
+    text = json.dumps({"type": "events", "seq": 1, "events": evs})
+    if any(v != v or v in (float("inf"), float("-inf")) for v in _numbers(evs)):
+        with pytest.raises(wire.ProtocolError):  # NaN and Infinity are not JSON: refused
+            frames_mod.parse_frame(text)
+        return
+    seq, span = validate.parse_events(frames_mod.parse_frame(text))
+    (batch,) = validate.make_batches("s", "a", seq, span, 0, 1)
+    for rec, ev in zip(batch.records, evs, strict=True):
         assert json.loads(rec.event_json()) == ev
-        assert json.loads(wire.frame_text(rec.frame))["event"] == ev
+    relayed = json.loads(wire.frame_text(batch.frame))
+    assert (relayed["events"] if len(evs) > 1 else [relayed["event"]]) == evs
+
+
+def _numbers(value: object) -> list[float]:
+    if isinstance(value, float):
+        return [value]
+    if isinstance(value, list):
+        return [x for v in value for x in _numbers(v)]
+    if isinstance(value, dict):
+        return [x for v in value.values() for x in _numbers(v)]
+    return []
 
 
 @pytest.fixture(scope="module")

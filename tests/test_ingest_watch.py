@@ -13,11 +13,13 @@ from streamdom.testing import InProcessServer, ServerProcess
 from streamdom.wire import CloseCode
 from tests.helpers import (
     Recorder,
+    last_seq,
     read_until,
     record,
     run_async,
     session_events,
     wait_for,
+    watched,
 )
 
 
@@ -34,11 +36,11 @@ def test_record_watch_archive_replay(server: ServerProcess) -> None:
         viewer = await websocket_connect(f"{server.ws}/watch/sess-1")
         frames = await read_until(viewer, lambda m: m["type"] == "caughtup")
         assert frames[0]["type"] == "hello" and frames[0]["live"] is True
-        backlog = [f["event"] for f in frames if f["type"] == "event"]
+        backlog = watched(frames)
         assert backlog == evs[:10]
         await rec.send_events(11, evs[10:])
-        live = await read_until(viewer, lambda m: m.get("seq") == 50)
-        assert [f["event"] for f in live if f["type"] == "event"] == evs[10:]
+        live = await read_until(viewer, lambda m: last_seq(m) == 50)
+        assert watched(live) == evs[10:]
         await rec.wait_ack(50)
         rec.close()
         ended = await read_until(viewer, lambda m: m["type"] == "ended")
@@ -68,7 +70,7 @@ def test_duplicates_from_resends_are_dropped_and_reacked(app: InProcessServer) -
         await rec.send_events(1, evs[:15])
         await rec.wait_ack(15)
         rec.close()
-        rec2 = Recorder(app.ws, "dup", "tab-a")
+        rec2 = Recorder(app.ws, "dup", "tab-a", resume=rec.resume)  # the same page, back
         welcome = await rec2.connect()
         assert welcome["ackedSeq"] == 15
         await rec2.send_events(10, evs[9:])  # overlaps 10..15
@@ -146,8 +148,8 @@ def test_frames_of_every_length_class_reach_viewers_intact(app: InProcessServer)
         await read_until(viewer, lambda m: m["type"] == "caughtup")
         for i, ev in enumerate(evs[2:]):
             await rec.send_events(3 + i, [ev])
-        frames = await read_until(viewer, lambda m: m.get("seq") == len(evs))
-        assert [f["event"] for f in frames if f["type"] == "event"] == evs[2:]
+        frames = await read_until(viewer, lambda m: last_seq(m) == len(evs))
+        assert watched(frames) == evs[2:]
         rec.close()
 
     run_async(go())
@@ -157,13 +159,13 @@ def test_updates_pushes_agree_with_the_api(app: InProcessServer) -> None:
     # A session recorded earlier (ended, out of live memory) comes back: what /updates pushes
     # about it must be what /api/sessions says, archived events included.
     evs = session_events(30)
-    record(app.ws, "agree", evs[:20])
+    resume = record(app.ws, "agree", evs[:20])
     wait_for(lambda: app.get_json("/api/sessions/agree")["live"] is False, what="session ended")
 
     async def go() -> dict:
         updates = await websocket_connect(f"{app.ws}/updates")
         await read_until(updates, lambda m: m["type"] == "sessions")
-        rec = Recorder(app.ws, "agree")
+        rec = Recorder(app.ws, "agree", resume=resume)  # the same page, back
         assert (await rec.connect())["ackedSeq"] == 20
         await rec.send_events(21, evs[20:])
         await rec.wait_ack(30)

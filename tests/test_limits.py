@@ -49,11 +49,15 @@ async def closed_with(rec: Recorder) -> tuple[int | None, str | None]:
 
 @pytest.mark.parametrize("frame, reason", [
     ("not json", "not valid JSON"),
-    ('{"type":"events","seq":1,"events":[{"type":3}]}', "first frame must be hello"),
+    ('{"type":"events","seq":1,"events":[{"type":3,"data":{},"timestamp":1}]}', "first frame must be hello"),
     ("[1,2]", "JSON object"),
     ('{"type":"hello","sessionId":"bad id!","streamId":"a"}', "sessionId"),
     ('{"type":"hello","sessionId":"' + "x" * 129 + '","streamId":"a"}', "sessionId"),
-    ("[" * 5000 + "]" * 5000, "nested deeper"),
+    ("[" * 5000 + "]" * 5000, "JSON object"),
+    # Depth is bounded by the thread's stack (16,384 levels on 8 MB), not by the C decoder's
+    # recursion limit (1,000): only a nesting no stack could take is refused.
+    ('{"type":"hello","sessionId":"a","streamId":"b","x":' + "[" * 20000 + "]" * 20000 + "}",
+     "nested deeper"),
 ])
 def test_malformed_first_frames_close_4400(limited: InProcessServer, frame: str, reason: str) -> None:
     async def attack() -> None:

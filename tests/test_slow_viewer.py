@@ -9,7 +9,7 @@ import time
 from tornado.websocket import websocket_connect
 
 from streamdom.testing import InProcessServer
-from tests.helpers import Recorder, event, read_until, run_async, server_config
+from tests.helpers import Recorder, event, read_until, run_async, server_config, watched
 
 
 def test_stalled_viewer_is_resynced_and_fast_viewer_gets_everything(tmp_path) -> None:
@@ -36,8 +36,8 @@ def test_stalled_viewer_is_resynced_and_fast_viewer_gets_everything(tmp_path) ->
             async def drain_fast() -> None:
                 while len(got) < len(evs) - 2:
                     msg = json.loads(await fast.read_message())
-                    if msg["type"] == "event":
-                        got.append(msg["event"]["data"]["i"])
+                    for ev in watched([msg]):
+                        got.append(ev["data"]["i"])
                         arrival.append(time.monotonic())
 
             reader = asyncio.ensure_future(drain_fast())
@@ -50,10 +50,9 @@ def test_stalled_viewer_is_resynced_and_fast_viewer_gets_everything(tmp_path) ->
             frames = await read_until(stalled, lambda m: m["type"] == "resync", timeout=30)
             before = len(frames) - 1
             frames += await read_until(stalled, lambda m: m["type"] == "caughtup", timeout=30)
-            kinds = [f["type"] for f in frames]
-            sent_before = sum(1 for k in kinds[:before] if k == "event")
+            sent_before = len(watched(frames[:before]))
             assert sent_before < 300, f"{sent_before} events were queued for a stalled viewer"
-            after = [f["event"] for f in frames[before:] if f["type"] == "event"]
+            after = watched(frames[before:])
             assert after[0]["type"] == 4 and after[1]["type"] == 2
             assert after[-1]["data"]["i"] == len(evs) - 1
             rec.close()

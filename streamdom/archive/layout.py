@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -110,20 +111,17 @@ def remove_leftovers(data_dir: Path) -> list[Path]:
     return gone
 
 
+_SOURCE = re.compile(r'\{\s*"source"\s*:\s*(\d{1,9})\b')
+
+
 def _source(rec_type: int, data: str) -> int | None:
     # IncrementalSnapshot (3) events carry data.source; keep it as a column so analysts and
-    # DuckDB can filter clicks or mutations without parsing JSON.
+    # DuckDB can filter clicks or mutations without parsing JSON. `data` is the text the
+    # recorder sent (JSON.stringify puts `source` first; other writers may add whitespace).
     if rec_type != EventType.IncrementalSnapshot:
         return None
-    head = data[:40]
-    i = head.find('"source":')
-    if i < 0:
-        return None
-    j = i + 9
-    k = j
-    while k < len(head) and head[k].isdigit():
-        k += 1
-    return int(head[j:k]) if k > j else None
+    m = _SOURCE.match(data)
+    return int(m.group(1)) if m else None
 
 
 def records_table(rows: list[Row]) -> pa.Table:

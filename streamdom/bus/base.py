@@ -107,6 +107,11 @@ class Bus(ABC):
     async def close(self) -> None:
         """Make everything taken durable and archived as far as this bus archives; stop."""
 
+    async def shared_key(self, name: str) -> bytes | None:
+        """A random secret every process of the deployment shares (made once, kept), for keys
+        such as the ingest's resume secrets; None when this process is the whole server."""
+        return None
+
     @property
     @abstractmethod
     def failure(self) -> str | None:

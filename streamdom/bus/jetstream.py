@@ -30,6 +30,7 @@ SUBJECT_ROOT = "sd.ev"
 PRESENCE = "sd_live"
 SNAPSHOTS = "sd_snap"
 LEASES = "sd_lease"
+KEYS = "sd_keys"  # secrets every node shares (no TTL): the ingest's resume key
 ARCHIVER = "archiver"  # the archivers' durable consumer
 
 HDR_ID = "Nats-Msg-Id"

@@ -134,7 +134,7 @@ class LocalBus(Bus):
         records = batch.records
         producer._marks.received = records[-1].seq  # the bus's own marks
         # (Only open_stream makes producers here, all LocalProducers: no check on the hot path.)
-        self.hub.relay(producer.session, records)  # type: ignore[attr-defined] # relay first: latency is the product
+        self.hub.relay(producer.session, batch)  # type: ignore[attr-defined] # relay first: latency is the product
         rows = [rec.row() for rec in records]  # the records themselves (and frames) can go now
         self.wal.submit(rows)
         self.tail.hold(rows)

@@ -23,7 +23,8 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from nats.aio.client import Client
-from nats.js.errors import NotFoundError
+from nats.js.api import KeyValueConfig, StorageType
+from nats.js.errors import KeyWrongLastSequenceError, NotFoundError
 from tornado.ioloop import PeriodicCallback
 
 from streamdom.archive import layout
@@ -44,7 +45,7 @@ from streamdom.bus.presence import HEARTBEAT, PresenceBoard
 from streamdom.bus.publisher import StreamKey, StreamPublisher
 from streamdom.bus.streams import AckListener, StreamMarks, StreamTable
 from streamdom.config import Config
-from streamdom.ingest.validate import record_from_row
+from streamdom.ingest.validate import batch_of, batches_from_rows
 from streamdom.live.hub import Hub, LiveSession
 from streamdom.records import ROW_DATA, ROW_SEQ, ROW_SERVER_TIME, ROW_STREAM, Batch, Row
 from streamdom.wire import FrameSink
@@ -158,6 +159,19 @@ class NatsBus(Bus):
         if self.nc is not None:
             await self.nc.close()
 
+    async def shared_key(self, name: str) -> bytes | None:
+        """The cluster's secret `name`, kept in JetStream (the first node to ask makes it)."""
+        assert self.objects is not None
+        kv = await self.objects.js.create_key_value(KeyValueConfig(
+            bucket=J.KEYS, history=1, replicas=self.settings.replicas, storage=StorageType.FILE))
+        try:
+            await kv.create(name, secrets.token_bytes(32))
+        except KeyWrongLastSequenceError:
+            pass  # another node made it first: everyone uses that one
+        entry = await kv.get(name)
+        assert entry.value is not None
+        return entry.value
+
     @property
     def failure(self) -> str | None:
         """Why events are refused: NATS is disconnected, or JetStream stopped acknowledging."""
@@ -210,10 +224,12 @@ class NatsBus(Bus):
         producer._marks.received = records[-1].seq
         relayed = self._relayed.setdefault(producer.session_id, {})
         high = relayed.get(producer.stream_id, 0)
-        fresh = records if records[0].seq > high else [r for r in records if r.seq > high]
-        if fresh:
-            relayed[producer.stream_id] = fresh[-1].seq
-            self.hub.relay(producer.session, fresh)  # relay first: latency is the product
+        if records[0].seq > high:
+            relayed[producer.stream_id] = records[-1].seq
+            self.hub.relay(producer.session, batch)  # relay first: latency is the product
+        elif records[-1].seq > high:  # partly relayed already (read back from the stream)
+            relayed[producer.stream_id] = records[-1].seq
+            self.hub.relay(producer.session, batch_of([r for r in records if r.seq > high]))
         self.publisher.add((producer.session_id, producer.stream_id), [r.row() for r in records])
 
     def _made_durable(self, key: StreamKey, seq: int, snap_seq: int | None) -> None:
@@ -348,9 +364,9 @@ class NatsBus(Bus):
         for row in rows:  # a stream's rows come in seq order; anything at or below was relayed
             if row[ROW_SEQ] > relayed.get(row[ROW_STREAM], 0):
                 relayed[row[ROW_STREAM]] = row[ROW_SEQ]
-                fresh.append(record_from_row(row))
-        if fresh:
-            self.hub.relay(s, fresh)
+                fresh.append(row)
+        for batch in batches_from_rows(fresh):
+            self.hub.relay(s, batch)
 
     def resync(self, sub: Subscription) -> None:
         """`resync`, then the backlog again."""

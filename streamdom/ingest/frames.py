@@ -126,7 +126,7 @@ def _value(text: str, i: int) -> tuple[Any, int]:
     except RecursionError:
         pass
     except ValueError as exc:  # JSONDecodeError, or NaN/Infinity/out of range
-        raise ProtocolError(f"not strict JSON: {exc}"[:120]) from None
+        raise ProtocolError(f"frame is not valid JSON: {exc}"[:120]) from None
     # Deeper than the interpreter's recursion limit: again, with a limit the stack can take.
     budget = _stack_depth_budget()
     old = sys.getrecursionlimit()
@@ -136,7 +136,7 @@ def _value(text: str, i: int) -> tuple[Any, int]:
     except RecursionError:
         raise ProtocolError(f"value nested deeper than {budget} levels") from None
     except ValueError as exc:
-        raise ProtocolError(f"not strict JSON: {exc}"[:120]) from None
+        raise ProtocolError(f"frame is not valid JSON: {exc}"[:120]) from None
     finally:
         sys.setrecursionlimit(old)
 
@@ -224,7 +224,7 @@ def _event(text: str, i: int) -> tuple[RawEvent, int, bool]:
     return RawEvent(typ, ts, data, extra), end, False
 
 
-def _events(text: str, i: int) -> tuple[EventsSpan, int]:
+def _events(text: str, i: int, first_seq: object) -> tuple[EventsSpan, int]:
     start = i
     i = _ws(text, _expect(text, i, "[", "an array"))
     events: list[RawEvent] = []
@@ -232,7 +232,12 @@ def _events(text: str, i: int) -> tuple[EventsSpan, int]:
     if text.startswith("]", i):
         return EventsSpan(events, None), i + 1
     while True:
-        ev, i, kept = _event(text, i)
+        try:
+            ev, i, kept = _event(text, i)
+        except ProtocolError as exc:  # say which event, so a recorder can drop just that one
+            where = (f"seq {first_seq + len(events)}" if isinstance(first_seq, int)
+                     else f"event {len(events)}")
+            raise ProtocolError(f"{where}: {exc.reason}"[:120], exc.code) from None
         events.append(ev)
         verbatim = verbatim and kept
         c = text[i:i + 1]
@@ -261,17 +266,18 @@ def parse_frame(text: str | bytes) -> dict[str, Any]:
             raise ProtocolError("frame is not UTF-8") from exc
     fast = _FAST_FRAME.match(text)
     if fast is not None:  # as our recorder writes it
-        span, end = _events(text, fast.end())
+        span, end = _events(text, fast.end(), int(fast.group(1)))
         if text[end:] == "}":
             return {"type": "events", "seq": int(fast.group(1)), "events": span}
     start = _ws(text, 0)
     if not text.startswith("{", start):
+        _value(text, start)  # "not valid JSON" unless it is some other JSON value
         raise ProtocolError("frame must be a JSON object with a string 'type'")
     msg: dict[str, Any] = {}
 
     def member(key: str, start: int) -> int:
         if key == "events" and text.startswith("[", start):
-            msg[key], end = _events(text, start)
+            msg[key], end = _events(text, start, msg.get("seq"))
         else:
             value, end = _value(text, start)
             msg[key] = clean_str(value) if isinstance(value, str) else value

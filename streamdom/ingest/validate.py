@@ -1,7 +1,7 @@
 """Where an event is validated: a recorder's hello and events frames, checked and turned into records.
 
-Everything a recorder sends is hostile until it passes here; what passes is an `EventRecord`
-whose /watch frame is encoded once, here, for every viewer.
+Everything a recorder sends is hostile until it passes here (decoding: `frames.py`); what
+passes is a `Batch` of `EventRecord`s whose /watch frame is encoded once, here, for every viewer.
 """
 
 from __future__ import annotations
@@ -10,11 +10,16 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from streamdom.ingest.frames import EventsSpan, clean_str, parse_frame
 from streamdom.records import Batch, EventRecord, Row
+from streamdom.rrweb import EventType
 from streamdom.wire import ProtocolError, valid_id, ws_text_frame
 
 MAX_URL = 2048
 MAX_UA = 512
+
+
+MAX_SEQ_JUMP = 1_000_000  # how far past the highest seq received a frame may start
 
 
 @dataclass(slots=True)
@@ -25,6 +30,8 @@ class Hello:
     stream_id: str
     url: str
     user_agent: str
+    token: str | None  # ingest token, when the server has an ingest secret
+    resume: str | None  # the stream's resume secret, when the recorder reconnects
 
 
 def parse_hello(msg: dict[str, Any]) -> Hello:
@@ -39,78 +46,93 @@ def parse_hello(msg: dict[str, Any]) -> Hello:
     url, ua = msg.get("url", ""), msg.get("userAgent", "")
     if not isinstance(url, str) or not isinstance(ua, str):
         raise ProtocolError("url and userAgent must be strings")
-    return Hello(sid, stream, url[:MAX_URL], ua[:MAX_UA])  # type: ignore[arg-type]
+    token, resume = msg.get("token"), msg.get("resume")
+    if not isinstance(token, str | None) or not isinstance(resume, str | None):
+        raise ProtocolError("token and resume must be strings")
+    return Hello(sid, stream, url[:MAX_URL], ua[:MAX_UA], token, resume)  # type: ignore[arg-type]
 
 
-def parse_events(msg: dict[str, Any]) -> tuple[int, list[dict[str, Any]]]:
-    """Validate an events frame: a first seq ≥ 1 and a non-empty list of well-shaped rrweb events."""
-    seq, events = msg.get("seq"), msg.get("events")
+def parse_events(msg: dict[str, Any]) -> tuple[int, EventsSpan]:
+    """Validate an events frame (decoded by frames.parse_frame): a first seq ≥ 1 and some events."""
+    seq, span = msg.get("seq"), msg.get("events")
     if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1 or seq > 2**53:
         raise ProtocolError("events.seq must be an integer >= 1")
-    if not isinstance(events, list) or not events:
+    if not isinstance(span, EventsSpan) or not span.events:
         raise ProtocolError("events.events must be a non-empty array")
-    for ev in events:
-        check_event(ev)
-    return seq, events
+    return seq, span
 
 
-def check_event(ev: object) -> None:
-    """Raise ProtocolError unless `ev` looks like an rrweb event: int type, numeric timestamp, data."""
-    if not isinstance(ev, dict):
-        raise ProtocolError("each event must be an object")
-    t, ts = ev.get("type"), ev.get("timestamp")
-    if not isinstance(t, int) or isinstance(t, bool) or not 0 <= t <= 100:
-        raise ProtocolError("event.type must be an integer 0-100")
-    if not isinstance(ts, int | float) or isinstance(ts, bool) or not 0 <= ts < 2**53:
-        raise ProtocolError("event.timestamp must be a non-negative number")
-    if "data" not in ev or not isinstance(ev["data"], dict | list):
-        raise ProtocolError("event.data must be an object")
+def make_batches(session_id: str, stream_id: str, seq: int, span: EventsSpan, skip: int,
+                 server_time: int) -> list[Batch]:
+    """The batches of a frame's events numbered from `seq`, but for the first `skip` (held already).
+
+    Usually one, whose watch frame splices the events in as they came when they need no
+    rewriting. A frame that holds a checkout after other events (a click, then Meta and
+    FullSnapshot) is cut before the snapshot, so a late joiner's backlog starts right at it.
+    """
+    raw = span.events[skip:] if skip else span.events
+    first = seq + skip
+    records = [EventRecord(session_id, stream_id, first + i, e.type, e.timestamp, server_time,
+                           e.data, e.extra) for i, e in enumerate(raw)]
+    parts = _cut(records)
+    if len(parts) == 1:
+        return [Batch(records, watch_frame(records, span.text if not skip else None))]
+    return [batch_of(part) for part in parts]
 
 
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-_dumps_ascii = json.JSONEncoder(separators=(",", ":")).encode
+def batches_from_rows(rows: list[Row]) -> list[Batch]:
+    """Rows read back from a log (another node's events, in cluster mode) as relayable batches:
+    runs of consecutive seqs of one stream, cut at snapshots like a frame's."""
+    out: list[Batch] = []
+    run: list[EventRecord] = []
+    for row in rows:
+        rec = EventRecord(*row)
+        if run and (rec.stream_id != run[-1].stream_id or rec.seq != run[-1].seq + 1):
+            out += [batch_of(part) for part in _cut(run)]
+            run = []
+        run.append(rec)
+    if run:
+        out += [batch_of(part) for part in _cut(run)]
+    return out
+
+
+def _cut(records: list[EventRecord]) -> list[list[EventRecord]]:
+    """Records cut before every snapshot that does not start them (see make_batches)."""
+    cuts = [i for i in range(1, len(records)) if _starts_snapshot(records, i)]
+    if not cuts:
+        return [records]
+    bounds = [0, *cuts, len(records)]
+    return [records[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+
+
+def _starts_snapshot(records: list[EventRecord], i: int) -> bool:
+    t = records[i].type
+    return t == EventType.Meta or (t == EventType.FullSnapshot and records[i - 1].type != EventType.Meta)
+
+
+def watch_frame(records: list[EventRecord], events_text: str | None = None) -> bytes:
+    """The /watch frame of consecutive records of one stream (`events_text`: their JSON array).
+
+    One event goes as an `event` frame (protocol v1), several as one `events` frame (v2).
+    """
+    r = records[0]
+    if len(records) == 1:
+        return ws_text_frame(f'{{"type":"event","streamId":"{r.stream_id}","seq":{r.seq},'
+                             f'"recvAt":{r.server_time},"event":{r.event_json()}}}')
+    if events_text is None:
+        events_text = "[" + ",".join(rec.event_json() for rec in records) + "]"
+    return ws_text_frame(f'{{"type":"events","streamId":"{r.stream_id}","seq":{r.seq},'
+                         f'"recvAt":{r.server_time},"events":{events_text}}}')
 
 
 def make_record(session_id: str, stream_id: str, seq: int, ev: dict[str, Any], server_time: int) -> EventRecord:
-    """Build the record of an accepted event; its watch frame is encoded here, once."""
-    try:
-        return _record(session_id, stream_id, seq, ev, server_time, _dumps)
-    except UnicodeEncodeError:
-        # A lone surrogate (a text cut inside an emoji, as pages do) has no UTF-8 form: keep it
-        # as a \u escape, which browsers and Parquet take and which decodes to the same string.
-        return _record(session_id, stream_id, seq, ev, server_time, _dumps_ascii)
-    except RecursionError as exc:  # decodable just below the limit, not re-encodable
-        raise ProtocolError("event nested deeper than the server allows") from exc
+    """The record of one event given as a dict (for tests and benchmarks; ingest decodes frames)."""
+    text = clean_str(json.dumps({"type": "events", "seq": seq, "events": [ev]}, separators=(",", ":"),
+                                ensure_ascii=False, allow_nan=True))
+    _, span = parse_events(parse_frame(text))
+    return make_batches(session_id, stream_id, seq, span, 0, server_time)[0].records[0]
 
 
-def _record(session_id: str, stream_id: str, seq: int, ev: dict[str, Any], server_time: int,
-            dumps: Any) -> EventRecord:
-    data = dumps(ev["data"])
-    rest = {k: v for k, v in ev.items() if k not in ("type", "data", "timestamp")}
-    extra = dumps(rest) if rest else None
-    rec = EventRecord(session_id, stream_id, seq, ev["type"], int(ev["timestamp"]), server_time,
-                      data, extra, b"")
-    rec.frame = watch_frame(rec)
-    return rec
-
-
-def watch_frame(rec: EventRecord) -> bytes:
-    """The /watch frame of a record, built once and written to every watcher."""
-    return ws_text_frame(
-        f'{{"type":"event","streamId":"{rec.stream_id}","seq":{rec.seq},"recvAt":{rec.server_time},'
-        f'"event":{rec.event_json()}}}'
-    )
-
-
-def record_from_row(row: Row) -> EventRecord:
-    """The record of a row read back from a log (another node's events, in cluster mode)."""
-    rec = EventRecord(*row, b"")
-    rec.frame = watch_frame(rec)
-    return rec
-
-
-def make_batch(session_id: str, stream_id: str, seq: int, events: list[dict[str, Any]],
-               server_time: int) -> Batch:
-    """The batch of records of validated events numbered from `seq`."""
-    return Batch([make_record(session_id, stream_id, seq + i, ev, server_time)
-                  for i, ev in enumerate(events)])
+def batch_of(records: list[EventRecord]) -> Batch:
+    """A batch of records made by make_record (for tests and benchmarks)."""
+    return Batch(records, watch_frame(records))

@@ -10,7 +10,7 @@ from tornado.ioloop import IOLoop
 
 from streamdom.config import Config
 from streamdom.live.ring import ENTRY_FRAME, RingBuffer
-from streamdom.records import EventRecord
+from streamdom.records import Batch
 from streamdom.wire import FrameSink, dumps, now_ms, watch_hello
 
 log = logging.getLogger(__name__)
@@ -113,15 +113,15 @@ class Hub:
             self.ring_bytes -= s.ring.nbytes
             del self.sessions[s.id]
 
-    def relay(self, s: LiveSession, records: list[EventRecord]) -> None:
-        """Write each event's prebuilt frame to every watcher, then keep it in the ring."""
+    def relay(self, s: LiveSession, batch: Batch) -> None:
+        """Write the batch's prebuilt frame to every watcher, then keep it in the ring."""
         ring = s.ring
         before = ring.nbytes
-        watchers = tuple(s.watchers)
-        for rec in records:
-            for w in watchers:
-                w.send_frame(rec.frame)
-            ring.keep(rec)
+        frame = batch.frame
+        for w in tuple(s.watchers):
+            w.send_frame(frame)
+        ring.keep(batch)
+        records = batch.records
         s.last_event_at = records[-1].server_time
         self.ring_bytes += ring.nbytes - before
         if self.ring_bytes > self.config.ring_total_max_bytes:

@@ -5,14 +5,15 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterator
 
-from streamdom.records import EventRecord
+from streamdom.records import Batch
 from streamdom.rrweb import EventType
 
 # Module constants, not attribute lookups on the enum, on the relay's path.
 META, FULL_SNAPSHOT = EventType.Meta, EventType.FullSnapshot
 
-# An entry is a plain tuple of atoms: CPython's cyclic GC stops tracking such tuples, so a few
-# hundred thousand buffered events do not make every full collection (a relay stall) longer.
+# An entry is one relayed batch (its frame) as a plain tuple of atoms: CPython's cyclic GC stops
+# tracking such tuples, so a few hundred thousand buffered events do not make every full
+# collection (a relay stall) longer. ENTRY_TYPE is the type of the batch's last event.
 Entry = tuple[int, str, int, int, bytes]
 ENTRY_TYPE, ENTRY_STREAM, ENTRY_SEQ, ENTRY_SERVER_TIME, ENTRY_FRAME = range(5)
 
@@ -33,22 +34,27 @@ class RingBuffer:
         self._has_snapshot: deque[bool] = deque([False])
         self.nbytes = 0
 
-    def keep(self, rec: EventRecord) -> None:
-        """Keep one event for late joiners and rewinds, opening a new segment at a snapshot boundary and trimming old segments."""
+    def keep(self, batch: Batch) -> None:
+        """Keep one relayed batch for late joiners and trim old segments.
+
+        A batch opens a new segment when it starts at a snapshot: a Meta event, or a
+        FullSnapshot not right after its stream's Meta (ingest cuts batches there).
+        """
         current = self.segments[-1]
-        starts_segment = rec.type == META or (
-            rec.type == FULL_SNAPSHOT and not (current and current[-1][ENTRY_TYPE] == META
-                                                and current[-1][ENTRY_STREAM] == rec.stream_id)
-        )
+        records = batch.records
+        first, last = records[0], records[-1]
+        starts_segment = first.type == META or (
+            first.type == FULL_SNAPSHOT and not (current and current[-1][ENTRY_TYPE] == META
+                                                 and current[-1][ENTRY_STREAM] == first.stream_id))
         if starts_segment and current:
             self.segments.append([])
             self._has_snapshot.append(False)
             current = self.segments[-1]
-        current.append((rec.type, rec.stream_id, rec.seq, rec.server_time, rec.frame))
-        if rec.type == FULL_SNAPSHOT:
+        current.append((last.type, first.stream_id, first.seq, last.server_time, batch.frame))
+        if first.type == FULL_SNAPSHOT or (len(records) > 1 and any(r.type == FULL_SNAPSHOT for r in records)):
             self._has_snapshot[-1] = True
-        self.nbytes += len(rec.frame)
-        self._trim(rec.server_time - self.max_age_ms)
+        self.nbytes += len(batch.frame)
+        self._trim(last.server_time - self.max_age_ms)
 
     def _trim(self, too_old: int) -> None:
         keep_from = self._latest_playable()

@@ -13,6 +13,7 @@ from streamdom.bus.base import Bus
 from streamdom.bus.local import LocalBus
 from streamdom.bus.natsbus import NatsBus
 from streamdom.config import Config
+from streamdom.ingest.access import ResumeSecrets, StreamHolders
 from streamdom.ingest.acks import AckBatcher
 from streamdom.ingest.limits import IngestLimits
 from streamdom.sessions.feed import SessionFeed
@@ -39,12 +40,17 @@ class Services:
         self.bus.on_session_change(self.feed.changed)
         self.limits = IngestLimits(config.max_events_per_second_per_ip, config.max_sessions_per_ip)
         self.acks = AckBatcher(config.ack_interval)
+        self.resume_secrets: ResumeSecrets | None = None  # keyed in start(): the bus may share a key
+        self.stream_holders: StreamHolders[WebSocketHandler] = StreamHolders()
         self.password_check = PasswordCheck(config.password) if config.password else None
         self.sockets: weakref.WeakSet[WebSocketHandler] = weakref.WeakSet()  # closed on shutdown
 
     async def start(self) -> None:
         """Recover and start the bus and background work; call before accepting connections."""
         await self.bus.start()
+        self.resume_secrets = ResumeSecrets.load(self.config.ingest_secret, self.config.data_dir,
+                                                 None if self.config.ingest_secret else
+                                                 await self.bus.shared_key("resume"))
         self.acks.start()
 
     async def close(self) -> None:

@@ -84,6 +84,12 @@ export class WatchFeed {
       case 'event':
         if (isObject(msg.event)) this.accept(msg);
         break;
+      case 'events': // a batch: consecutive seqs of one stream, relayed as one frame (protocol v2)
+        if (Array.isArray(msg.events)) {
+          const { streamId, seq, recvAt } = msg;
+          msg.events.forEach((event, i) => isObject(event) && this.accept({ streamId, seq: seq + i, recvAt, event }));
+        }
+        break;
       case 'hello':
         this.machine.send({ type: 'hello' });
         this.listener.onHello(msg.live !== false);

@@ -29,6 +29,7 @@ export interface StreamEvent {
 export type WatchMessage =
   | { type: 'hello'; sessionId: string; live: boolean; serverTime: number }
   | ({ type: 'event' } & StreamEvent)
+  | { type: 'events'; streamId: string; seq: number; recvAt?: number; events: RREvent[] }
   | { type: 'caughtup' }
   | { type: 'clock'; streamId: string; offset: number; rtt: number }
   | { type: 'resync' }

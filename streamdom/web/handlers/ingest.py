@@ -11,12 +11,14 @@ from tornado.websocket import WebSocketClosedError
 
 from streamdom import wire
 from streamdom.bus.base import BusUnavailable, Producer
-from streamdom.ingest import validate
+from streamdom.ingest import access, frames, validate
 from streamdom.ingest.limits import TokenBucket
 from streamdom.web.handlers.base import ServerSocket
 from streamdom.wire import CloseCode, ProtocolError
 
 log = logging.getLogger(__name__)
+
+PROTOCOL = 2  # docs/PROTOCOL.md: batches, resume secrets, ingest tokens
 
 
 class IngestHandler(ServerSocket):
@@ -51,7 +53,7 @@ class IngestHandler(ServerSocket):
         if self.closing:
             return None
         try:
-            msg = wire.parse_frame(message)
+            msg = frames.parse_frame(message)
             if self.producer is None:
                 return self._hello(msg)
             kind = msg["type"]
@@ -76,21 +78,43 @@ class IngestHandler(ServerSocket):
             self._refuse(exc.code, exc.reason)
             return
         svc = self.services
-        if not svc.limits.open_session(self.ip, hello.session_id):
+        sid, stream = key = (hello.session_id, hello.stream_id)
+        secret = svc.config.ingest_secret
+        if secret and not access.verify(secret, sid, hello.token):
+            self._refuse(CloseCode.BAD_TOKEN, "missing, expired or wrong ingest token for this session")
+            return
+        # A stream belongs to the connection that opened it: only its resume secret reopens it.
+        resuming = hello.resume is not None
+        secrets = svc.resume_secrets
+        assert secrets is not None  # keyed before the server accepts connections
+        if resuming and not secrets.check(sid, stream, hello.resume):
+            self._refuse(CloseCode.STREAM_TAKEN, "wrong resume secret for this stream")
+            return
+        if not resuming and svc.stream_holders.holder(key) is not None:
+            self._refuse(CloseCode.STREAM_TAKEN, "stream belongs to another connection")
+            return
+        if not svc.limits.open_session(self.ip, sid):
             self._refuse(CloseCode.TOO_MANY_SESSIONS, "too many sessions from this address")
             return
-        self.key = (hello.session_id, hello.stream_id)
-        producer = await svc.bus.open_stream(hello.session_id, hello.stream_id, hello.url,
-                                             hello.user_agent, self._ack)
+        self.key = key
+        producer = await svc.bus.open_stream(sid, stream, hello.url, hello.user_agent, self._ack)
         if self.ws_connection is None:  # left while the bus looked up its stream
             svc.bus.close_stream(producer)
             return
-        self.producer = producer
-        self.write_message(wire.dumps({"type": "welcome", "ackedSeq": producer.durable,
-                                       "serverTime": wire.now_ms()}))
+        self.producer = producer  # from now on on_close closes it (also when refused below)
+        holder = svc.stream_holders.holder(key)
+        if not resuming and (producer.received > 0 or holder is not None):
+            self._refuse(CloseCode.STREAM_TAKEN, "stream belongs to another connection")
+            return
+        if holder is not None and holder is not self:  # its recorder came back on a new socket
+            holder._refuse(CloseCode.STREAM_TAKEN, "stream resumed by another connection")  # type: ignore[attr-defined]
+        svc.stream_holders.hold(key, self)
+        self.write_message(wire.dumps({
+            "type": "welcome", "protocol": PROTOCOL, "ackedSeq": producer.durable,
+            "resume": secrets.secret(sid, stream), "serverTime": wire.now_ms()}))
 
     def _events(self, msg: dict[str, Any]) -> None:
-        seq, events = validate.parse_events(msg)
+        seq, span = validate.parse_events(msg)
         svc = self.services
         bus, producer = svc.bus, self.producer
         assert producer is not None
@@ -98,19 +122,22 @@ class IngestHandler(ServerSocket):
         if failure is not None:
             self._refuse(CloseCode.STORAGE, failure)
             return
-        if not (self.bucket.take(len(events)) and svc.limits.bucket(self.ip).take(len(events))):
+        count = len(span.events)
+        if not (self.bucket.take(count) and svc.limits.bucket(self.ip).take(count)):
             self._refuse(CloseCode.RATE_LIMIT, "event rate limit exceeded")
             return
-        held = producer.received - seq + 1  # how many of these the bus has already (a resend)
-        if held >= len(events):
+        received = producer.received
+        if seq > received + validate.MAX_SEQ_JUMP:  # would make the stream drop what follows
+            self._refuse(CloseCode.STREAM_TAKEN, f"seq {seq} jumps too far past {received}")
+            return
+        held = received - seq + 1  # how many of these the bus has already (a resend)
+        if held >= count:
             self._ack(producer.durable)  # nothing new: re-ack what is durable
             return
-        if held > 0:
-            seq, events = seq + held, events[held:]
-        batch = validate.make_batch(producer.session_id, producer.stream_id, seq, events,
-                                    wire.now_ms())
         try:
-            bus.publish(producer, batch)
+            for batch in validate.make_batches(producer.session_id, producer.stream_id, seq, span,
+                                               max(0, held), wire.now_ms()):
+                bus.publish(producer, batch)
         except BusUnavailable as exc:
             self._refuse(CloseCode.STORAGE, str(exc))
 
@@ -148,6 +175,7 @@ class IngestHandler(ServerSocket):
         svc.acks.forget(self)
         if self.key is not None:
             svc.limits.close_session(self.ip, self.key[0])
+            svc.stream_holders.release(self.key, self)
         if self.producer is not None:
             svc.bus.close_stream(self.producer)
             self.producer = None
