@@ -19,6 +19,7 @@ import logging
 import os
 import secrets
 import socket
+import time
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
@@ -52,6 +53,7 @@ from streamdom.wire import FrameSink
 
 log = logging.getLogger(__name__)
 
+RECONNECT_GRACE = 3.0  # s disconnected from NATS before ingest refuses events
 UNAVAILABLE = "cluster log unavailable (NATS JetStream unreachable or not acknowledging)"
 
 
@@ -121,6 +123,7 @@ class NatsBus(Bus):
         self._local: dict[str, LiveSession] = {}  # sessions with a recorder here (presence owner)
         self._snap_seqs: dict[str, int] = {}  # session -> latest snapshot stream seq written
         self._periodic: list[PeriodicCallback] = []
+        self._down_since = 0.0  # monotonic time the NATS connection was first seen down
         self._tasks: set[asyncio.Future[object]] = set()
 
     # --- life cycle ----------------------------------------------------------------------------
@@ -175,8 +178,18 @@ class NatsBus(Bus):
     @property
     def failure(self) -> str | None:
         """Why events are refused: NATS is disconnected, or JetStream stopped acknowledging."""
-        if self.nc is None or not self.nc.is_connected:
+        if self.nc is None:
             return UNAVAILABLE
+        if not self.nc.is_connected:
+            # A NATS server going away (a restart, a killed cluster node) costs a reconnect of
+            # well under a second: take events meanwhile (they wait, unacked, for the reconnect)
+            # rather than send every recorder into a backoff of seconds.
+            now = time.monotonic()
+            self._down_since = self._down_since or now
+            if now - self._down_since > RECONNECT_GRACE:
+                return UNAVAILABLE
+        else:
+            self._down_since = 0.0
         if self.publisher is not None and self.publisher.stalled():
             return UNAVAILABLE
         return None
