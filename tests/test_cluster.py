@@ -15,7 +15,7 @@ from pathlib import Path
 import nats
 from tornado.websocket import websocket_connect
 
-from streamdom.testing import ROOT
+from streamdom.testing import ROOT, ServerProcess
 from streamdom.testing_nats import NatsCluster
 from tests.cluster import ArchiverProcess, archived_seqs, node
 from tests.helpers import Recorder, last_seq, read_until, run_async, session_events, wait_for
@@ -89,23 +89,31 @@ def test_cross_node_watch_and_kill_9_of_the_recorders_node(nats1: NatsCluster, t
 
 
 def test_list_is_the_same_on_every_node(nats1: NatsCluster, tmp_path: Path) -> None:
-    """A session recorded on A is live in /api/sessions of A and B alike, then ended on both."""
+    """A session recorded on A is live in /api/sessions of A and B alike, then ended on both;
+    B's /updates pushes the start and the end as they happen."""
     a = node(tmp_path, "a", nats1.bus).start()
     b = node(tmp_path, "b", nats1.bus).start()
 
+    def listed(s: ServerProcess) -> list[bool]:
+        return [x["live"] for x in s.get_json("/api/sessions")["sessions"] if x["id"] == "listed"]
+
     async def go() -> None:
+        updates = await websocket_connect(f"{b.ws}/updates")
+        await read_until(updates, lambda m: m["type"] == "sessions")
         rec = Recorder(a.ws, "listed")
         await rec.connect()
         await send_until_acked(rec, session_events(5), 1)
+        await read_until(updates, lambda m: m.get("session", {}).get("id") == "listed"
+                         and m["session"]["live"])
         for srv in (a, b):
-            wait_for(lambda s=srv: [x["live"] for x in s.get_json("/api/sessions")["sessions"]
-                                    if x["id"] == "listed"] == [True], what="live everywhere")
+            wait_for(lambda s=srv: listed(s) == [True], what="live everywhere")
         rec.close()
+        await read_until(updates, lambda m: m.get("session", {}).get("id") == "listed"
+                         and not m["session"]["live"], timeout=15)
 
     run_async(go())
     for srv in (a, b):
-        wait_for(lambda s=srv: [x["live"] for x in s.get_json("/api/sessions")["sessions"]
-                                if x["id"] == "listed"] == [False], timeout=15, what="ended everywhere")
+        wait_for(lambda s=srv: listed(s) == [False], timeout=15, what="ended everywhere")
     a.stop()
     b.stop()
 
