@@ -42,9 +42,10 @@ from streamdom.bus.base import (
     Subscription,
 )
 from streamdom.bus.follower import SessionFollower
+from streamdom.bus.local import LocalProducer, LocalWatch  # hub-backed, as here
 from streamdom.bus.presence import HEARTBEAT, PresenceBoard
 from streamdom.bus.publisher import StreamKey, StreamPublisher
-from streamdom.bus.streams import AckListener, StreamMarks, StreamTable
+from streamdom.bus.streams import AckListener, StreamTable
 from streamdom.config import Config
 from streamdom.ingest.validate import batch_of, batches_from_rows
 from streamdom.live.hub import Hub, LiveSession
@@ -77,27 +78,6 @@ class RemotePresence:
     last_event_at: int
     url: str
     user_agent: str
-
-
-class NatsProducer(Producer):
-    """A recorder stream on this node."""
-
-    __slots__ = ("session",)
-
-    def __init__(self, session_id: str, stream_id: str, marks: StreamMarks, on_ack: AckListener,
-                 session: LiveSession) -> None:
-        super().__init__(session_id, stream_id, marks, on_ack)
-        self.session = session
-
-
-class NatsWatch(Subscription):
-    """A watcher of a session, fed by this node's hub."""
-
-    __slots__ = ("session",)
-
-    def __init__(self, sink: FrameSink, session: LiveSession) -> None:
-        super().__init__(session.id, sink)
-        self.session = session
 
 
 class NatsBus(Bus):
@@ -214,7 +194,7 @@ class NatsBus(Bus):
         relayed = self._relayed.setdefault(session_id, {})
         relayed[stream_id] = max(relayed.get(stream_id, 0), marks.received)
         marks.listeners.add(on_ack)
-        return NatsProducer(session_id, stream_id, marks, on_ack, session)
+        return LocalProducer(session_id, stream_id, marks, on_ack, session)
 
     async def _stored_high(self, key: StreamKey) -> int:
         """The last seq of a stream in JetStream (one direct get, last message by subject)."""
@@ -232,7 +212,7 @@ class NatsBus(Bus):
         failure = self.failure
         if failure is not None:
             raise BusUnavailable(failure)
-        assert isinstance(producer, NatsProducer) and self.publisher is not None
+        assert isinstance(producer, LocalProducer) and self.publisher is not None
         records = batch.records
         producer._marks.received = records[-1].seq
         relayed = self._relayed.setdefault(producer.session_id, {})
@@ -264,12 +244,12 @@ class NatsBus(Bus):
 
     def set_clock(self, producer: Producer, offset: float, rtt: float) -> None:
         """Pass the recorder's clock estimate to this node's watchers of the session."""
-        assert isinstance(producer, NatsProducer)
+        assert isinstance(producer, LocalProducer)
         self.hub.set_clock(producer.session, producer.stream_id, offset, rtt)
 
     def close_stream(self, producer: Producer) -> None:
         """Stop acking this connection; the session ends after the grace period if it was the last."""
-        assert isinstance(producer, NatsProducer)
+        assert isinstance(producer, LocalProducer)
         producer._marks.listeners.discard(producer.on_ack)
         self.hub.recorder_left(producer.session)
 
@@ -344,7 +324,7 @@ class NatsBus(Bus):
                 self._stop_following(session_id)
                 return None
         attached = self.hub.add_watcher(session_id, sink)
-        return NatsWatch(sink, attached) if attached is not None else None
+        return LocalWatch(sink, attached) if attached is not None else None
 
     def _recorded_elsewhere(self, session_id: str) -> bool:
         assert self.board is not None
@@ -383,13 +363,13 @@ class NatsBus(Bus):
 
     def resync(self, sub: Subscription) -> None:
         """`resync`, then the backlog again."""
-        assert isinstance(sub, NatsWatch)
+        assert isinstance(sub, LocalWatch)
         sub.sink.send_frame('{"type":"resync"}', backlog=True)
         self.hub.send_backlog(sub.session, sub.sink)
 
     def unwatch(self, sub: Subscription) -> None:
         """Detach; stop following the session when its last watcher here left."""
-        assert isinstance(sub, NatsWatch)
+        assert isinstance(sub, LocalWatch)
         self.hub.remove_watcher(sub.session, sub.sink)
         if not sub.session.watchers:
             self._stop_following(sub.session_id)
