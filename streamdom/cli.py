@@ -85,6 +85,9 @@ def parse_args(argv: list[str] | None = None) -> Config:
     ap.add_argument("--ack-interval", type=float, default=None,
                     help="at most one ack per recorder connection this often, seconds (default "
                          f"{d.ack_interval:g}; {CLUSTER_ACK_INTERVAL:g} with --bus)")
+    cluster.add_argument("--presence-heartbeat", type=float, default=d.presence_heartbeat,
+                         help="seconds between presence refreshes; a node that stops refreshing "
+                              "(killed) has its sessions end after three (default %(default)s)")
     cluster.add_argument("--workers", type=int, default=d.workers,
                          help="with --bus: processes sharing the port (SO_REUSEPORT), each a "
                               "node (default %(default)s)")
@@ -108,7 +111,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
         ring_max_age=a.ring_max_age, viewer_queue_max_bytes=a.viewer_queue_max_bytes,
         min_free_bytes=a.min_free_mb * 2**20, bus_urls=J.parse_urls(a.bus),
         bus_replicas=a.bus_replicas, bus_max_age=a.bus_max_age, workers=max(1, a.workers),
-        bus_connect_timeout=a.bus_connect_timeout,
+        bus_connect_timeout=a.bus_connect_timeout, presence_heartbeat=a.presence_heartbeat,
         ack_interval=a.ack_interval if a.ack_interval is not None else
         CLUSTER_ACK_INTERVAL if a.bus else d.ack_interval,
     )

@@ -55,6 +55,7 @@ class Config:
     bus_replicas: int = 1  # replicas of the stream and buckets (3 in production)
     bus_max_age: float = 86_400.0  # seconds of history the stream keeps: the rewind window
     bus_connect_timeout: float = 10.0  # seconds to reach NATS at start, then a clear error
+    presence_heartbeat: float = 5.0  # s between presence refreshes; stale (not live) after 3
     workers: int = 1  # processes sharing the port (SO_REUSEPORT), each a cluster node
 
     @property

@@ -88,6 +88,28 @@ def test_cross_node_watch_and_kill_9_of_the_recorders_node(nats1: NatsCluster, t
     assert archiver.stop() == 0
 
 
+def test_sessions_of_a_killed_node_end_everywhere(nats1: NatsCluster, tmp_path: Path) -> None:
+    """A node killed with -9 never says its sessions ended: after three missed heartbeats the
+    other nodes end them (the watcher gets `ended`, the list says not live)."""
+    args = ("--presence-heartbeat", "0.3")
+    a = node(tmp_path, "a", nats1.bus, *args).start()
+    b = node(tmp_path, "b", nats1.bus, *args).start()
+
+    async def go() -> None:
+        rec = Recorder(a.ws, "orphan")
+        await rec.connect()
+        await send_until_acked(rec, session_events(5), 1)
+        watcher = await websocket_connect(f"{b.ws}/watch/orphan")
+        await read_until(watcher, lambda m: m["type"] == "caughtup")
+        a.kill()
+        await read_until(watcher, lambda m: m["type"] == "ended", timeout=10)
+        rec.close()
+
+    run_async(go())
+    assert [x["live"] for x in b.get_json("/api/sessions")["sessions"] if x["id"] == "orphan"] == [False]
+    b.stop()
+
+
 def test_list_is_the_same_on_every_node(nats1: NatsCluster, tmp_path: Path) -> None:
     """A session recorded on A is live in /api/sessions of A and B alike, then ended on both;
     B's /updates pushes the start and the end as they happen."""

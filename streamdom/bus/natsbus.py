@@ -43,7 +43,7 @@ from streamdom.bus.base import (
 )
 from streamdom.bus.follower import SessionFollower
 from streamdom.bus.local import LocalProducer, LocalWatch  # hub-backed, as here
-from streamdom.bus.presence import HEARTBEAT, PresenceBoard
+from streamdom.bus.presence import PresenceBoard
 from streamdom.bus.publisher import StreamKey, StreamPublisher
 from streamdom.bus.streams import AckListener, StreamTable
 from streamdom.config import Config
@@ -103,6 +103,7 @@ class NatsBus(Bus):
         self._local: dict[str, LiveSession] = {}  # sessions with a recorder here (presence owner)
         self._snap_seqs: dict[str, int] = {}  # session -> latest snapshot stream seq written
         self._periodic: list[PeriodicCallback] = []
+        self._seen_live: set[str] = set()  # sessions live by the bucket at the last heartbeat
         self._down_since = 0.0  # monotonic time the NATS connection was first seen down
         self._tasks: set[asyncio.Future[object]] = set()
 
@@ -113,10 +114,11 @@ class NatsBus(Bus):
         self.objects = await J.declare(self.nc, self.settings)
         self.publisher = StreamPublisher(self.objects.js, self.node_id, self._made_durable,
                                          self._stream_info)
-        self.board = PresenceBoard(self.objects.presence, self.node_id, self._presence_changed)
+        self.board = PresenceBoard(self.objects.presence, self.node_id, self._presence_changed,
+                                   self.config.presence_heartbeat)
         await self.board.start()
         await self._rescan()
-        for fn, seconds in ((self._heartbeat, HEARTBEAT), (self._rescan, 1.0),
+        for fn, seconds in ((self._heartbeat, self.config.presence_heartbeat), (self._rescan, 1.0),
                             (self._forget_idle, self.config.compaction_interval)):
             pc = PeriodicCallback(fn, seconds * 1000)
             pc.start()
@@ -275,6 +277,12 @@ class NatsBus(Bus):
         for s in self.hub.sessions.values():
             if s.recorders > 0:
                 self.board.put(s.id, self._entry(s, True))
+        # A node killed with -9 never says its sessions ended: they go stale instead, which no
+        # bucket change announces. Notice it here, as if the bucket had said so.
+        live = {sid for sid, summary in self.board.summaries().items() if summary["live"]}
+        for sid in self._seen_live ^ live:
+            self._presence_changed(sid, True)
+        self._seen_live = live
 
     def _presence_changed(self, session_id: str, urgent: bool) -> None:
         s = self.hub.sessions.get(session_id)

@@ -2,8 +2,9 @@
 
 Each node writes one entry per session it has recorders for, key `<session>.<node>`, value a
 JSON summary with `seen_at` (server ms). It rewrites it when the session starts or ends and
-every `HEARTBEAT` seconds while live. An entry counts as live only while it was refreshed less
-than `STALE_AFTER` ago, so a node killed with -9 loses its sessions' live flag within that.
+every heartbeat (`--presence-heartbeat`, 5 s) while live. An entry counts as live only while it
+was refreshed less than three heartbeats ago, so a node killed with -9 loses its sessions' live
+flag within that.
 Ended entries stay for the bucket's max age, long enough for the archivers to catch up, so a
 session never disappears from the list in between.
 
@@ -25,16 +26,20 @@ from streamdom.wire import now_ms
 
 log = logging.getLogger(__name__)
 
-HEARTBEAT = 5.0  # s between refreshes of a live session's entry
-STALE_AFTER = 15_000  # ms without a refresh after which an entry no longer counts as live
+STALE_HEARTBEATS = 3  # heartbeats missed after which an entry no longer counts as live
 
 Summary = dict[str, object]
 ChangeCallback = Callable[[str, bool], None]  # (session id, started or ended)
 
 
-def merge(entries: list[Summary], now: int) -> Summary:
+def fresh(entry: Summary, now: int, stale_ms: int) -> bool:
+    """Whether an entry says live and was refreshed recently enough to believe it."""
+    return bool(entry.get("live")) and now - int(entry.get("seen_at", 0)) < stale_ms  # type: ignore[call-overload]
+
+
+def merge(entries: list[Summary], now: int, stale_ms: int) -> Summary:
     """One session's summary from its entries on several nodes (tabs recorded on different nodes)."""
-    live = [e for e in entries if e.get("live") and now - int(e.get("seen_at", 0)) < STALE_AFTER]  # type: ignore[arg-type]
+    live = [e for e in entries if fresh(e, now, stale_ms)]
     first = min(entries, key=lambda e: int(e["started_at"]))  # type: ignore[arg-type]
     return {
         "id": first["id"], "live": bool(live),
@@ -50,8 +55,11 @@ def merge(entries: list[Summary], now: int) -> Summary:
 class PresenceBoard:
     """This node's entries in the bucket, and a live copy of everyone's."""
 
-    def __init__(self, kv: KeyValue, node_id: str, on_change: ChangeCallback) -> None:
+    def __init__(self, kv: KeyValue, node_id: str, on_change: ChangeCallback,
+                 heartbeat: float = 5.0) -> None:
         self.kv = kv
+        self.heartbeat = heartbeat  # s between this node's refreshes
+        self.stale_ms = int(STALE_HEARTBEATS * heartbeat * 1000)
         self.node_id = node_id
         self.on_change = on_change
         self.entries: dict[str, dict[str, Summary]] = {}  # session id -> node -> entry
@@ -120,18 +128,18 @@ class PresenceBoard:
         if not nodes:
             return False
         now = now_ms()
-        return any(e.get("live") and now - int(e.get("seen_at", 0)) < STALE_AFTER  # type: ignore[arg-type]
-                   for e in nodes.values())
+        return any(fresh(e, now, self.stale_ms) for e in nodes.values())
 
     def summary(self, session_id: str) -> Summary | None:
         """The merged summary of a session, if any node has an entry for it."""
         nodes = self.entries.get(session_id)
-        return merge(list(nodes.values()), now_ms()) if nodes else None
+        return merge(list(nodes.values()), now_ms(), self.stale_ms) if nodes else None
 
     def summaries(self) -> dict[str, Summary]:
         """Every session with an entry, merged."""
         now = now_ms()
-        return {sid: merge(list(nodes.values()), now) for sid, nodes in self.entries.items() if nodes}
+        return {sid: merge(list(nodes.values()), now, self.stale_ms)
+                for sid, nodes in self.entries.items() if nodes}
 
     def put(self, session_id: str, summary: Summary) -> None:
         """Write this node's entry for a session soon (writes coalesce; never blocks)."""
