@@ -65,7 +65,8 @@ def run_one(n: int, args: argparse.Namespace) -> dict[str, Any]:
     extra = args.extra_watchers if args.extra_watchers >= 0 else max(1, n // 10)
     with tempfile.TemporaryDirectory(prefix="streamdom-lat-") as tmp:
         server = ServerProcess(Path(tmp) / "data", "--max-sessions-per-ip", str(max(1000, 2 * n)),
-                               "--log-level", "WARNING", *args.server_arg, nice=args.nice).start()
+                               "--log-level", "WARNING", *args.server_arg, nice=args.nice,
+                               **({"root": args.root.resolve()} if args.root else {})).start()
         try:
             plans = plans_for(server.ws, n, extra, args.procs, args, server.pid)
             stats: ClientStats = run_plans(plans, args.sample, args.nice)
@@ -102,7 +103,7 @@ def server_cpu_per_event(sample: Path) -> dict[str, float]:
 
     from support import load_sample
 
-    from streamdom import wire
+    from streamdom.ingest import frames as ingest_frames
     from streamdom.ingest import validate
 
     events = load_sample(sample)
@@ -118,9 +119,9 @@ def server_cpu_per_event(sample: Path) -> dict[str, float]:
             runs.append(time.perf_counter() - t)
         return median(runs) / len(frames) * 1e6
 
-    def ingest(f: str) -> None:
-        seq, evs = validate.parse_events(wire.parse_frame(f))
-        validate.make_record("s", "t", seq, evs[0], 1)
+    def ingest(f: str) -> None:  # what the server does with an events frame, sockets aside
+        seq, span = validate.parse_events(ingest_frames.parse_frame(f))
+        validate.make_batches("s", "t", seq, span, 0, 1)
 
     out = {"parse_and_make_record_us": per_event(ingest), "json_loads_us": per_event(json.loads),
            "frames": len(frames), "mean_frame_bytes": sum(map(len, frames)) / len(frames)}
@@ -176,6 +177,7 @@ def main() -> None:
                     help="extra argument for `python -m streamdom` (repeatable), e.g. "
                          "--server-arg=--flush-interval=3600")
     ap.add_argument("--sample", type=Path, default=SAMPLE, help="recorded session to take event shapes from")
+    ap.add_argument("--root", type=Path, help="the checkout whose server runs (default: this one)")
     ap.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     ap.add_argument("--browser", action="store_true",
                     help="afterwards run latency_browser.py (browser to browser, with its floor)")

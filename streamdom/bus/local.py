@@ -121,7 +121,7 @@ class LocalBus(Bus):
         key = (session_id, stream_id)
         marks = self.streams.get(key)
         if marks is None:
-            high = (await self.archive.stream_high_seqs([key])).get(key, 0)
+            high = await self.archive.stream_high_seq(key)
             marks = self.streams.open(key, url, user_agent, high)
         session = self.hub.recorder_joined(session_id, url, user_agent)
         marks.listeners.add(on_ack)

@@ -190,7 +190,7 @@ class NatsBus(Bus):
         marks = self.streams.get(key)
         if marks is None:
             high = max(await self._stored_high(key),
-                       (await self.archive.stream_high_seqs([key])).get(key, 0))
+                       await self.archive.stream_high_seq(key))
             marks = self.streams.open(key, url, user_agent, high)
         session = self.hub.recorder_joined(session_id, url, user_agent)
         relayed = self._relayed.setdefault(session_id, {})
