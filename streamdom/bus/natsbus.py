@@ -49,7 +49,7 @@ from streamdom.bus.streams import AckListener, StreamTable
 from streamdom.config import Config
 from streamdom.ingest.validate import batch_of, batches_from_rows
 from streamdom.live.hub import Hub, LiveSession
-from streamdom.records import ROW_DATA, ROW_SEQ, ROW_SERVER_TIME, ROW_STREAM, Batch, Row
+from streamdom.records import ROW_SEQ, ROW_STREAM, Batch, Row
 from streamdom.wire import FrameSink
 
 log = logging.getLogger(__name__)
@@ -388,25 +388,12 @@ class NatsBus(Bus):
     # --- reads ---------------------------------------------------------------------------------
     async def unarchived_summaries(self, ids: Collection[str] | None = None
                                    ) -> dict[str, PendingSummary]:
-        """For given sessions: their events in the stream that the archive lacks. For the whole
-        list: nothing (counts there lag the archivers by about a second; presence keeps every
-        live or recently ended session listed)."""
-        if ids is None:
-            return {}
-        out: dict[str, PendingSummary] = {}
-        for sid in ids:
-            rows = await self.unarchived(sid)
-            if not rows:
-                continue
-            keys = sorted({(sid, r[ROW_STREAM]) for r in rows})
-            highs = await self.archive.stream_high_seqs(keys)
-            rows = [r for r in rows if r[ROW_SEQ] > highs.get((sid, r[ROW_STREAM]), 0)]
-            if rows:
-                url, ua = self._stream_info((sid, rows[0][ROW_STREAM]))
-                out[sid] = PendingSummary(min(r[ROW_SERVER_TIME] for r in rows),
-                                          max(r[ROW_SERVER_TIME] for r in rows), len(rows),
-                                          sum(len(r[ROW_DATA]) for r in rows), url, ua)
-        return out
+        """Nothing: in cluster mode a session's figures are the archive's, which lag the stream
+        by the archivers' batch time (about a second), and presence keeps every live or recently
+        ended session listed meanwhile. Counting the stream's unarchived events per session
+        would cost a consumer per session per list push; the list, /api/sessions/<id> and the
+        /updates pushes agree this way. (The events themselves come from `unarchived`.)"""
+        return {}
 
     async def unarchived(self, session_id: str) -> list[Row]:
         """The session's events in the stream after the archivers' ack floor (a superset of what
