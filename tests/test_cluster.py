@@ -129,6 +129,9 @@ def test_list_is_the_same_on_every_node(nats1: NatsCluster, tmp_path: Path) -> N
                          and m["session"]["live"])
         for srv in (a, b):
             wait_for(lambda s=srv: listed(s) == [True], what="live everywhere")
+            # No archiver runs: the events come from the stream's unarchived tail.
+            assert [e["data"] for e in srv.get_json("/api/sessions/listed/events")] == \
+                [e["data"] for e in session_events(5)]
         rec.close()
         await read_until(updates, lambda m: m.get("session", {}).get("id") == "listed"
                          and not m["session"]["live"], timeout=15)
