@@ -1,24 +1,31 @@
 """Archive benchmark: size on disk, flush throughput, compaction, and query latency at scale.
 
+The archive is DuckLake tables (streamdom.archive: lake, commits, queries, maintenance). This
+runs one or more local variants (--lake, tuning knobs) and, with --archive s3://..., the same
+archive on S3 (SeaweedFS started here unless --s3-endpoint), all fed the same corpus in the same
+run and printed side by side. (The comparison with the archive StreamDOM had before DuckLake,
+its own file catalog, is recorded in docs/ARCHITECTURE.md; run it at commit ebe126f.)
+
+
 Builds a corpus of synthetic sessions from the sample session's real event shapes (node ids
 shifted per session, texts, pointer positions, URLs, viewports and timing varied, so it is not
 trivially compressible), spread over --days days ending now. Each session starts with a Meta +
 FullSnapshot pair and takes a new one every 60 s (rrweb's checkout, as the recorder does), then
 replays the sample's incremental events at a per-session pace. One extra session lasts
 --long-minutes. Events are turned into EventRecords with streamdom.ingest.validate.make_record and
-written in server-time order through the server's own flush path (layout.split_by_day,
-records_table, index_table, write_pair) in batches of --batch-events, then compacted with
-streamdom.archive.maintenance (compaction_groups + compact). Then it measures the session list
-(queries.list_sessions) and loading the long session through Sessions.events (first page of
-2000 and everything).
+committed in server-time order through the server's own commit (commits.commit) in batches of
+--batch-events, then compacted with DuckLake's merge (maintenance.maintain's steps). Then it
+measures the session list (queries.list_sessions), the hello lookup (queries.stream_high_seqs)
+and loading the long session (queries.session_page: first page of 2000 and everything), before
+and after compaction.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import heapq
 import json
+import os
 import random
 import shutil
 import string
@@ -33,14 +40,12 @@ from urllib.parse import urlsplit
 import zstandard
 from support import SAMPLE, load_sample, machine_note, median, write_json
 
-from streamdom.archive import lake, layout, maintenance, queries
-from streamdom.archive.catalog import Catalog
-from streamdom.config import Config
+from streamdom.archive import commits, lake, maintenance, queries
+from streamdom.config import S3Credentials
 from streamdom.ingest.validate import make_record
 from streamdom.records import EventRecord, Row
 from streamdom.rrweb import EventType
 from streamdom.testing_archive import S3_KEY_ID, S3_SECRET, SeaweedS3
-from streamdom.web.services import Services
 
 DAY_MS = 86_400_000
 ID_KEYS = frozenset(("id", "parentId", "nextId", "previousId", "rootId"))
@@ -251,81 +256,8 @@ def time_it(fn: Any, runs: int) -> tuple[float, float, Any]:
     return times[0], median(times[1:]), out
 
 
-class OwnArchive:
-    """Today's archive: our own file pairs, catalog, size-tier compaction (the server's code)."""
-
-    def __init__(self, data_dir: Path, level: int) -> None:
-        self.name = "own catalog"
-        self.data_dir = data_dir
-        self.level = level
-        self.files: list[layout.DataFile] = []
-        self.stage_s = {"records_table": 0.0, "index_table": 0.0, "write_pair": 0.0}
-
-    def write(self, batch: list[Row], stream_info: StreamInfo) -> None:
-        """One flush, as the server's flusher process does it."""
-        for day, recs in layout.split_by_day(batch).items():
-            t1 = time.perf_counter()
-            table = layout.records_table(recs)
-            t2 = time.perf_counter()
-            index = layout.index_table(table, stream_info)
-            t3 = time.perf_counter()
-            self.files.append(layout.write_pair(self.data_dir, day, table, index, self.level))
-            t4 = time.perf_counter()
-            self.stage_s["records_table"] += t2 - t1
-            self.stage_s["index_table"] += t3 - t2
-            self.stage_s["write_pair"] += t4 - t3
-
-    def disk_bytes(self) -> int:
-        """Bytes of every file of the archive."""
-        return dir_bytes(self.data_dir)
-
-    def compact(self) -> dict[str, Any]:
-        """Compact every day the way the server's maintenance pass does; returns timings."""
-        catalog = Catalog(layout.scan(self.data_dir))
-        groups = maintenance.compaction_groups(catalog.files(), Config().compaction_min_files)
-        t = time.perf_counter()
-        for group in groups:
-            merged_file = maintenance.compact(self.data_dir, group, self.level)
-            catalog.change(add=[merged_file], remove=group)
-        return {"seconds": time.perf_counter() - t, "files_in": sum(len(g) for g in groups),
-                "files_out": len(layout.scan(self.data_dir))}
-
-    def measure(self, long_sid: str, long_stream: str, now_ms: int, runs: int) -> dict[str, Any]:
-        """Session list and long-session loads over the files on disk now."""
-        files = layout.scan(self.data_dir)
-        out: dict[str, Any] = {"files": len(files)}
-        since_24h = now_ms - DAY_MS
-        for key, since, q, limit in (("list_24h", since_24h, None, 1000), ("list_all", 0, None, 1000),
-                                     ("list_search", 0, "projects/42", 100)):
-            first, med, rows = time_it(lambda: queries.list_sessions(files, since, None, q, limit), runs)  # noqa: B023
-            out[key] = {"first_ms": first, "median_ms": med, "rows": len(rows)}
-        keys = [(long_sid, long_stream)]
-        first, med, high = time_it(lambda: queries.stream_high_seqs(files, keys), runs)
-        out["hello_lookup"] = {"first_ms": first, "median_ms": med, "found": bool(high)}
-
-        # The server's read path (the sessions read model over the archive), not started:
-        # nothing is live or waiting to be archived, as after a restart.
-        svc = Services(Config(data_dir=self.data_dir))
-        svc.archive.catalog.change(add=files)
-
-        def run_load(limit: int | None) -> tuple[int, int]:
-            rows, _more = asyncio.run(svc.sessions.events(long_sid, 0, limit))
-            return len(rows), sum(len(r[3]) for r in rows)
-
-        first, med, (n, nbytes) = time_it(lambda: run_load(FIRST_PAGE), runs)
-        out["first_page"] = {"first_ms": first, "median_ms": med, "events": n, "bytes": nbytes}
-        first, med, (n, nbytes) = time_it(lambda: run_load(None), max(3, runs // 2))
-        out["full_load"] = {"first_ms": first, "median_ms": med, "events": n, "bytes": nbytes}
-        svc.archive.close()
-        svc.bus.process.shutdown()
-        return out
-
-    def close(self) -> None:
-        """Nothing to close."""
-
-
 class LakeArchive:
-    """The DuckLake archive (streamdom.lake), local or on S3, one writer connection."""
+    """The DuckLake archive, local or on S3, one writer connection."""
 
     def __init__(self, name: str, loc: lake.Location, tuning: lake.Tuning,
                  local_dir: Path | None, threads: int = 1, dedup: bool = True) -> None:
@@ -339,7 +271,7 @@ class LakeArchive:
 
     def write(self, batch: list[Row], stream_info: StreamInfo) -> None:
         """One flush: one DuckLake commit (dedup unless told not to, events, index)."""
-        lake.commit(self.con, batch, stream_info, self.dedup)
+        commits.commit(self.con, batch, stream_info, self.dedup)
 
     def disk_bytes(self) -> int:
         """Bytes of every Parquet file referenced or not yet cleaned up, plus the catalog."""
@@ -356,8 +288,9 @@ class LakeArchive:
         """DuckLake's merge_adjacent_files and snapshot expiry, then file cleanup (no grace)."""
         before = len(lake.data_files(self.con))
         t = time.perf_counter()
-        lake.compact(self.con)
-        lake.cleanup(self.con)
+        self.con.execute("CALL ducklake_merge_adjacent_files('lake')")
+        maintenance.expire_snapshots(self.con)
+        maintenance.cleanup(self.con)
         return {"seconds": time.perf_counter() - t, "files_in": before,
                 "files_out": len(lake.data_files(self.con))}
 
@@ -368,15 +301,14 @@ class LakeArchive:
         since_24h = now_ms - DAY_MS
         for key, since, q, limit in (("list_24h", since_24h, None, 1000), ("list_all", 0, None, 1000),
                                      ("list_search", 0, "projects/42", 100)):
-            first, med, rows = time_it(lambda: lake.list_sessions(con, since, None, q, limit), runs)  # noqa: B023
+            first, med, rows = time_it(lambda: queries.list_sessions(con, since, None, q, limit), runs)  # noqa: B023
             out[key] = {"first_ms": first, "median_ms": med, "rows": len(rows)}
         keys = [(long_sid, long_stream)]
-        first, med, high = time_it(lambda: lake.stream_high_seqs(con, keys), runs)
+        first, med, high = time_it(lambda: queries.stream_high_seqs(con, keys), runs)
         out["hello_lookup"] = {"first_ms": first, "median_ms": med, "found": bool(high)}
 
         def run_load(limit: int | None) -> tuple[int, int]:
-            _summary, days = lake.session_summary(con, long_sid)
-            rows = lake.session_events(con, long_sid, days, 0, limit)
+            rows = queries.session_page(con, long_sid, 0, limit).rows
             return len(rows), sum(len(r[3]) for r in rows)
 
         first, med, (n, nbytes) = time_it(lambda: run_load(FIRST_PAGE), runs)
@@ -392,7 +324,7 @@ class LakeArchive:
 
 
 StreamInfo = dict[tuple[str, str], tuple[str, str]]
-Archive = OwnArchive | LakeArchive
+Archive = LakeArchive
 
 
 # --- the benchmark -----------------------------------------------------------------------------
@@ -555,7 +487,7 @@ def main() -> None:
                     help="events/s of the long session (default %(default)s)")
     ap.add_argument("--batch-events", type=int, default=20_000,
                     help="events per flush, i.e. a busy server's 5-s flush (default %(default)s)")
-    ap.add_argument("--level", type=int, default=Config().parquet_compression_level,
+    ap.add_argument("--level", type=int, default=lake.Tuning().compression_level,
                     help="Parquet zstd level (default: the server's, %(default)s)")
     ap.add_argument("--compare-mb", type=float, default=60.0,
                     help="feed at most about this much JSON to gzip/zstd (every k-th session) "
@@ -565,7 +497,6 @@ def main() -> None:
     ap.add_argument("--lake", action="append", metavar="NAME[:level=N,rg=N,sort=0|1,inline=N]",
                     help="a local DuckLake variant to run beside today's archive (repeatable; "
                          "default one: 'ducklake')")
-    ap.add_argument("--no-own", action="store_true", help="skip today's own-catalog archive")
     ap.add_argument("--archive", metavar="s3://BUCKET/PREFIX",
                     help="also write a DuckLake archive there (SQLite catalog in the temp dir), "
                          "printed beside the local ones")
@@ -585,20 +516,19 @@ def main() -> None:
     weed = None
     archives: list[Archive] = []
     try:
-        if not args.no_own:
-            archives.append(OwnArchive(tmp / "own", args.level))
         for spec in args.lake or ["ducklake"]:
             name, tuning, threads, dedup = parse_variant(spec, args.level)
             d = tmp / name
             archives.append(LakeArchive(name, lake.Location.local(d), tuning, d, threads, dedup))
         if args.archive:
-            creds = None
             endpoint = args.s3_endpoint
             if endpoint is None:
                 weed = SeaweedS3(tmp / "seaweedfs").start(buckets=(urlsplit(args.archive).netloc,))
                 endpoint = weed.endpoint
-                creds = lake.S3Credentials(**dict(zip(("key_id", "secret"), (S3_KEY_ID, S3_SECRET), strict=True)))
+                creds = S3Credentials(S3_KEY_ID, S3_SECRET)
                 print(f"SeaweedFS S3 on {endpoint} (weed mini, {tmp / 'seaweedfs'})")
+            else:
+                creds = S3Credentials.from_environment(os.environ)
             loc = lake.Location(args.archive, str(tmp / "s3-catalog.sqlite"), endpoint, creds)
             _name, tuning, threads, dedup = parse_variant(args.s3_variant, args.level)
             archives.append(LakeArchive("ducklake s3", loc, tuning, None, threads, dedup))

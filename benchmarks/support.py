@@ -687,16 +687,9 @@ class PageServer:
 
 
 def flush_times(data_dir: Path) -> list[float]:
-    """Wall times (s) at which the server wrote Parquet files, from their names (UTC stamps)."""
-    from datetime import UTC, datetime
-
-    out = []
-    for f in (data_dir / "events").rglob("*.parquet"):
-        try:
-            out.append(datetime.strptime(f.name[:21], "%Y%m%dT%H%M%S%f").replace(tzinfo=UTC).timestamp())
-        except ValueError:
-            pass
-    return sorted(out)
+    """Wall times (s) at which the server wrote the archive's events files (their mtimes: flushes,
+    and merges, which run every --compaction-interval)."""
+    return sorted(f.stat().st_mtime for f in (data_dir / "main" / "events").rglob("*.parquet"))
 
 
 def near_flush_split(lat: list[float], at: list[float], flushes: list[float],

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from streamdom.archive.command import add_archive_options, archive_options
 from streamdom.bus import jetstream as J
 from streamdom.config import Config
 from streamdom.ingest import access
@@ -91,6 +92,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
     cluster.add_argument("--workers", type=int, default=d.workers,
                          help="with --bus: processes sharing the port (SO_REUSEPORT), each a "
                               "node (default %(default)s)")
+    add_archive_options(ap)
     ap.add_argument("--log-level", default="INFO")
     a = ap.parse_args(argv)
     if a.workers > 1 and not a.bus:
@@ -114,6 +116,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
         bus_connect_timeout=a.bus_connect_timeout, presence_heartbeat=a.presence_heartbeat,
         ack_interval=a.ack_interval if a.ack_interval is not None else
         CLUSTER_ACK_INTERVAL if a.bus else d.ack_interval,
+        **archive_options(ap, a),
     )
 
 

@@ -2,9 +2,42 @@
 
 from __future__ import annotations
 
+import configparser
 import dataclasses
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+
+
+@dataclass(frozen=True)
+class S3Credentials:
+    """An access key pair (never printed)."""
+
+    key_id: str = field(repr=False)
+    secret: str = field(repr=False)
+    session_token: str | None = field(default=None, repr=False)
+    region: str = "us-east-1"
+
+    @classmethod
+    def from_environment(cls, env: Mapping[str, str]) -> S3Credentials:
+        """From AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (/ AWS_SESSION_TOKEN), else the
+        shared credentials file (AWS_SHARED_CREDENTIALS_FILE or ~/.aws/credentials, AWS_PROFILE).
+
+        The CLI passes os.environ; nothing deeper reads the environment."""
+        region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1"
+        if env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY"):
+            return cls(env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"],
+                       env.get("AWS_SESSION_TOKEN"), region)
+        path = Path(env.get("AWS_SHARED_CREDENTIALS_FILE") or Path.home() / ".aws" / "credentials")
+        profile = env.get("AWS_PROFILE", "default")
+        parser = configparser.ConfigParser()
+        if parser.read(path) and parser.has_section(profile):
+            sec = parser[profile]
+            if sec.get("aws_access_key_id") and sec.get("aws_secret_access_key"):
+                return cls(sec["aws_access_key_id"], sec["aws_secret_access_key"],
+                           sec.get("aws_session_token"), sec.get("region", region))
+        raise ValueError("no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+                         f"or put a [{profile}] section in {path}")
 
 
 @dataclass
@@ -37,17 +70,20 @@ class Config:
     max_events_per_second_per_ip: float = 10000.0
     max_sessions_per_ip: int = 200
 
-    # Archive.
+    # Archive: DuckLake tables. Data under data_dir, or on S3 at `archive` (s3://bucket/prefix);
+    # the table catalog in <data_dir>/catalog.sqlite, or in PostgreSQL at `catalog`.
+    archive: str | None = None
+    s3_endpoint: str | None = None  # e.g. http://127.0.0.1:8333 for SeaweedFS or MinIO
+    s3_credentials: S3Credentials | None = field(default=None, repr=False)
+    catalog: str | None = None  # postgresql://user:password@host:port/db
     wal_sync_interval: float = 0.02  # seconds between WAL fsyncs; acks follow each fsync
     ack_interval: float = 0.5  # at most one ack per recorder connection this often
-    flush_interval: float = 5.0  # seconds between Parquet flushes
-    flusher_idle: bool = True  # Parquet work only on otherwise idle CPU (else at nice 10)
+    flush_interval: float = 5.0  # seconds between archive commits
+    flusher_idle: bool = True  # archive writes only on otherwise idle CPU (else at nice 10)
     flush_max_events: int = 50_000  # flush early when this many events are pending
-    compaction_interval: float = 60.0
-    compaction_min_files: int = 8
+    compaction_interval: float = 60.0  # seconds between maintenance passes (merge, retention, cleanup)
     retention_days: int = 30
     min_free_bytes: int = 64 * 1024 * 1024  # below this, ingest refuses events (4507)
-    parquet_compression_level: int = 9
     query_threads: int = 2
 
     # Cluster mode (--bus): NATS JetStream is the log; nothing here changes without it.

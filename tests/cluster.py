@@ -9,8 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-import duckdb
-
+from streamdom.archive import lake
 from streamdom.testing import ROOT, ServerProcess
 
 
@@ -70,13 +69,16 @@ class ArchiverProcess:
 
 
 def archived_seqs(root: Path, session_id: str) -> dict[str, list[int]]:
-    """Per stream, the seqs the archive holds for a session, in archive order (with repeats)."""
-    glob = str(root / "archive" / "events" / "day=*" / "*.parquet")
-    if not list((root / "archive").glob("events/day=*/*.parquet")):
+    """Per stream, the seqs the archive holds for a session, in archive order (with repeats),
+    read through the catalog: one consistent snapshot, whatever merges are under way."""
+    if not (root / "archive" / lake.CATALOG_FILE).exists():
         return {}
-    rows = duckdb.connect().execute(
-        f"SELECT stream_id, seq FROM read_parquet('{glob}') WHERE session_id = ? "
-        "ORDER BY stream_id, seq", [session_id]).fetchall()
+    con = lake.connect(lake.Location.local(root / "archive"))
+    try:
+        rows = con.execute("SELECT stream_id, seq FROM lake.events WHERE session_id = ? "
+                           "ORDER BY stream_id, seq", [session_id]).fetchall()
+    finally:
+        con.close()
     out: dict[str, list[int]] = {}
     for stream, seq in rows:
         out.setdefault(stream, []).append(int(seq))

@@ -12,10 +12,12 @@ a test can kill -9 it in between.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
-from streamdom.archive import lake
+from streamdom.archive import commits, lake
+from streamdom.config import S3Credentials
 from streamdom.ingest.validate import make_record
 from streamdom.records import Row
 
@@ -49,12 +51,13 @@ def main() -> None:
     ap.add_argument("--hold-before-ack", action="store_true",
                     help="after each commit wait for a line on stdin before acking")
     args = ap.parse_args()
-    con = lake.connect(lake.Location(args.data_path, args.catalog, args.s3_endpoint))
+    creds = S3Credentials.from_environment(os.environ) if args.s3_endpoint else None
+    con = lake.connect(lake.Location(args.data_path, args.catalog, args.s3_endpoint, creds))
     starts = list(range(args.first, args.last + 1, args.batch))
     for start in reversed(starts) if args.reverse else starts:
         seqs = range(start, min(start + args.batch, args.last + 1))
         rows = [r for sid in args.sessions.split(",") for r in rows_for(sid, seqs, args.day_ms)]
-        n = lake.commit(con, rows, {})
+        n = commits.commit(con, rows, {})
         print(f"committed {seqs.start}-{seqs.stop - 1} {n}", flush=True)
         if args.hold_before_ack:
             sys.stdin.readline()

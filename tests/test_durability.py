@@ -133,16 +133,14 @@ def test_any_text_survives_relay_wal_and_archive(server: ServerProcess) -> None:
 
 
 def test_leftovers_of_an_interrupted_write_are_removed_on_start(server: ServerProcess) -> None:
-    # A crash between a pair's events and index renames, and one mid-write of a temp file.
+    # A flush killed mid-commit: its Parquet file is written, the catalog never lists it.
     evs = session_events(5)
     record(server.ws, "left", evs)
     assert server.stop() == 0
-    [events_file] = list((server.data_dir / "events").glob("day=*/*.parquet"))
-    orphan = events_file.with_name("20990101T000000000000-orphan.parquet")
-    orphan.write_bytes(events_file.read_bytes())  # the same events, as if a flush died midway
-    tmp = events_file.with_name("." + events_file.name + ".tmp")
-    tmp.write_bytes(b"half a file")
+    [events_file] = list((server.data_dir / "main" / "events").glob("day=*/*.parquet"))
+    orphan = events_file.with_name("ducklake-00000000-0000-7000-8000-000000000000.parquet")
+    orphan.write_bytes(events_file.read_bytes())  # the same events, as a glob would count them
     server.start()
-    assert not orphan.exists() and not tmp.exists()
+    assert not orphan.exists()
     assert "left by an interrupted write" in server.logs()
     assert server.get_json("/api/sessions/left/events") == evs

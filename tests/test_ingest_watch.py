@@ -55,7 +55,7 @@ def test_record_watch_archive_replay(server: ServerProcess) -> None:
     assert server.stop() == 0
     assert not list((server.data_dir / "wal").glob("*.wal")) or all(
         p.stat().st_size == 0 for p in (server.data_dir / "wal").glob("*.wal"))
-    assert list((server.data_dir / "events").glob("day=*/*.parquet"))
+    assert list((server.data_dir / "main" / "events").glob("day=*/*.parquet"))
     server.start()
     assert server.get_json("/api/sessions/sess-1/events") == evs
     assert server.get_json("/api/sessions")["sessions"][0]["event_count"] == 50
@@ -93,7 +93,7 @@ def test_events_paging(app: InProcessServer) -> None:
         await rec.wait_ack(60)
         # Let a flush move the first part to Parquet: the rest stays unarchived for a while.
         deadline = time.monotonic() + 10
-        while not list((app.data_dir / "events").glob("day=*/*.parquet")):
+        while not list((app.data_dir / "main" / "events").glob("day=*/*.parquet")):
             assert time.monotonic() < deadline, "no flush"
             await asyncio.sleep(0.05)
         await rec.send_events(61, evs[60:])

@@ -1,4 +1,4 @@
-"""The DuckLake archive (streamdom.lake) against real services: SeaweedFS S3 and PostgreSQL.
+"""The DuckLake archive against real services: SeaweedFS S3 and PostgreSQL, and a local one.
 
 Several archivers at once, kill -9 between commit and ack, readers during compaction,
 retention: every event exactly once, every time.
@@ -11,13 +11,13 @@ import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
 import pytest
 
-from streamdom.archive import lake
+from streamdom.archive import commits, lake, maintenance, queries
+from streamdom.config import S3Credentials
 from streamdom.records import ROW_SERVER_TIME as SERVER_TIME
 from streamdom.testing import ROOT
 from streamdom.testing_archive import SeaweedS3
@@ -25,27 +25,14 @@ from tests.lake_writer import rows_for
 
 
 @pytest.fixture
-def s3_lake(seaweed: SeaweedS3, pg_url: str) -> Iterator[lake.Location]:
-    """A fresh archive: data under its own S3 prefix, catalog in its own PostgreSQL schema... database."""
+def s3_lake(seaweed: SeaweedS3, pg_url: str) -> lake.Location:
+    """A fresh archive: data under its own S3 prefix, catalog in its own PostgreSQL database."""
     prefix = f"s3://streamdom/t-{uuid.uuid4().hex[:8]}"
-    # One database per test run; each test gets its own catalog tables through a fresh schema
-    # would need DuckLake's METADATA_SCHEMA: simpler, one database per test (cheap in PostgreSQL).
-    from streamdom.testing_archive import pg_database
-
-    with pg_database("streamdom_lake") as url:
-        old = {k: os.environ.get(k) for k in seaweed.env()}
-        os.environ.update(seaweed.env())
-        try:
-            yield lake.Location(prefix, url, seaweed.endpoint)
-        finally:
-            for k, v in old.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
+    return lake.Location(prefix, pg_url, seaweed.endpoint, S3Credentials.from_environment(seaweed.env()))
 
 
 def writer(loc: lake.Location, env: dict[str, str], *args: str, stdin: bool = False) -> subprocess.Popen[str]:
+    """A tests.lake_writer process (an archiver's commit-then-ack loop) on this archive."""
     cmd = [sys.executable, "-m", "tests.lake_writer", "--data-path", loc.data_path,
            "--catalog", loc.catalog, *(["--s3-endpoint", loc.s3_endpoint] if loc.s3_endpoint else []),
            *args]
@@ -64,15 +51,15 @@ def counts(con: duckdb.DuckDBPyConnection) -> tuple[int, int, int]:
 def test_a_commit_skips_what_is_archived_and_repeats_within_the_batch(tmp_path: Path) -> None:
     con = lake.connect(lake.Location.local(tmp_path))
     rows = rows_for("s1", range(1, 101))
-    assert lake.commit(con, rows[:40] + rows[60:70], {("s1", "tab-1"): ("http://hello/", "UA")}) == 50
-    assert lake.commit(con, rows + rows[::-1], {}) == 50  # the holes 41-60 and 71-100, once each
-    assert lake.commit(con, rows, {}) == 0
+    assert commits.commit(con, rows[:40] + rows[60:70], {("s1", "tab-1"): ("http://hello/", "UA")}) == 50
+    assert commits.commit(con, rows + rows[::-1], {}) == 50  # the holes 41-60 and 71-100, once each
+    assert commits.commit(con, rows, {}) == 0
     assert counts(con) == (100, 100, 100)
-    summary, days = lake.session_summary(con, "s1")
-    assert summary["event_count"] == 100 and summary["url"] == "http://hello/"
-    got = lake.session_events(con, "s1", days, 0, None)
-    assert [r[1] for r in got] == list(range(1, 101))
-    assert lake.stream_high_seqs(con, [("s1", "tab-1")]) == {("s1", "tab-1"): 100}
+    page = queries.session_page(con, "s1", 0, None)
+    assert page.summary["event_count"] == 100 and page.summary["url"] == "http://hello/"
+    assert [r[1] for r in page.rows] == list(range(1, 101))
+    assert page.stream_highs == {"tab-1": 100}
+    assert queries.stream_high_seqs(con, [("s1", "tab-1")]) == {("s1", "tab-1"): 100}
 
 
 def test_two_archivers_writing_at_once_store_every_event_once(s3_lake: lake.Location, seaweed: SeaweedS3) -> None:
@@ -87,8 +74,7 @@ def test_two_archivers_writing_at_once_store_every_event_once(s3_lake: lake.Loca
     assert new == 800
     con = lake.connect(s3_lake, read_only=True)
     assert counts(con) == (800, 800, 800)
-    _, days = lake.session_summary(con, "b")
-    assert [r[1] for r in lake.session_events(con, "b", days, 0, None)] == list(range(1, 401))
+    assert [r[1] for r in queries.session_page(con, "b", 0, None).rows] == list(range(1, 401))
 
 
 def test_kill_9_between_commit_and_ack_archives_nothing_twice(s3_lake: lake.Location, seaweed: SeaweedS3) -> None:
@@ -115,7 +101,7 @@ def test_kill_9_between_commit_and_ack_archives_nothing_twice(s3_lake: lake.Loca
 def test_readers_during_compaction_always_see_every_event_once(s3_lake: lake.Location) -> None:
     con = lake.connect(s3_lake)
     for start in range(1, 301, 20):  # 15 commits: 15 small files per table
-        lake.commit(con, rows_for("r", range(start, start + 20)), {})
+        commits.commit(con, rows_for("r", range(start, start + 20)), {})
     files_before = len(lake.data_files(con))
     errors: list[str] = []
     stop = threading.Event()
@@ -125,9 +111,9 @@ def test_readers_during_compaction_always_see_every_event_once(s3_lake: lake.Loc
         rcon = lake.connect(s3_lake, read_only=True)
         while not stop.is_set():
             got = counts(rcon)
-            summary, days = lake.session_summary(rcon, "r")
-            seqs = [r[1] for r in lake.session_events(rcon, "r", days, 0, None)]
-            if got != (300, 300, 300) or seqs != list(range(1, 301)) or summary["event_count"] != 300:
+            page = queries.session_page(rcon, "r", 0, None)
+            seqs = [r[1] for r in page.rows]
+            if got != (300, 300, 300) or seqs != list(range(1, 301)) or page.total != 300:
                 errors.append(f"{got} {len(seqs)}")
             checked[0] += 1
         rcon.close()
@@ -136,7 +122,7 @@ def test_readers_during_compaction_always_see_every_event_once(s3_lake: lake.Loc
     for t in threads:
         t.start()
     try:
-        lake.maintain(con)  # merge; replaced files stay for running readers until the next pass
+        maintenance.maintain(con)  # merge; replaced files stay for running readers until the next pass
         while checked[0] < 6:
             stop.wait(0.05)
     finally:
@@ -151,16 +137,16 @@ def test_readers_during_compaction_always_see_every_event_once(s3_lake: lake.Loc
 def test_a_glob_sees_replaced_files_until_cleanup_and_counts_once_with_distinct(tmp_path: Path) -> None:
     con = lake.connect(lake.Location.local(tmp_path))
     for start in range(1, 101, 10):
-        lake.commit(con, rows_for("g", range(start, start + 10)), {})
+        commits.commit(con, rows_for("g", range(start, start + 10)), {})
     glob = f"read_parquet('{tmp_path}/main/events/*/*.parquet', hive_partitioning = true)"
 
     def glob_counts() -> tuple[int, int]:
         return duckdb.sql(f"SELECT count(*), count(DISTINCT (session_id, stream_id, seq)) FROM {glob}").fetchone()
 
     assert glob_counts() == (100, 100)
-    lake.maintain(con)  # merged; the originals stay for running readers until the next pass
+    maintenance.maintain(con)  # merged; the originals stay for running readers until the next pass
     assert glob_counts() == (200, 100)
-    lake.maintain(con)
+    maintenance.maintain(con)
     assert glob_counts() == (100, 100)
 
 
@@ -169,9 +155,9 @@ def test_retention_deletes_exactly_the_expired_days(tmp_path: Path) -> None:
     day_ms = 86_400_000
     for d in range(5):  # one session per day, 2025-11-24 .. 2025-11-28
         rows = rows_for(f"d{d}", range(1, 11))
-        lake.commit(con, [(*r[:SERVER_TIME], r[SERVER_TIME] + d * day_ms, *r[SERVER_TIME + 1:]) for r in rows], {})
-    lake.maintain(con, "2025-11-26")
-    lake.maintain(con, "2025-11-26")  # the next pass deletes the files
+        commits.commit(con, [(*r[:SERVER_TIME], r[SERVER_TIME] + d * day_ms, *r[SERVER_TIME + 1:]) for r in rows], {})
+    maintenance.maintain(con, "2025-11-26")
+    maintenance.maintain(con, "2025-11-26")  # the next pass deletes the files
     kept = ["2025-11-26", "2025-11-27", "2025-11-28"]
     for table in ("events", "sessions"):
         assert [str(r[0]) for r in con.execute(f"SELECT DISTINCT day FROM lake.{table} ORDER BY 1").fetchall()] == kept
@@ -180,17 +166,14 @@ def test_retention_deletes_exactly_the_expired_days(tmp_path: Path) -> None:
     assert counts(con) == (30, 30, 30)
 
 
-def test_s3_credentials_come_from_the_environment_and_are_never_shown(
-        seaweed: SeaweedS3, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    loc = lake.Location("s3://streamdom/creds", pg_url, seaweed.endpoint)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "wrong")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "nope-secret")
-    con = lake.connect(loc)
+def test_s3_credentials_come_from_the_environment_and_are_never_shown(seaweed: SeaweedS3, pg_url: str) -> None:
+    wrong = S3Credentials.from_environment({"AWS_ACCESS_KEY_ID": "wrong", "AWS_SECRET_ACCESS_KEY": "nope-secret"})
+    con = lake.connect(lake.Location("s3://streamdom/creds", pg_url, seaweed.endpoint, wrong))
     with pytest.raises(duckdb.Error) as info:
-        lake.commit(con, rows_for("c", range(1, 3)), {})
+        commits.commit(con, rows_for("c", range(1, 3)), {})
     assert "nope-secret" not in str(info.value)
     creds = lake.S3Credentials.from_environment(seaweed.env())
     assert seaweed.env()["AWS_SECRET_ACCESS_KEY"] not in repr(creds) + repr(
         lake.Location("s3://x", pg_url, None, creds))
     con = lake.connect(lake.Location("s3://streamdom/creds", pg_url, seaweed.endpoint, creds))
-    assert lake.commit(con, rows_for("c", range(1, 3)), {}) == 2
+    assert commits.commit(con, rows_for("c", range(1, 3)), {}) == 2

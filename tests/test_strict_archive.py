@@ -123,21 +123,21 @@ def test_after_kill_9_and_recovery_every_reader_takes_the_archive(
     strict_server.args = ["--flush-interval", "0.3"]
     strict_server.start()
     data = strict_server.data_dir
-    wait_for(lambda: list((data / "events").glob("day=*/*.parquet")), what="the recovered flush")
+    wait_for(lambda: list((data / "main" / "events").glob("day=*/*.parquet")), what="the recovered flush")
     # The events API, read strictly: every accepted event, as sent but for lone surrogates.
     for sid, kept in ACCEPTED.items():
         raw = _get(strict_server, f"/api/sessions/{sid}/events")
         assert strict_loads(raw) == well_formed(kept), sid
     # DuckDB over every stored row: json_extract and the README's analyst queries.
-    glob = str(data / "events" / "*" / "*.parquet")
+    glob = str(data / "main" / "events" / "*" / "*.parquet")
     [rows] = duckdb.sql(f"SELECT count(*), count(json_extract(data, '$')), bool_and(json_valid(data)),"
                         f" bool_and(extra IS NULL OR json_valid(extra)) FROM read_parquet('{glob}')").fetchall()
     assert rows[0] == rows[1] == sum(map(len, ACCEPTED.values())) and rows[2] and rows[3]
     cwd = os.getcwd()
     os.chdir(data.parent)  # the queries say 'data/...'
     try:
-        for q in readme_queries():
-            duckdb.sql(q).fetchall()
+        for q in readme_queries():  # each in a fresh connection (one of them ATTACHes the catalog)
+            duckdb.connect().execute(q).fetchall()
     finally:
         os.chdir(cwd)
     # A replay in Chromium of the session with the most events.

@@ -16,22 +16,22 @@ so two archivers never compact the same day.
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import logging
 import os
 import socket
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Protocol
 from urllib.parse import unquote
 
+import duckdb
 import nats.errors
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from streamdom.archive.layout import DataFile
+from streamdom.archive import commits, maintenance
+from streamdom.archive.lake import Location
 from streamdom.bus import jetstream as J
 from streamdom.bus.follower import message_rows
 from streamdom.bus.lease import Lease
@@ -53,72 +53,27 @@ class ArchiveWriter(Protocol):
         """One retention + compaction pass, checking `holds_lease()` between steps. Blocking."""
 
 
-class ParquetArchive:
-    """Today's day-partitioned Parquet files and index under a data directory, as a writer.
+class LakeArchive:
+    """The DuckLake archive as the archiver's writer (see streamdom.archive.commits).
 
-    Several archivers may write one directory: each commit holds an exclusive `flock` on
-    `<data-dir>/.archive.lock` while it looks up which of its rows are archived and writes the
-    rest, so two commits never both see a row as new. The lookup is by exact (session, stream,
-    seq), not by a stream's highest seq: two archivers may commit a stream's batches out of
-    order. (flock needs a local disk or a file system that honours it; the DuckLake archive of
-    issue 14 replaces this with catalog transactions.) Compaction under the lease rewrites files
-    that readers on other nodes may hold open.
+    Several archivers may commit at once: each commit skips the rows already archived inside
+    its DuckLake transaction, and concurrent commits conflict and retry (commits.WRITES_DDL),
+    so two archivers never both archive a row. Maintenance is DuckLake's own, under the lease.
     """
 
-    def __init__(self, data_dir: Path, level: int, retention_days: int, min_files: int) -> None:
-        self.data_dir = Path(data_dir)
-        self.level = level
+    def __init__(self, location: Location, retention_days: int) -> None:
+        self.location = location
         self.retention_days = retention_days
-        self.min_files = min_files
-        self.data_dir.mkdir(parents=True, exist_ok=True)
 
     def commit(self, rows: list[Row], stream_info: StreamInfo) -> int:
         """See ArchiveWriter.commit."""
-        from streamdom.archive import flusher, layout
-
-        with open(self.data_dir / ".archive.lock", "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            have = archived_keys(layout.scan(self.data_dir), rows)
-            new: list[Row] = []
-            for r in rows:
-                key = (r[0], r[1], r[2])
-                if key not in have:
-                    have.add(key)  # also drops repeats inside the batch
-                    new.append(r)
-            if new:
-                flusher.write_rows(self.data_dir, new, stream_info, self.level)
-        return len(new)
+        return commits.commit(commits.writer(self.location), rows, stream_info)
 
     def maintain(self, holds_lease: Callable[[], bool]) -> None:
-        """See ArchiveWriter.maintain."""
-        from streamdom.archive import layout, maintenance
-
-        files = layout.scan(self.data_dir)
-        for f in maintenance.expired_files(files, self.retention_days):
-            if not holds_lease():
-                return
-            f.index.unlink(missing_ok=True)
-            f.events.unlink(missing_ok=True)
-        for group in maintenance.compaction_groups(layout.scan(self.data_dir), self.min_files):
-            if not holds_lease():
-                return
-            maintenance.compact(self.data_dir, group, self.level)
-            for f in group:
-                f.index.unlink(missing_ok=True)
-                f.events.unlink(missing_ok=True)
-
-
-def archived_keys(files: list[DataFile], rows: list[Row]) -> set[tuple[str, str, int]]:
-    """Which (session, stream, seq) of `rows` the Parquet files already hold."""
-    from streamdom.archive import queries
-
-    if not files or not rows:
-        return set()
-    sql = ("SELECT session_id, stream_id, seq FROM read_parquet(?) "
-           "WHERE session_id IN (SELECT unnest(?)) AND seq BETWEEN ? AND ?")
-    params = [[str(f.events) for f in files], sorted({r[0] for r in rows}),
-              min(r[2] for r in rows), max(r[2] for r in rows)]
-    return {(a, b, int(c)) for a, b, c in queries.cursor().execute(sql, params).fetchall()}
+        """See ArchiveWriter.maintain. Readers on nodes read the latest snapshot: a pass apart
+        is their grace (see maintenance.maintain)."""
+        maintenance.maintain(commits.writer(self.location),
+                             maintenance.first_kept_day(self.retention_days), holds_lease)
 
 
 def stream_info_of(msgs: list[Msg]) -> StreamInfo:
@@ -215,7 +170,7 @@ class Archiver:
                 renewing = asyncio.ensure_future(keep_renewing())
                 try:
                     await loop.run_in_executor(self.pool, self.writer.maintain, lease.held)
-                except OSError as exc:
+                except (OSError, duckdb.Error) as exc:
                     log.error("maintenance failed: %s", exc)
                 finally:
                     renewing.cancel()

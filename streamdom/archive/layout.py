@@ -1,26 +1,17 @@
-"""The on-disk dataset: Parquet schemas, paths and atomic writes (a public interface; see README).
-
-    <data-dir>/events/day=YYYY-MM-DD/<name>.parquet    one row per rrweb event
-    <data-dir>/sessions/day=YYYY-MM-DD/<name>.parquet  one row per (session, stream) per events file
-
-Every events file has an index file of the same name; writers create both under temporary names
-and rename them into place (index last), so readers never see half a file.
+"""The archive's rows: the Parquet schemas of `events` and `sessions` (a public interface; see
+README) and how record rows become Arrow tables of them. Where the files go is DuckLake's
+business (lake.py): `<data path>/main/<table>/day=YYYY-MM-DD/ducklake-<uuid>.parquet`.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from streamdom.records import ROW_SEQ, ROW_SERVER_TIME, ROW_SESSION, ROW_STREAM, Row
 from streamdom.rrweb import EventType
@@ -55,60 +46,9 @@ INDEX_SCHEMA = pa.schema([
 SORT_KEY = ("session_id", "server_time", "stream_id", "seq")
 
 
-@dataclass(frozen=True, slots=True)
-class DataFile:
-    """One events file and its index file, for one UTC day."""
-
-    day: str
-    events: Path
-    index: Path
-
-
 def day_of(ms: int) -> str:
     """UTC day (YYYY-MM-DD) of a server timestamp in ms."""
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d")
-
-
-def events_dir(data_dir: Path, day: str) -> Path:
-    """Directory of one day's events files."""
-    return data_dir / "events" / f"day={day}"
-
-
-def index_dir(data_dir: Path, day: str) -> Path:
-    """Directory of one day's index files."""
-    return data_dir / "sessions" / f"day={day}"
-
-
-def scan(data_dir: Path) -> list[DataFile]:
-    """Every complete (events + index) file pair on disk, oldest day first."""
-    out: list[DataFile] = []
-    root = data_dir / "events"
-    if not root.is_dir():
-        return out
-    for ddir in sorted(root.glob("day=*")):
-        day = ddir.name[4:]
-        for ev in sorted(ddir.glob("*.parquet")):
-            ix = index_dir(data_dir, day) / ev.name
-            if ix.exists():
-                out.append(DataFile(day, ev, ix))
-    return out
-
-
-def remove_leftovers(data_dir: Path) -> list[Path]:
-    """Delete what a crash mid-write left: temp files, and events files whose index never came.
-
-    Only at start-up, with no writer running. An events file without its index holds events
-    that are elsewhere too: in the WAL (segments go only after a flush's pairs are complete),
-    which recovery writes again, or in the files a merge was reading, which stay until the
-    merge completes. Left in place it would show them twice to anyone globbing the directory.
-    """
-    complete = {f.events for f in scan(data_dir)}
-    gone = [ev for ev in (data_dir / "events").glob("day=*/*.parquet") if ev not in complete]
-    for top in ("events", "sessions"):
-        gone += (data_dir / top).glob("day=*/.*.tmp")
-    for p in gone:
-        p.unlink(missing_ok=True)
-    return gone
 
 
 _SOURCE = re.compile(r'\{\s*"source"\s*:\s*(\d{1,9})\b')
@@ -167,24 +107,6 @@ def index_table(events: pa.Table, stream_info: dict[tuple[str, str], tuple[str, 
     }, schema=INDEX_SCHEMA)
 
 
-def write_pair(data_dir: Path, day: str, events: pa.Table, index: pa.Table, level: int,
-               name: str | None = None) -> DataFile:
-    """Write one events file and its index atomically (temp name, fsync, rename; index last)."""
-    name = name or f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%f')}-{uuid.uuid4().hex[:8]}.parquet"
-    ev_path = events_dir(data_dir, day) / name
-    ix_path = index_dir(data_dir, day) / name
-    for table, path, rg in ((events, ev_path, 64 * 1024), (index, ix_path, 1 << 20)):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name("." + path.name + ".tmp")
-        pq.write_table(table, tmp, compression="zstd", compression_level=level,
-                       row_group_size=rg, use_dictionary=["session_id", "stream_id"],
-                       write_statistics=True)
-        fsync_file(tmp)
-        os.replace(tmp, path)
-        fsync_dir(path.parent)
-    return DataFile(day, ev_path, ix_path)
-
-
 def split_by_day(rows: Iterable[Row]) -> dict[str, list[Row]]:
     """Group record rows by the UTC day of their server time."""
     out: dict[str, list[Row]] = {}
@@ -193,19 +115,3 @@ def split_by_day(rows: Iterable[Row]) -> dict[str, list[Row]]:
     return out
 
 
-def fsync_file(path: Path) -> None:
-    """Flush a file's data to disk."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def fsync_dir(path: Path) -> None:
-    """Flush a directory entry (a rename) to disk."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -1,132 +1,105 @@
-"""Upkeep of the dataset: retention of whole days and compaction of small files.
+"""Upkeep of the archive, all through DuckLake's own functions: retention, merges, cleanup.
 
-The policy (`expired_files`, `compaction_groups`) is pure: file lists in, file lists out.
-`run` is the one entry point that applies it; `compact` is the job it runs in the flusher process.
+`first_kept_day` is the policy (pure); `maintain` is the one pass (run in the flusher process,
+or by a cluster archiver under its lease); `run` is the server's entry point.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from streamdom.archive import layout, queries
-from streamdom.archive.catalog import Catalog
-from streamdom.archive.layout import DataFile
-from streamdom.config import Config
+import duckdb
 
-RunJob = Callable[..., Awaitable[object]]
+from streamdom.archive import commits, lake
+from streamdom.archive.lake import Location
 
 log = logging.getLogger(__name__)
 
-TIER_BASE_BYTES = 1024 * 1024  # files below this are all in tier 0
-TARGET_FILE_BYTES = 256 * 1024 * 1024  # files this big are left alone; a merge stops growing here
+RunJob = Callable[..., Awaitable[object]]
 
 
-async def run(catalog: Catalog, config: Config, run_job: RunJob) -> None:
-    """One maintenance pass: retention first (less to compact), then compaction.
-
-    `run_job(fn, *args)` runs a job away from the IOLoop (the flusher process); an OSError
-    from it means the job failed and the files it read stay as they were.
-    """
-    expired = expired_files(catalog.files(), config.retention_days)
-    if expired:
-        catalog.change(remove=expired)
-        log.info("retention: removed %d files of days before the last %d",
-                 len(expired), config.retention_days)
-    for group in compaction_groups(catalog.files(), config.compaction_min_files):
-        try:
-            merged = await run_job(compact, config.data_dir, group, config.parquet_compression_level)
-        except OSError as exc:
-            log.error("compaction of %s failed, old files kept: %s", group[0].day, exc)
-            continue
-        catalog.change(add=[merged], remove=group)  # type: ignore[list-item]
-
-
-def expired_files(files: tuple[DataFile, ...] | list[DataFile], retention_days: int,
-                  today: datetime | None = None) -> list[DataFile]:
-    """Files of days older than the retention window (today counts as day 1)."""
+def first_kept_day(retention_days: int, today: datetime | None = None) -> str:
+    """The oldest UTC day the retention window keeps (today counts as day 1)."""
     today = today or datetime.now(UTC)
-    first_kept = (today - timedelta(days=retention_days - 1)).strftime("%Y-%m-%d")
-    return [f for f in files if f.day < first_kept]
+    return (today - timedelta(days=retention_days - 1)).strftime("%Y-%m-%d")
 
 
-def compaction_groups(files: tuple[DataFile, ...] | list[DataFile], min_files: int) -> list[list[DataFile]]:
-    """Groups of a day's files of about the same size, `min_files` or more, worth merging.
-
-    Size tiers (each `min_files` times the one below) make this a log-structured merge: a
-    merged file joins the next tier up and is merged again only with its peers there, so an
-    event is rewritten a few times in all, not once per pass as a merge-everything-small policy
-    would do to an ever-growing file.
-    """
-    tiers: dict[tuple[str, int], list[tuple[DataFile, int]]] = {}
-    for f in files:
-        try:
-            size = f.events.stat().st_size
-        except FileNotFoundError:
-            continue
-        if size < TARGET_FILE_BYTES:
-            tiers.setdefault((f.day, _tier(size, min_files)), []).append((f, size))
-    groups = []
-    for members in tiers.values():
-        if len(members) < min_files:
-            continue
-        group: list[DataFile] = []
-        total = 0
-        for f, size in members:
-            group.append(f)
-            total += size
-            if total >= TARGET_FILE_BYTES:
-                groups.append(group)
-                group, total = [], 0
-        if len(group) >= 2:
-            groups.append(group)
-    return groups
-
-
-def _tier(size: int, min_files: int) -> int:
-    tier, limit = 0, TIER_BASE_BYTES
-    while size >= limit:
-        tier, limit = tier + 1, limit * min_files
-    return tier
-
-
-def compact(data_dir: Path, group: list[DataFile], level: int) -> DataFile:
-    """Merge one day's files into one pair, sorted by session and time, written atomically."""
-    day = group[0].day
-    name = f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%f')}-c{uuid.uuid4().hex[:8]}.parquet"
-    con = queries.cursor()
-    out = layout.DataFile(day, layout.events_dir(data_dir, day) / name,
-                          layout.index_dir(data_dir, day) / name)
-    ev_tmp = out.events.with_name("." + name + ".tmp")
-    ix_tmp = out.index.with_name("." + name + ".tmp")
-    opts = f"FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL {int(level)}, ROW_GROUP_SIZE 65536"
+async def run(loc: Location, retention_days: int, keep_from: int | None, run_job: RunJob) -> int | None:
+    """One pass in the flusher process; returns the archive's version after it (None: failed)."""
     try:
-        con.execute(
-            f"COPY (SELECT * FROM read_parquet(?) ORDER BY {', '.join(layout.SORT_KEY)}) "
-            f"TO '{_sql_path(ev_tmp)}' ({opts})", [[str(f.events) for f in group]])
-        con.execute(
-            f"""COPY (SELECT session_id, stream_id, min(first_server_time) AS first_server_time,
-                   max(last_server_time) AS last_server_time, min(first_timestamp) AS first_timestamp,
-                   max(last_timestamp) AS last_timestamp, sum(event_count)::BIGINT AS event_count,
-                   sum(bytes)::BIGINT AS bytes, min(min_seq) AS min_seq, max(max_seq) AS max_seq,
-                   arg_min(url, first_server_time) AS url,
-                   arg_min(user_agent, first_server_time) AS user_agent
-                FROM read_parquet(?) GROUP BY session_id, stream_id ORDER BY session_id)
-               TO '{_sql_path(ix_tmp)}' ({opts})""", [[str(f.index) for f in group]])
-        for tmp, final in ((ev_tmp, out.events), (ix_tmp, out.index)):
-            layout.fsync_file(tmp)
-            tmp.replace(final)
-            layout.fsync_dir(final.parent)
-    except BaseException:
-        for tmp in (ev_tmp, ix_tmp):
-            tmp.unlink(missing_ok=True)
-        raise
-    return out
+        return await run_job(pass_job, loc, first_kept_day(retention_days), keep_from)  # type: ignore[return-value]
+    except (OSError, duckdb.Error) as exc:
+        log.error("archive maintenance failed (nothing lost; next pass retries): %s", exc)
+        return None
 
 
-def _sql_path(p: Path) -> str:
-    return str(p).replace("'", "''")
+def pass_job(loc: Location, first_kept: str, keep_from: int | None) -> int:
+    """The flusher process's side of `run`."""
+    con = commits.writer(loc)
+    maintain(con, first_kept, keep_from=keep_from)
+    return lake.current_version(con)
 
+
+def maintain(con: duckdb.DuckDBPyConnection, first_kept: str | None = None,
+             holds_lease: Callable[[], bool] = lambda: True, keep_from: int | None = None) -> None:
+    """One maintenance pass, all DuckLake's own functions; each step only under the caller's lease.
+
+    1. Delete the files that earlier passes retired (merged away, expired): readers that
+       started before those passes have had a whole interval to finish.
+    2. Retention: drop whole days before `first_kept`.
+    3. Merge small files (sorted by SORTED BY).
+    4. Expire old snapshots, so the catalog stays small: those before `keep_from` (the oldest a
+       reader may still ask for; None: every one but the latest). What only they used is
+       deleted by the next pass's step 1.
+    (The pass, not an `older_than` time, is the grace period: with a SQLite catalog
+    ducklake_cleanup_old_files' `older_than` compares timestamps as text and deletes
+    files retired moments ago.)
+    """
+    steps: list[Callable[[duckdb.DuckDBPyConnection], object]] = [cleanup]
+    if first_kept:
+        steps.append(lambda c: expire_days(c, first_kept))
+    steps += [lambda c: con.execute("CALL ducklake_merge_adjacent_files('lake')"),
+              lambda c: expire_snapshots(c, keep_from)]
+    for step in steps:
+        if not holds_lease():
+            return
+        step(con)
+
+
+def expire_snapshots(con: duckdb.DuckDBPyConnection, keep_from: int | None = None) -> None:
+    """Expire snapshots before `keep_from` (None: all but the latest); their files go at cleanup."""
+    if keep_from is None:
+        con.execute("CALL ducklake_expire_snapshots('lake', older_than => now())")
+        return
+    old = [r[0] for r in con.execute(
+        "SELECT snapshot_id FROM lake.snapshots() WHERE snapshot_id < ?", [keep_from]).fetchall()]
+    if old:
+        con.execute("CALL ducklake_expire_snapshots('lake', versions => ?)", [old])
+
+
+def cleanup(con: duckdb.DuckDBPyConnection) -> None:
+    """Delete every file no longer in the current snapshot (merged away, expired, deleted days)."""
+    con.execute("SELECT count(*) FROM ducklake_cleanup_old_files('lake', cleanup_all => true)").fetchall()
+    if not con.execute("SELECT value FROM lake.options() WHERE option_name = 'data_path'"
+                       ).fetchone()[0].startswith("s3://"):
+        _remove_empty_day_dirs(con)
+
+
+def _remove_empty_day_dirs(con: duckdb.DuckDBPyConnection) -> None:
+    root = Path(con.execute("SELECT value FROM lake.options() WHERE option_name = 'data_path'").fetchone()[0])
+    for d in root.glob("main/*/day=*"):
+        with contextlib.suppress(OSError):
+            d.rmdir()  # only if empty
+
+
+def expire_days(con: duckdb.DuckDBPyConnection, first_kept: str) -> None:
+    """Retention: drop every row of days before `first_kept` (whole files, one commit)."""
+    def drop(c: duckdb.DuckDBPyConnection) -> None:
+        c.execute("DELETE FROM lake.events WHERE day < ?::DATE", [first_kept])
+        c.execute("DELETE FROM lake.sessions WHERE day < ?::DATE", [first_kept])
+
+    lake.in_transaction(con, drop)

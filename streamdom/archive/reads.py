@@ -1,65 +1,54 @@
-"""Reads of the archive: DuckDB queries in a thread pool, each over one snapshot of the catalog."""
+"""Reads of the archive: DuckDB queries in a thread pool, each at one snapshot of the archive.
+
+`version` is the snapshot reads use: the one the server's flusher last committed, set on the
+IOLoop in the same step as the flushed rows leave the log's tail, so an event is read from
+one of them, never both and never neither (None: the latest, e.g. a cluster node's view).
+"""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 from streamdom.archive import queries
-from streamdom.archive.catalog import Catalog
+from streamdom.archive.lake import Location
+from streamdom.archive.queries import ArchivedPage, EventRow
 from streamdom.records import StreamKey
 
-EventRow = tuple[str, int, int, str]  # stream id, seq, server time, the event's JSON
-
-
-@dataclass
-class ArchivedPage:
-    """A page of a session's archived events, and what a reader needs to add unarchived ones."""
-
-    rows: list[EventRow]
-    total: int  # archived events of the session
-    stream_highs: dict[str, int]  # stream id -> highest archived seq
+__all__ = ["ArchiveReader", "ArchivedPage", "EventRow"]
 
 
 class ArchiveReader:
     """Answers questions about archived sessions without blocking the IOLoop."""
 
-    def __init__(self, catalog: Catalog, threads: int) -> None:
-        self.catalog = catalog
+    def __init__(self, location: Location, threads: int) -> None:
+        self.location = location
+        self.version: int | None = None
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="streamdom-query")
         self._high_waiting: dict[StreamKey, list[asyncio.Future[int]]] = {}
         self._high_running = False
 
     async def run(self, fn: Callable[..., object], *args: object) -> object:
-        """Run a query function (from `queries`) in the reader pool."""
-        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+        """Run a query function (from `queries`) on the reader thread's connection."""
+        def job() -> object:
+            return fn(queries.cursor(self.location), *args)
+
+        return await asyncio.get_running_loop().run_in_executor(self._pool, job)
 
     async def list_sessions(self, since: int, before: int | None, q: str | None, limit: int,
                             ids: Collection[str] | None = None) -> list[dict[str, object]]:
         """Archived session summaries, most recent activity first (see queries.list_sessions)."""
-        with self.catalog.snapshot() as files:
-            return await self.run(queries.list_sessions, files, since, before, q, limit,  # type: ignore[return-value]
-                                  None if ids is None else list(ids))
+        return await self.run(queries.list_sessions, since, before, q, limit,  # type: ignore[return-value]
+                              None if ids is None else list(ids), self.version)
 
     async def events(self, session_id: str, offset: int, limit: int | None) -> ArchivedPage:
         """Archived events of a session from `offset`, at most `limit` (None: all)."""
-        with self.catalog.snapshot() as files:
-            found: queries.ArchivedSession | None = await self.run(  # type: ignore[assignment]
-                queries.session_files, files, session_id)
-            if found is None:
-                return ArchivedPage([], 0, {})
-            total = int(found.summary["event_count"])  # type: ignore[call-overload]
-            rows: list[EventRow] = []
-            if offset < total:
-                rows = await self.run(queries.session_events, found.files, session_id,  # type: ignore[assignment]
-                                      offset, limit)
-        return ArchivedPage(rows, total, found.stream_highs)
+        return await self.run(queries.session_page, session_id, offset, limit, self.version)  # type: ignore[return-value]
 
     async def stream_high_seqs(self, keys: Sequence[StreamKey]) -> dict[StreamKey, int]:
         """Highest archived seq of each of these streams (absent: none archived)."""
-        return await self.run(queries.stream_high_seqs, self.catalog.files(), keys)  # type: ignore[return-value]
+        return await self.run(queries.stream_high_seqs, keys, self.version)  # type: ignore[return-value]
 
     async def stream_high_seq(self, key: StreamKey) -> int:
         """The highest archived seq of one stream (0: none), for a recorder's hello.

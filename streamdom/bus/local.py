@@ -1,10 +1,10 @@
 """`LocalBus`: the embedded default, everything in this process.
 
     publish ─┬─> hub: ring buffer + this process's watchers (first: latency is the product)
-             └─> WAL (grouped fsync ─> acks) + the log's tail ─> flusher ─> Parquet + catalog
+             └─> WAL (grouped fsync ─> acks) + the log's tail ─> flusher ─> archive (DuckLake)
 
 Durable means fsynced into the local write-ahead log; the log's tail answers reads of what is
-not in Parquet yet; the flusher moves it there; maintenance keeps the archive compact and
+not archived yet; the flusher commits it to the archive; maintenance keeps the archive compact and
 within retention. All of that is local-only and stays behind this class.
 """
 
@@ -17,8 +17,8 @@ from collections.abc import Collection, Mapping
 from tornado.ioloop import PeriodicCallback
 
 from streamdom.archive import maintenance, recovery
-from streamdom.archive.catalog import Catalog
 from streamdom.archive.flusher import Flusher
+from streamdom.archive.lake import Location
 from streamdom.archive.reads import ArchiveReader
 from streamdom.archive.tail import LogTail
 from streamdom.archive.wal import GroupCommit
@@ -65,9 +65,9 @@ class LocalWatch(Subscription):
 class LocalBus(Bus):
     """Ring buffers, a local write-ahead log and Parquet flushes, in this process."""
 
-    def __init__(self, config: Config, catalog: Catalog, archive: ArchiveReader) -> None:
+    def __init__(self, config: Config, location: Location, archive: ArchiveReader) -> None:
         self.config = config
-        self.catalog = catalog
+        self.location = location
         self.archive = archive
         self.streams = StreamTable()
         self.hub = Hub(config)
@@ -75,17 +75,18 @@ class LocalBus(Bus):
                                config.min_free_bytes, self.streams.made_durable)
         self.tail = LogTail()
         self.process = FlusherProcess(config.flusher_idle)
-        self.flusher = Flusher(config, self.wal, self.tail, catalog, self.process, self.streams.info)
+        self.flusher = Flusher(config, location, self.wal, self.tail, archive, self.process,
+                               self.streams.info)
+        self._kept_version: int | None = None  # the oldest snapshot readers may still use
         self._flush_max = config.flush_max_events
         self._periodic: list[PeriodicCallback] = []
 
     # --- life cycle ----------------------------------------------------------------------------
     async def start(self) -> None:
-        """Recover the WAL into Parquet, fill the catalog, start the log and background work."""
+        """Replay the WAL into the archive, start the log and background work."""
         self.process.warm_up()
-        files, recovered = await asyncio.to_thread(
-            recovery.recover, self.config.data_dir, self.config.parquet_compression_level)
-        self.catalog.change(add=files)
+        recovered, self.archive.version = await recovery.recover(
+            self.location, self.config.data_dir, self.process)
         if recovered:
             log.info("recovered %d events from the write-ahead log", recovered)
         await self.wal.open()
@@ -107,7 +108,13 @@ class LocalBus(Bus):
     async def upkeep(self) -> None:
         """Forget idle streams' marks, then one maintenance pass (retention, compaction)."""
         self.streams.forget_idle(busy=self.tail.holds)
-        await maintenance.run(self.catalog, self.config, self.process.run)
+        # Readers got no snapshot older than the one they were given after the previous pass
+        # (flushes only move it forward): older ones may expire now.
+        keep_from = self._kept_version if self._kept_version is not None else self.archive.version
+        version = await maintenance.run(self.location, self.config.retention_days, keep_from,
+                                        self.process.run)
+        if version is not None:
+            self.archive.version = self._kept_version = version
 
     @property
     def failure(self) -> str | None:

@@ -28,8 +28,6 @@ from nats.js.api import KeyValueConfig, StorageType
 from nats.js.errors import KeyWrongLastSequenceError, NotFoundError
 from tornado.ioloop import PeriodicCallback
 
-from streamdom.archive import layout
-from streamdom.archive.catalog import Catalog
 from streamdom.archive.reads import ArchiveReader
 from streamdom.bus import jetstream as J
 from streamdom.bus.base import (
@@ -83,9 +81,8 @@ class RemotePresence:
 class NatsBus(Bus):
     """The cluster bus: JetStream for durability and cross-node relay, KV for presence."""
 
-    def __init__(self, config: Config, catalog: Catalog, archive: ArchiveReader) -> None:
+    def __init__(self, config: Config, archive: ArchiveReader) -> None:
         self.config = config
-        self.catalog = catalog
         self.archive = archive
         self.settings = J.BusSettings(config.bus_urls, config.bus_replicas, config.bus_max_age,
                                       config.bus_connect_timeout)
@@ -117,8 +114,7 @@ class NatsBus(Bus):
         self.board = PresenceBoard(self.objects.presence, self.node_id, self._presence_changed,
                                    self.config.presence_heartbeat)
         await self.board.start()
-        await self._rescan()
-        for fn, seconds in ((self._heartbeat, self.config.presence_heartbeat), (self._rescan, 1.0),
+        for fn, seconds in ((self._heartbeat, self.config.presence_heartbeat),
                             (self._forget_idle, self.config.compaction_interval)):
             pc = PeriodicCallback(fn, seconds * 1000)
             pc.start()
@@ -416,15 +412,6 @@ class NatsBus(Bus):
         self._on_change = callback
 
     # --- background ----------------------------------------------------------------------------
-    async def _rescan(self) -> None:
-        """Pick up the files archivers wrote (or compacted away) since the last look."""
-        files = set(await asyncio.to_thread(layout.scan, self.config.data_dir))
-        known = set(self.catalog.files())
-        if files != known:
-            # A file gone from the directory was compacted or expired by an archiver.
-            self.catalog.change(add=sorted(files - known, key=str),
-                                remove=sorted(known - files, key=str))
-
     def _forget_idle(self) -> None:
         self.streams.forget_idle(busy=lambda sid: sid in self.hub.sessions)
         for sid in [s for s in self._relayed if s not in self.hub.sessions]:

@@ -7,7 +7,7 @@ import weakref
 
 from tornado.websocket import WebSocketHandler
 
-from streamdom.archive.catalog import Catalog
+from streamdom.archive.lake import Location
 from streamdom.archive.reads import ArchiveReader
 from streamdom.bus.base import Bus
 from streamdom.bus.local import LocalBus
@@ -31,10 +31,10 @@ class Services:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        catalog = Catalog([])
-        self.archive = ArchiveReader(catalog, config.query_threads)
-        self.bus: Bus = (NatsBus(config, catalog, self.archive) if config.clustered
-                         else LocalBus(config, catalog, self.archive))
+        location = Location.of(config)
+        self.archive = ArchiveReader(location, config.query_threads)
+        self.bus: Bus = (NatsBus(config, self.archive) if config.clustered
+                         else LocalBus(config, location, self.archive))
         self.sessions = Sessions(self.bus, self.archive)
         self.feed = SessionFeed(self.sessions)
         self.bus.on_session_change(self.feed.changed)

@@ -1,0 +1,185 @@
+"""Writing the archive: one DuckLake commit per batch, each (session, stream, seq) at most once.
+
+Also the flusher process's jobs: a flush of WAL segments and the start-up replay of the WAL.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Sequence
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from streamdom.archive import lake, layout
+from streamdom.archive.lake import Location
+from streamdom.archive.wal import read_segments
+from streamdom.records import (
+    ROW_DATA,
+    ROW_SEQ,
+    ROW_SERVER_TIME,
+    ROW_SESSION,
+    ROW_STREAM,
+    ROW_TIMESTAMP,
+    Row,
+)
+
+INDEX_COLUMNS = [f.name for f in layout.INDEX_SCHEMA]
+SESSIONS_ARROW = layout.INDEX_SCHEMA.append(pa.field("day", pa.date32(), nullable=False))
+EVENTS_ARROW = layout.EVENTS_SCHEMA.append(pa.field("day", pa.date32(), nullable=False))
+StreamInfo = dict[tuple[str, str], tuple[str, str]]
+
+
+def commit(con: duckdb.DuckDBPyConnection, rows: Sequence[Row], stream_info: StreamInfo,
+           dedup: bool = True) -> int:
+    """Archive record rows in one DuckLake commit, each (session, stream, seq) at most once ever.
+
+    Rows already archived (by anyone, before or concurrently) are skipped inside the commit, so
+    committing the same batch again, after a crash between commit and ack, adds nothing.
+    `dedup=False` skips that check: only for the archive's sole writer with rows it knows are
+    new (the embedded server's periodic flush; its crash recovery commits with dedup).
+    Returns how many rows were new.
+    """
+    if not rows:
+        return 0
+    # A conflict means another writer committed first (see WRITES_DDL): dedup again on its snapshot.
+    return lake.in_transaction(con, lambda c: _commit_once(c, rows, stream_info, dedup))
+
+
+def _commit_once(con: duckdb.DuckDBPyConnection, rows: Sequence[Row], stream_info: StreamInfo,
+                 dedup: bool) -> int:
+    if dedup:
+        con.execute("UPDATE lake.writes SET commits = commits + 1")
+        fresh = new_rows(rows, archived_runs(con, {r[ROW_SESSION] for r in rows}))
+    else:
+        fresh = list(rows)
+    if fresh:
+        events, index = tables(fresh, stream_info)
+        con.register("fresh_events", events)
+        con.register("fresh_index", index)
+        try:
+            con.execute("INSERT INTO lake.events SELECT * FROM fresh_events")
+            con.execute("INSERT INTO lake.sessions SELECT * FROM fresh_index")
+        finally:
+            con.unregister("fresh_events")
+            con.unregister("fresh_index")
+    return len(fresh)
+
+
+Runs = dict[tuple[str, str], list[tuple[int, int]]]
+
+
+def archived_runs(con: duckdb.DuckDBPyConnection, session_ids: Iterable[str]) -> Runs:
+    """The archived seq runs (min, max) of every stream of some sessions, from the index."""
+    out: Runs = {}
+    for sid, stream, lo, hi in con.execute(
+            "SELECT session_id, stream_id, min_seq, max_seq FROM lake.sessions "
+            "WHERE session_id IN (SELECT unnest(?::VARCHAR[]))", [sorted(session_ids)]).fetchall():
+        out.setdefault((sid, stream), []).append((lo, hi))
+    return out
+
+
+def new_rows(rows: Iterable[Row], runs: Runs) -> list[Row]:
+    """Rows whose (session, stream, seq) is in no archived run and not earlier in `rows`."""
+    tops = {k: max(hi for _, hi in v) for k, v in runs.items()}
+    seen: set[tuple[str, str, int]] = set()
+    out = []
+    for r in rows:
+        key = (r[ROW_SESSION], r[ROW_STREAM])
+        seq = r[ROW_SEQ]
+        if seq <= tops.get(key, 0) and any(lo <= seq <= hi for lo, hi in runs[key]):
+            continue
+        if (key[0], key[1], seq) in seen:
+            continue
+        seen.add((key[0], key[1], seq))
+        out.append(r)
+    return out
+
+
+def tables(rows: list[Row], stream_info: StreamInfo) -> tuple[pa.Table, pa.Table]:
+    """The events rows (sorted by session and time) and their index rows, with their day.
+
+    Index rows describe contiguous runs of seqs within one day, so that "seq within an index
+    row's [min_seq, max_seq]" means "archived": that is how commits deduplicate.
+    """
+    events, index = [], []
+    for day, day_rows in layout.split_by_day(rows).items():
+        ev = layout.records_table(day_rows)
+        ix = layout.index_table(ev, stream_info)
+        span = pc.add(pc.subtract(ix["max_seq"], ix["min_seq"]), 1)
+        gaps = pc.not_equal(ix["event_count"], span)
+        if pc.any(gaps).as_py():  # a stream with holes (the recorder dropped events): split it
+            holed = ix.filter(gaps)
+            ix = pa.concat_tables([ix.filter(pc.invert(gaps)), _runs(day_rows, holed)])
+        day_col = pa.array([date.fromisoformat(day)], pa.date32())
+        events.append(ev.append_column(EVENTS_ARROW.field("day"), pa.repeat(day_col[0], len(ev))))
+        index.append(ix.append_column(SESSIONS_ARROW.field("day"), pa.repeat(day_col[0], len(ix))))
+    return pa.concat_tables(events), pa.concat_tables(index)
+
+
+def _runs(rows: list[Row], holed: pa.Table) -> pa.Table:
+    """Index rows, one per contiguous run of seqs, for the streams of `holed` (whose url/ua they keep)."""
+    meta = {(r["session_id"], r["stream_id"]): (r["url"], r["user_agent"]) for r in holed.to_pylist()}
+    cols: dict[str, list[object]] = {c: [] for c in INDEX_COLUMNS}
+    run: list[Row] = []
+
+    def close() -> None:
+        sts, tss = [r[ROW_SERVER_TIME] for r in run], [r[ROW_TIMESTAMP] for r in run]
+        url, ua = meta[(run[0][ROW_SESSION], run[0][ROW_STREAM])]
+        for name, value in (
+                ("session_id", run[0][ROW_SESSION]), ("stream_id", run[0][ROW_STREAM]),
+                ("first_server_time", min(sts)), ("last_server_time", max(sts)),
+                ("first_timestamp", min(tss)), ("last_timestamp", max(tss)), ("event_count", len(run)),
+                ("bytes", sum(len(r[ROW_DATA].encode()) for r in run)), ("min_seq", run[0][ROW_SEQ]),
+                ("max_seq", run[-1][ROW_SEQ]), ("url", url), ("user_agent", ua)):
+            cols[name].append(value)
+
+    for r in sorted((r for r in rows if (r[ROW_SESSION], r[ROW_STREAM]) in meta), key=lambda r: (r[ROW_SESSION], r[ROW_STREAM], r[ROW_SEQ])):
+        if run and ((r[ROW_SESSION], r[ROW_STREAM]) != (run[0][ROW_SESSION], run[0][ROW_STREAM]) or r[ROW_SEQ] != run[-1][ROW_SEQ] + 1):
+            close()
+            run = []
+        run.append(r)
+    if run:
+        close()
+    return pa.table(cols, schema=layout.INDEX_SCHEMA)
+
+
+
+# --- jobs of the flusher process ------------------------------------------------------------
+_writers = threading.local()  # per thread: a DuckDB connection runs one transaction at a time
+
+
+def writer(loc: Location) -> duckdb.DuckDBPyConnection:
+    """This thread's writer connection to the archive (kept open: attaching costs ms)."""
+    cons: dict[Location, duckdb.DuckDBPyConnection] = _writers.__dict__.setdefault("cons", {})
+    con = cons.get(loc)
+    if con is None:
+        con = cons[loc] = lake.connect(loc)
+    return con
+
+
+def flush_segments(loc: Location, segments: list[Path], stream_info: StreamInfo) -> tuple[int, int]:
+    """Commit the rows of closed WAL segments; returns (rows written, the archive's version).
+
+    The server is the archive's only writer and its WAL holds each event once (duplicates
+    are refused at ingest, by seq), so this commit skips the exactly-once check.
+    """
+    con = writer(loc)
+    rows = read_segments(segments)
+    n = commit(con, rows, stream_info, dedup=False)
+    return n, lake.current_version(con)
+
+
+def replay(loc: Location, segments: list[Path]) -> tuple[int, int, list[str]]:
+    """Start-up, with no other writer: delete the Parquet files of commits that never completed
+    (a crash mid-flush: a glob over the data would see their events twice), then commit what the
+    WAL still holds, skipping what a flush already archived (a crash between its commit and the
+    segments' deletion). Returns (new rows, the archive's version, the files deleted)."""
+    con = writer(loc)
+    orphans = [r[0] for r in con.execute(
+        "SELECT * FROM ducklake_delete_orphaned_files('lake', cleanup_all => true)").fetchall()]
+    n = commit(con, read_segments(segments), {})
+    return n, lake.current_version(con), orphans
