@@ -189,6 +189,10 @@ class NatsBus(Bus):
                        await self.archive.stream_high_seq(key))
             marks = self.streams.open(key, url, user_agent, high)
         session = self.hub.recorder_joined(session_id, url, user_agent)
+        assert self.board is not None
+        # Welcomed only once the presence bucket has the session: from then on every node can
+        # find it (a watcher may ask another node for it right after).
+        await self.board.flush()
         relayed = self._relayed.setdefault(session_id, {})
         relayed[stream_id] = max(relayed.get(stream_id, 0), marks.received)
         marks.listeners.add(on_ack)

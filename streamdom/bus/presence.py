@@ -148,14 +148,18 @@ class PresenceBoard:
             self._writer = asyncio.ensure_future(self._write())
 
     async def _write(self) -> None:
+        # Everything put meanwhile goes out at once (a burst of new sessions must not queue
+        # behind one round trip each), then whatever was put while those were in flight.
         while self._writes:
-            sid, summary = next(iter(self._writes.items()))
-            del self._writes[sid]
-            summary["seen_at"] = now_ms()
-            try:
-                await self.kv.put(f"{J.token(sid)}.{self.node_id}", json.dumps(summary).encode())
-            except Exception as exc:  # noqa: BLE001 - NATS down: the next heartbeat writes again
-                log.warning("presence of %s not written: %s", sid, exc)
+            batch, self._writes = self._writes, {}
+            now = now_ms()
+            results = await asyncio.gather(*(
+                self.kv.put(f"{J.token(sid)}.{self.node_id}",
+                            json.dumps({**summary, "seen_at": now}).encode())
+                for sid, summary in batch.items()), return_exceptions=True)
+            for sid, result in zip(batch, results, strict=True):
+                if isinstance(result, BaseException):  # the next heartbeat writes it again
+                    log.warning("presence of %s not written: %s", sid, result)
 
     async def flush(self) -> None:
         """Wait until every entry put so far is written."""
