@@ -13,14 +13,17 @@ from tornado.websocket import WebSocketClientConnection, websocket_connect
 from streamdom.config import Config
 from streamdom.ingest.frames import clean_str
 
-# Short waits for test servers: flushes, the grace period after a recorder leaves, acks.
-TEST_SERVER_ARGS = ("--flush-interval", "0.5", "--grace-seconds", "0.5", "--ack-interval", "0.05")
+# Short waits for test servers: flushes, the grace period after a recorder leaves, the WAL's
+# group commit and acks (each wait for an ack costs about one of each of the last two).
+TEST_SETTINGS: dict[str, Any] = {"flush_interval": 0.5, "grace_seconds": 0.5,
+                                 "wal_sync_interval": 0.005, "ack_interval": 0.02}
+TEST_SERVER_ARGS = tuple(arg for name, value in TEST_SETTINGS.items()
+                         for arg in (f"--{name.replace('_', '-')}", str(value)))
 
 
 def server_config(data_dir: Path, **changes: Any) -> Config:
-    """The Config of an in-process test server: TEST_SERVER_ARGS, plus `changes`."""
-    settings: dict[str, Any] = {"flush_interval": 0.5, "grace_seconds": 0.5, "ack_interval": 0.05}
-    return Config(data_dir=data_dir, **{**settings, **changes})
+    """The Config of an in-process test server: TEST_SETTINGS, plus `changes`."""
+    return Config(data_dir=data_dir, **{**TEST_SETTINGS, **changes})
 
 
 def event(t: int, ts: int, **data: Any) -> dict[str, Any]:

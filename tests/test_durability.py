@@ -9,13 +9,22 @@ from tornado.websocket import websocket_connect
 from streamdom.archive.wal import WriteAheadLog
 from streamdom.testing import ServerProcess
 from streamdom.wire import CloseCode
-from tests.helpers import Recorder, last_seq, read_until, record, run_async, session_events, watched
+from tests.helpers import (
+    TEST_SERVER_ARGS,
+    Recorder,
+    last_seq,
+    read_until,
+    record,
+    run_async,
+    session_events,
+    watched,
+)
 
 
 def test_kill_9_keeps_every_acknowledged_event_exactly_once(server: ServerProcess) -> None:
     # A long flush interval so acknowledged events live only in the WAL when the crash comes.
     server.stop()
-    server.args = ["--flush-interval", "3600"]
+    server.args = [*TEST_SERVER_ARGS, "--flush-interval", "3600"]
     server.start()
     evs = session_events(400)
     acked = 0
@@ -82,7 +91,7 @@ def test_full_disk_refuses_events_with_4507(server: ServerProcess) -> None:
     server.stop()
     # More free space than any disk has: "full". A long grace period keeps the refused session
     # known (live) until the checks below, however slowly they run.
-    server.args = ["--min-free-mb", str(1 << 40), "--grace-seconds", "60"]
+    server.args = [*TEST_SERVER_ARGS, "--min-free-mb", str(1 << 40), "--grace-seconds", "60"]
     server.start()
 
     async def go() -> None:
@@ -125,7 +134,7 @@ def test_any_text_survives_relay_wal_and_archive(server: ServerProcess) -> None:
         server.kill()
 
     server.stop()
-    server.args = ["--flush-interval", "3600"]  # so the events are only in the WAL at the crash
+    server.args = [*TEST_SERVER_ARGS, "--flush-interval", "3600"]  # so the events are only in the WAL at the crash
     server.start()
     run_async(go())
     server.start()
