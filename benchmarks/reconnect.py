@@ -111,8 +111,10 @@ class Recorder:
         body = ",".join(f'{{"type":{t},"data":{d},"timestamp":{ts}}}' for t, d in events)
         frame = f'{{"type":"events","seq":{first},"events":[{body}]}}'
         self.frames.append((first, self.seq, frame))
-        self.b.sent_at[(self.sid, first)] = time.perf_counter()
         if self.conn is not None and self.welcomed.is_set():
+            # Timed only when it goes out now: what waited out the restart in the buffer
+            # measures the restart, not the relay.
+            self.b.sent_at[(self.sid, first)] = time.perf_counter()
             self.conn.write_message(frame)
 
     async def run(self, shapes: EventShapes) -> None:
