@@ -12,6 +12,16 @@ from pathlib import Path
 from streamdom.archive import lake
 from streamdom.testing import ROOT, ServerProcess
 
+STARTED: list[ServerProcess | ArchiverProcess] = []  # killed after each test (conftest)
+
+
+def kill_leftovers() -> None:
+    """kill -9 every node and archiver a test started and did not stop (it failed midway)."""
+    while STARTED:
+        proc = STARTED.pop()
+        if proc.proc is not None and proc.proc.poll() is None:
+            proc.kill()
+
 
 def node(root: Path, name: str, bus: str, *args: str) -> ServerProcess:
     """A StreamDOM cluster node (not started) reading the archive at `root/archive`.
@@ -24,7 +34,9 @@ def node(root: Path, name: str, bus: str, *args: str) -> ServerProcess:
     link = root / name
     if not link.exists():
         link.symlink_to(archive, target_is_directory=True)
-    return ServerProcess(link, "--bus", bus, "--grace-seconds", "1", *args)
+    proc = ServerProcess(link, "--bus", bus, "--grace-seconds", "1", *args)
+    STARTED.append(proc)
+    return proc
 
 
 class ArchiverProcess:
@@ -36,6 +48,7 @@ class ArchiverProcess:
                     "--data-dir", str(root / "archive"), *args]
         self.log_path = root / f"{name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        STARTED.append(self)
 
     def start(self, timeout: float = 30) -> ArchiverProcess:
         """Start and wait until it consumes."""

@@ -12,6 +12,7 @@ from streamdom.testing import InProcessServer, ServerProcess
 from streamdom.testing_archive import SeaweedS3, pg_database
 from streamdom.testing_nats import NatsCluster, reset_jetstream
 from tests.browser import app_server, browser  # noqa: F401 - fixtures for the browser tests
+from tests.cluster import kill_leftovers
 from tests.helpers import TEST_SERVER_ARGS, run_async, server_config
 
 
@@ -81,3 +82,10 @@ def pg_url() -> Iterator[str]:
     """A fresh PostgreSQL database for one test (dropped after); PostgreSQL must be running."""
     with pg_database() as url:
         yield url
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_cluster_processes() -> Iterator[None]:
+    """Cluster tests start nodes and archivers by hand; one that fails midway leaves them."""
+    yield
+    kill_leftovers()
