@@ -1,6 +1,7 @@
-"""Real services for the archive's tests and benchmarks: SeaweedFS (S3) and PostgreSQL databases.
+"""Real services for the archive's tests and benchmarks: SeaweedFS (S3) and PostgreSQL.
 
-Each is started on free ports / as a fresh database so parallel runs never collide.
+Each is a private process started on free ports, so parallel runs never collide; tests get a
+fresh PostgreSQL database each.
 """
 
 from __future__ import annotations
@@ -8,10 +9,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 import uuid
@@ -113,44 +117,126 @@ class SeaweedS3:
 
 # --- PostgreSQL ----------------------------------------------------------------------------------
 PG_USER = "streamdom"
-PG_PASSWORD = "streamdom"  # a local test role on loopback; .ci/run and the fixture create it
+PG_PASSWORD = "streamdom"  # the private test server's superuser, on loopback only
 
 
-def pg_port() -> int:
-    """The port of the first running local PostgreSQL cluster (Debian's pg_lsclusters)."""
-    try:
-        out = subprocess.run(["pg_lsclusters", "--no-header"], capture_output=True, text=True,
-                             check=True).stdout
-    except (OSError, subprocess.CalledProcessError) as exc:
-        raise RuntimeError("PostgreSQL is not installed (.ci/run installs it)") from exc
-    for line in out.splitlines():
-        parts = line.split()
-        if len(parts) >= 4 and parts[3] == "online":
-            return int(parts[2])
-    raise RuntimeError(f"no PostgreSQL cluster is running (.ci/run starts it): {out!r}")
+def pg_bindir() -> Path:
+    """The newest installed PostgreSQL's programs (Debian's /usr/lib/postgresql/N/bin, else PATH)."""
+    debian = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+                    key=lambda p: [int(x) for x in p.parent.parent.name.split(".") if x.isdigit()])
+    found = debian[-1] if debian else (Path(w) if (w := shutil.which("initdb")) else None)
+    if found is None or not (found.parent / "postgres").exists():
+        raise RuntimeError("PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb): "
+                           ".ci/run installs it (apt-get install postgresql)")
+    return found.parent
 
 
-def _psql(sql: str) -> None:
-    cmd = ["psql", "-p", str(pg_port()), "-v", "ON_ERROR_STOP=1", "-qc", sql]
-    if os.geteuid() == 0:
-        cmd = ["runuser", "-u", "postgres", "--", *cmd]
-    subprocess.run(cmd, check=True, capture_output=True, cwd="/")
+class PostgresServer:
+    """A private PostgreSQL server for tests and benchmarks, run from the installed programs.
 
+    Its data directory and unix socket live in a fresh temp dir; it listens on 127.0.0.1 on a
+    free port. PostgreSQL refuses to run as root, so under root it runs as the `postgres` system
+    user (the package creates it). Tuned for throwaway data: no fsync.
+    """
 
-def ensure_pg_role() -> None:
-    """Create the test role if missing (needs the postgres superuser via peer auth)."""
-    _psql(f"""DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{PG_USER}') THEN
-              CREATE ROLE {PG_USER} LOGIN CREATEDB PASSWORD '{PG_PASSWORD}'; END IF; END$$;""")
+    def __init__(self) -> None:
+        self.bindir = pg_bindir()
+        self.run_as: list[str] = []
+        if os.geteuid() == 0:
+            try:
+                pwd.getpwnam("postgres")
+            except KeyError:
+                raise RuntimeError("running as root, and PostgreSQL refuses to: no `postgres` "
+                                   "user to run it as (.ci/run installs the postgresql package, "
+                                   "which creates it)") from None
+            self.run_as = ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", "--"]
+        self.root = Path(tempfile.mkdtemp(prefix="streamdom-pg-"))  # short: the socket path is
+        self.port = 0                                               # limited to ~100 bytes
+        self.proc: subprocess.Popen[bytes] | None = None
 
+    def start(self, timeout: float = 60.0) -> PostgresServer:
+        """initdb, start on a free port (another if it is taken meanwhile), wait until ready."""
+        try:
+            if self.run_as:
+                shutil.chown(self.root, "postgres", "postgres")
+            self._as_owner(self.bindir / "initdb", "-D", self.root / "data", "-U", PG_USER,
+                           "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8",
+                           "--locale=C", "--no-sync", "--no-instructions")
+            for _ in range(5):
+                if self._start_once(timeout):
+                    # The socket (in a directory only its owner and root can enter) trusts;
+                    # TCP clients log in with the password.
+                    self.psql(f"ALTER ROLE {PG_USER} PASSWORD '{PG_PASSWORD}'")
+                    return self
+            raise RuntimeError(f"PostgreSQL found no free port:\n{self.logs()[-2000:]}")
+        except BaseException:
+            self.stop()
+            raise
 
-@contextlib.contextmanager
-def pg_database(prefix: str = "streamdom_test") -> Iterator[str]:
-    """A fresh PostgreSQL database for one test run; yields its postgresql:// URL, drops it after."""
-    ensure_pg_role()
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    _psql(f"CREATE DATABASE {name} OWNER {PG_USER}")
-    try:
-        yield f"postgresql://{PG_USER}:{PG_PASSWORD}@127.0.0.1:{pg_port()}/{name}"
-    finally:
-        with contextlib.suppress(subprocess.CalledProcessError):
-            _psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    def _as_owner(self, *cmd: str | Path) -> None:
+        done = subprocess.run([*self.run_as, *map(str, cmd)], capture_output=True, cwd="/")
+        if done.returncode:
+            raise RuntimeError(f"{Path(cmd[0]).name} failed: {done.stderr.decode(errors='replace')}")
+
+    def _start_once(self, timeout: float) -> bool:
+        self.port = free_port()
+        log = open(self.root / "postgres.log", "ab")  # noqa: SIM115 - the child holds it
+        self.proc = subprocess.Popen(
+            [*self.run_as, str(self.bindir / "postgres"), "-D", str(self.root / "data"),
+             "-p", str(self.port), "-k", str(self.root), "-c", "listen_addresses=127.0.0.1",
+             "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"],
+            stdout=log, stderr=subprocess.STDOUT, cwd="/", start_new_session=True)
+        log.close()
+        pidfile = self.root / "data" / "postmaster.pid"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                if "could not bind" in self.logs() or "could not create any TCP/IP" in self.logs():
+                    return False  # someone took the port since free_port()
+                raise RuntimeError(f"postgres exited:\n{self.logs()[-3000:]}")
+            with contextlib.suppress(OSError):
+                lines = pidfile.read_text().splitlines()
+                if len(lines) >= 8 and lines[7].strip() == "ready":
+                    return True
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"PostgreSQL not ready in {timeout:.0f} s:\n{self.logs()[-3000:]}")
+
+    def psql(self, sql: str) -> None:
+        """Run SQL as the superuser over the unix socket."""
+        subprocess.run([str(self.bindir / "psql"), "-X", "-h", str(self.root), "-p", str(self.port),
+                        "-U", PG_USER, "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-qc", sql],
+                       check=True, capture_output=True, cwd="/")
+
+    def url(self, database: str) -> str:
+        """The postgresql:// URL of one database (TCP, with the password)."""
+        return f"postgresql://{PG_USER}:{PG_PASSWORD}@127.0.0.1:{self.port}/{database}"
+
+    @contextlib.contextmanager
+    def database(self, prefix: str = "streamdom_test") -> Iterator[str]:
+        """A fresh database; yields its postgresql:// URL, drops it after."""
+        name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+        self.psql(f"CREATE DATABASE {name}")
+        try:
+            yield self.url(name)
+        finally:
+            with contextlib.suppress(subprocess.CalledProcessError):
+                self.psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+    def logs(self) -> str:
+        """What the server logged so far."""
+        try:
+            return (self.root / "postgres.log").read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def stop(self) -> None:
+        """Fast shutdown (SIGINT: disconnects clients), then remove its directory."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        shutil.rmtree(self.root, ignore_errors=True)

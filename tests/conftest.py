@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from streamdom.testing import InProcessServer, ServerProcess
-from streamdom.testing_archive import SeaweedS3, pg_database
+from streamdom.testing_archive import PostgresServer, SeaweedS3
 from streamdom.testing_nats import NatsCluster, reset_jetstream
 from tests.browser import app_server, browser  # noqa: F401 - fixtures for the browser tests
 from tests.cluster import kill_leftovers
@@ -77,10 +77,18 @@ def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
     s3.stop()
 
 
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One private PostgreSQL server (the installed programs, a temp dir) for the whole session."""
+    pg = PostgresServer().start()
+    yield pg
+    pg.stop()
+
+
 @pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A fresh PostgreSQL database for one test (dropped after); PostgreSQL must be running."""
-    with pg_database() as url:
+def pg_url(postgres: PostgresServer) -> Iterator[str]:
+    """A fresh PostgreSQL database for one test (dropped after)."""
+    with postgres.database() as url:
         yield url
 
 
