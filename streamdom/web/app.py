@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import secrets
 
-from tornado.web import Application, StaticFileHandler
+from tornado.web import Application
 
 from streamdom.config import Config
+from streamdom.web.built import STATIC_DIR
 from streamdom.web.handlers.api import EventsHandler, SessionHandler, SessionsHandler
 from streamdom.web.handlers.ingest import IngestHandler
 from streamdom.web.handlers.pages import (
-    STATIC_DIR,
     DemoPage,
     HealthHandler,
     ListPage,
     LoginPage,
     LogoutHandler,
+    NotFoundPage,
     PlayerPage,
+    StaticFiles,
 )
 from streamdom.web.handlers.watch import UpdatesHandler, WatchHandler
 from streamdom.web.services import Services
@@ -48,10 +50,11 @@ def make_app(config: Config) -> StreamDOMApp:
             (r"/ingest", IngestHandler),
             (rf"/watch/{ID}", WatchHandler),
             (r"/updates", UpdatesHandler),
-            (r"/(streamdom\.js)", StaticFileHandler, static),
-            (r"/static/(.*)", StaticFileHandler, static),
+            (r"/(streamdom\.js)", StaticFiles, static),
+            (r"/static/(.*)", StaticFiles, static),
         ],
         services=services,
+        default_handler_class=NotFoundPage,
         cookie_secret=config.cookie_secret or secrets.token_hex(32),
         login_url="/login",
         xsrf_cookies=True,

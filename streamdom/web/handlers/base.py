@@ -3,18 +3,30 @@
 from __future__ import annotations
 
 import json
+from html import escape
 from typing import TYPE_CHECKING, Any
 
+from tornado.httputil import responses
 from tornado.iostream import StreamClosedError
 from tornado.web import HTTPError, RequestHandler
 from tornado.websocket import WebSocketHandler
 
+from streamdom.web.built import error_page
 from streamdom.wire import valid_id, ws_text_frame
 
 if TYPE_CHECKING:
     from streamdom.web.services import Services
 
 COOKIE = "streamdom_user"
+
+
+class PageError(HTTPError):
+    """An HTTP error of a viewer page, with what the styled error page tells the PM."""
+
+    def __init__(self, status: int, reason: str, title: str, message_html: str) -> None:
+        super().__init__(status, reason=reason)
+        self.title = title
+        self.message_html = message_html
 
 
 class ServicesMixin:
@@ -71,13 +83,30 @@ class ViewerHandler(ServicesMixin, RequestHandler):
             raise HTTPError(400, reason=f"{name} must be an integer") from None
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
-        """Errors of /api/* as JSON, of pages as short text."""
+        """Errors of /api/* as JSON, of pages as the styled error page."""
         reason = self._reason
         if self.request.path.startswith("/api/"):
             self.set_header("Content-Type", "application/json; charset=utf-8")
             self.finish(json.dumps({"error": reason, "status": status_code}))
+            return
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.set_header("Cache-Control", "no-store")
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, PageError):
+            self.finish(error_page(status_code, exc.title, exc.message_html))
         else:
-            self.finish(f"{status_code}: {reason}")
+            self.finish(error_page(status_code, None, self._error_message(status_code)))
+
+    def _error_message(self, status: int) -> str:
+        """What the error page says when the handler gave no PageError (HTML, escaped)."""
+        if status == 404:
+            return f"There is no page at <code>{escape(self.request.path[:300])}</code>."
+        if status >= 500:  # the reason may say more than a stranger should read
+            return "The server could not answer this page. Try again in a moment."
+        reason = self._reason
+        if reason == responses.get(status):  # no reason of ours: Tornado's own 400s etc.
+            return "The address or its parameters are not valid." if status == 400 else ""
+        return escape(reason[:1].upper() + reason[1:]) + "."
 
 
 class ServerSocket(ServicesMixin, WebSocketHandler):

@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from html import escape
+from typing import Any
 
-from tornado.web import HTTPError, RequestHandler
+from tornado.web import HTTPError, RequestHandler, StaticFileHandler
 
-from streamdom.web.handlers.base import COOKIE, ServicesMixin, ViewerHandler
-
-STATIC_DIR = Path(__file__).resolve().parent.parent.parent / "static"
-
-
-def page(name: str) -> str:
-    """The text of a built page in streamdom/static (read per request: pages are small)."""
-    path = STATIC_DIR / name
-    if not path.exists():
-        raise HTTPError(500, reason=f"{name} is not built: run `make build`")
-    return path.read_text()
+from streamdom.web.built import error_page, page
+from streamdom.web.handlers.base import COOKIE, PageError, ServicesMixin, ViewerHandler
+from streamdom.wire import valid_id
 
 
 class ListPage(ViewerHandler):
@@ -28,17 +21,32 @@ class ListPage(ViewerHandler):
 
 
 class PlayerPage(ViewerHandler):
-    """GET /sessions/<id>: the player; 404 status (same page, which says so) for unknown ids."""
+    """GET /sessions/<id>: the player; the styled error page for a malformed (400) or unknown
+    (404) id."""
 
     async def get(self, session_id: str) -> None:
         """Serve the player page."""
-        try:
-            await self.session_or_404(session_id)
-        except HTTPError as exc:
-            if exc.status_code != 404:
-                raise
-            self.set_status(404)
+        shown = f"<code>{escape(session_id[:200])}</code>"
+        if not valid_id(session_id):
+            raise PageError(400, "malformed session id", "Not a session id",
+                            f"{shown} is not a session id: ids are 1 to 128 letters, digits "
+                            "and <code>. _ : @ -</code>.")
+        if await self.services.sessions.get(session_id) is None:
+            raise PageError(404, "unknown session", "Session not found",
+                            f"No session {shown} on this server. Its id may be mistyped, or it "
+                            "may be older than the archive keeps.")
         self.finish(page("player.html"))
+
+
+class NotFoundPage(ViewerHandler):
+    """Any path no route matches: the styled 404 page (a JSON 404 under /api/)."""
+
+    def prepare(self) -> None:
+        """Check the login first (no page list for strangers), then refuse."""
+        super().prepare()
+        if self._finished:
+            return
+        raise HTTPError(404, reason="not found")
 
 
 class DemoPage(ServicesMixin, RequestHandler):
@@ -91,3 +99,12 @@ class LogoutHandler(ServicesMixin, RequestHandler):
         """Clear the cookie."""
         self.clear_cookie(COOKIE)
         self.redirect("/login")
+
+
+class StaticFiles(StaticFileHandler):
+    """/static/* and /streamdom.js; a missing file gets the styled 404 page."""
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """The styled error page instead of Tornado's bare one."""
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.finish(error_page(status_code, None, "There is no such file." if status_code == 404 else ""))
