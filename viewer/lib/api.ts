@@ -31,7 +31,17 @@ export async function fetchJSON<T>(url: string): Promise<{ data: T; res: Respons
     redirectToLogin();
     throw new HttpError(res.status, 'login required');
   }
-  if (!res.ok) throw new HttpError(res.status, `${res.status} ${res.statusText}`);
+  if (!res.ok) {
+    // API errors are JSON {"error": ...}: keep the server's reason (e.g. which parameter is wrong).
+    let reason = '';
+    try {
+      const body: unknown = await res.json();
+      if (isObject(body) && typeof body.error === 'string') reason = body.error;
+    } catch {
+      // not JSON: the status line says enough
+    }
+    throw new HttpError(res.status, reason || `${res.status} ${res.statusText}`);
+  }
   return { data: (await res.json()) as T, res };
 }
 

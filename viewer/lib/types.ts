@@ -16,6 +16,28 @@ export interface SessionInfo {
   bytes?: number;
   url?: string | null;
   user_agent?: string | null;
+  // Issue 16 (see the summary fields in /work/team/pm-spec.md); optional: older servers lack them.
+  user_id?: string;
+  traits?: Record<string, unknown>;
+  metadata?: Record<string, unknown>;
+  tabs?: number;
+  errors?: number;
+  warnings?: number;
+  network_errors?: number;
+  rage_clicks?: number;
+  dead_clicks?: number;
+  /** THE duration (last_event_at − started_at, server clock): list and player show this. */
+  duration_ms?: number;
+  browser?: string;
+  os?: string;
+}
+
+/** GET /api/sessions: one page of the matches and the true number of them. */
+export interface SessionPage {
+  sessions: SessionInfo[];
+  total?: number;
+  offset?: number;
+  limit?: number;
 }
 
 /** An event with its stream (WS /watch `event` frames, and /events?meta=1 items). */
