@@ -1,9 +1,9 @@
-// /sessions/<id>: live view (WS /watch) for live sessions, rrweb-player replay otherwise.
-import 'rrweb-player/dist/style.css';
+// /sessions/<id>: live view (WS /watch) for live sessions, replay otherwise (lib/watch.ts).
+import '@rrweb/replay/dist/style.css';
 import { HttpError, getSession } from './lib/api';
 import { describeUserAgent, formatDuration, formatStart } from './lib/format';
 import { PlayerController } from './lib/watch';
-import type { SessionInfo } from './lib/types';
+import { durationOf, type SessionInfo } from './lib/types';
 
 function $(id: string): HTMLElement {
   const el = document.getElementById(id);
@@ -24,7 +24,9 @@ function sessionIdFromPath(): string {
 function showMeta(info: SessionInfo): void {
   const parts = [
     `started ${formatStart(info.started_at)}`,
-    info.live ? '' : `${formatDuration(info.last_event_at - info.started_at)} long`,
+    info.live ? '' : `${formatDuration(durationOf(info))} long`,
+    info.user_id ? `user ${info.user_id}` : '',
+    (info.tabs ?? 0) > 1 ? `${info.tabs} tabs` : '',
     info.live ? '' : `${info.event_count} events`,
     describeUserAgent(info.user_agent),
   ].filter(Boolean);
@@ -44,24 +46,25 @@ function setStatus(text: string): void {
   s.hidden = !text;
 }
 
-/** "Link to this moment": puts ?t=<current offset> in the URL and copies it. */
-function bindShareButton(currentTime: () => number | null): void {
+/** "Copy link at this moment": puts ?t=<offset on screen> in the URL and copies it (live too). */
+function bindShareButton(moment: () => number): void {
   const share = $('share-time') as HTMLButtonElement;
   share.hidden = false;
   share.addEventListener('click', () => {
     const u = new URL(location.href);
-    u.searchParams.set('t', String(Math.round(currentTime() ?? 0)));
+    u.searchParams.set('t', String(Math.round(moment())));
     history.replaceState(null, '', u.toString());
     const done = () => {
       share.textContent = 'Link copied';
-      setTimeout(() => (share.textContent = 'Link to this moment'), 1500);
+      share.dataset.url = u.toString();
+      setTimeout(() => (share.textContent = 'Copy link at this moment'), 1500);
     };
     if (navigator.clipboard) navigator.clipboard.writeText(u.toString()).then(done, done);
     else done();
   });
 }
 
-/** ?t=<ms>: where a replay opens (paused); null to autoplay from the start. */
+/** ?t=<ms>: where the player opens, paused (a live session: rewound there); null: replay autoplays, live stays live. */
 function startOffset(): number | null {
   const params = new URLSearchParams(location.search);
   const t = Number(params.get('t'));
@@ -92,19 +95,24 @@ async function main(): Promise<void> {
   showMeta(info);
   const player = new PlayerController(info, {
     stage: $('stage'),
-    replay: $('replay'),
     controls: $('controls'),
     liveBadge: $('live-badge'),
     latency: $('latency'),
     timeline: $('timeline') as HTMLInputElement,
     timeLabel: $('time-label'),
     speed: $('speed') as HTMLSelectElement,
+    speedBox: $('speed-box'),
     playToggle: $('play-toggle') as HTMLButtonElement,
+    markers: $('markers'),
     goLive: $('go-live') as HTMLButtonElement,
+    share: $('share-time') as HTMLButtonElement,
     status: $('status'),
     banner: $('banner'),
-  }, startOffset());
-  if (player.state === 'replay') bindShareButton(() => player.currentTime());
+    tabs: $('tabs'),
+    events: $('event-list'),
+    help: $('help'),
+  }, startOffset(), showMeta);
+  bindShareButton(() => player.moment());
 }
 
 void main();

@@ -7,10 +7,14 @@ import { StreamFollower, latestSnapshotStart } from './streams';
 import { firstEventTimestamp, loadAllEvents, wsURL } from './api';
 import { FEED, Machine, type FeedAction, type FeedEvent, type FeedState } from './machine';
 import { hook, report } from './hook';
-import { EventType } from 'rrweb';
+import { EventType } from '@rrweb/types';
 import { isObject, type SessionInfo, type StreamEvent, type WatchMessage } from './types';
 
 export const CLOSE_UNKNOWN_SESSION = 4404;
+/** How long a session that was watched live may be without its recorder before it counts as ended. */
+const RECORDER_GRACE_MS = 15000;
+/** A tab not heard from for this long has no live dot. */
+const TAB_SILENT_MS = 25000;
 
 /** What the feed tells the page. */
 export interface FeedListener {
@@ -18,11 +22,13 @@ export interface FeedListener {
   onEvent(se: StreamEvent, shown: StreamEvent[]): void;
   /** The feed's state changed on `event` (see FEED in machine.ts). */
   onFeed(event: FeedEvent): void;
-  /** The server (re)starts the stream and says whether the session is live. */
-  onHello(live: boolean): void;
-  /** The server says the session ended / is live again. */
+  /** The session ended (the server says so, or its recorder did not come back in time) / is live again. */
   onEnded(): void;
   onLiveAgain(): void;
+  /** A line for the status area ('' clears it). */
+  onStatus(text: string): void;
+  /** A clock estimate (ours or a recorder's) arrived. */
+  onClock(): void;
 }
 
 export class WatchFeed {
@@ -33,6 +39,13 @@ export class WatchFeed {
   private readonly follower = new StreamFollower();
   /** Events of the followed stream from its latest full snapshot on. */
   private events: StreamEvent[] = [];
+  /** The server has said at least once that the session is live (so a drop may be a reconnect). */
+  private seenLive = false;
+  /** Running while the recorder may still come back (hello with live: false after being live). */
+  private graceTimer: ReturnType<typeof setTimeout> | undefined;
+  private hasEnded = false;
+  /** Per stream: when we last heard from its recorder (an event or a clock frame; wall ms). */
+  private readonly heardAt = new Map<string, number>();
   /** While the backlog comes from the archive instead (see bootstrap()): what arrives meanwhile. */
   private bootQueue: StreamEvent[] | null = null;
 
@@ -92,7 +105,7 @@ export class WatchFeed {
         break;
       case 'hello':
         this.machine.send({ type: 'hello' });
-        this.listener.onHello(msg.live !== false);
+        this.onHello(msg.live !== false);
         break;
       case 'resync':
         report({ resyncs: hook.resyncs + 1 });
@@ -106,12 +119,13 @@ export class WatchFeed {
         break;
       case 'clock':
         if (typeof msg.offset === 'number' && typeof msg.rtt === 'number') {
+          this.heardAt.set(String(msg.streamId), Date.now());
           this.clocks.setRecorder(String(msg.streamId), { offset: msg.offset, rtt: msg.rtt });
           this.reportClocks();
         }
         break;
       case 'ended':
-        this.listener.onEnded();
+        this.ended();
         break;
       case 'live':
         this.listener.onLiveAgain();
@@ -120,6 +134,36 @@ export class WatchFeed {
         this.pinger.handlePong(msg);
         break;
     }
+  }
+
+  /** hello: a session that is not live has ended, unless we watched it live (its recorder may come back). */
+  private onHello(live: boolean): void {
+    if (!live) {
+      if (!this.seenLive || this.hasEnded) this.ended();
+      else {
+        this.listener.onStatus('Waiting for the recorder to reconnect…');
+        if (this.graceTimer === undefined) this.graceTimer = setTimeout(() => this.ended(), RECORDER_GRACE_MS);
+      }
+      return;
+    }
+    this.seenLive = true;
+    if (this.graceTimer !== undefined) this.listener.onStatus('');
+    clearTimeout(this.graceTimer);
+    this.graceTimer = undefined;
+    this.hasEnded = false;
+    this.listener.onLiveAgain();
+  }
+
+  private ended(): void {
+    clearTimeout(this.graceTimer);
+    this.graceTimer = undefined;
+    this.hasEnded = true;
+    this.listener.onEnded();
+  }
+
+  /** Whether a status line may go (no grace period running). */
+  get waiting(): boolean {
+    return this.graceTimer !== undefined;
   }
 
   /**
@@ -138,6 +182,7 @@ export class WatchFeed {
       this.bootQueue.push(se);
       return;
     }
+    this.heardAt.set(se.streamId, Date.now());
     const shown = this.follower.push(se);
     if (se.streamId === this.follower.follow) this.clocks.noteEvent(se.event.timestamp);
     if (shown.length && shown[shown.length - 1].event.type === EventType.FullSnapshot) this.events = shown.slice();
@@ -167,8 +212,20 @@ export class WatchFeed {
     this.machine.send({ type: 'caughtup' });
   }
 
+  /** Whether a tab's recorder was heard from lately (it pings every 10 s): its live dot. */
+  connectedRecently(streamId: string): boolean {
+    return Date.now() - (this.heardAt.get(streamId) ?? 0) < TAB_SILENT_MS;
+  }
+
+  /** Stops for good (the session ended: nothing more will come). */
+  close(): void {
+    this.pinger.stop();
+    this.socket.close();
+  }
+
   /** Our offset, and the followed recorder's, for automation. */
   private reportClocks(): void {
+    this.listener.onClock();
     const vo = this.clocks.viewer.best;
     report({ viewerOffset: vo ? vo.offset : null, viewerRtt: vo ? vo.rtt : null });
     const rec = this.clocks.recorder(this.follower.follow);

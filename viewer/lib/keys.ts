@@ -1,34 +1,74 @@
-// Keyboard shortcuts of the player: Space plays/pauses, ← / → move 5 s.
+// Keyboard shortcuts of the player, and the help panel (?) that lists them: SHORTCUTS is the one
+// list both the handler and the panel read.
+import { h } from './format';
 
-/** What the shortcuts act on; null while nothing on the page takes them. */
+/** What the shortcuts act on (the page's controller). */
 export interface KeyTarget {
-  /** Space; false when there is nothing to play or pause (the key is left alone). */
+  /** Space: play/pause (at the live edge: pause = rewind paused here); false leaves the key alone. */
   playPause(): boolean;
   /** ← / →: move by `ms`. */
   seekBy(ms: number): void;
+  /** L: back to live (while rewound). */
+  goLive(): void;
+  /** F: follow the user; 1–9: show tab N. */
+  follow(): void;
+  showTab(n: number): void;
+  /** C: copy a link to the moment on screen. */
+  share(): void;
 }
+
+export const SHORTCUTS: readonly [string, string][] = [
+  ['Space', 'play / pause (at the live edge: pause here, a rewind)'],
+  ['← / →', 'back / forward 5 s (Shift: 1 s)'],
+  ['L', 'go live (while rewound)'],
+  ['F', 'follow the user (show the tab they are in)'],
+  ['1 – 9', 'show tab N (stops following)'],
+  ['C', 'copy a link to this moment'],
+  ['?', 'show / hide this help'],
+  ['Esc', 'close this help'],
+];
 
 /** Whether a keydown is ours: no modifier, not typing in a field, Space not on a focused button/link. */
 function isShortcut(ev: KeyboardEvent): boolean {
   if (ev.defaultPrevented || ev.altKey || ev.ctrlKey || ev.metaKey) return false;
   const t = ev.target as HTMLElement | null;
   // Typing in fields keeps its keys; a focused button/link keeps Space (it activates it).
-  if (t && t.closest('input, textarea, select, [contenteditable]')) return false;
+  if (t && t.closest('input:not([type=range]):not([type=checkbox]), textarea, select, [contenteditable]')) return false;
   if ((ev.key === ' ' || ev.code === 'Space') && t && t.closest('button, a')) return false;
   return true;
 }
 
-/** Routes the shortcuts to whatever `target()` returns at the time of the key press. */
-export function bindPlayerKeys(target: () => KeyTarget | null): void {
+/** Routes the shortcuts to `target()`; `help` is the panel that ? toggles. */
+export function bindPlayerKeys(target: () => KeyTarget | null, help: HTMLElement): void {
+  help.replaceChildren(
+    h('h2', {}, 'Keyboard shortcuts'),
+    h('dl', {}, ...SHORTCUTS.flatMap(([k, what]) => [h('dt', {}, h('kbd', {}, k)), h('dd', {}, what)])),
+  );
+  help.setAttribute('role', 'dialog');
+  help.dataset.testid = 'help';
   window.addEventListener('keydown', (ev) => {
     if (!isShortcut(ev)) return;
+    if (ev.key === '?') {
+      help.hidden = !help.hidden;
+      ev.preventDefault();
+      return;
+    }
+    if (ev.key === 'Escape' && !help.hidden) {
+      help.hidden = true;
+      return;
+    }
     const t = target();
     if (!t) return;
-    if (ev.key === ' ' || ev.code === 'Space') {
-      if (t.playPause()) ev.preventDefault();
-    } else if (ev.key === 'ArrowLeft' || ev.key === 'ArrowRight') {
-      ev.preventDefault();
-      t.seekBy(ev.key === 'ArrowLeft' ? -5000 : 5000);
-    }
+    const key = ev.key.length === 1 ? ev.key.toLowerCase() : ev.key;
+    let handled = true;
+    if (ev.key === ' ' || ev.code === 'Space') handled = t.playPause();
+    else if (key === 'ArrowLeft' || key === 'ArrowRight') t.seekBy((key === 'ArrowLeft' ? -1 : 1) * (ev.shiftKey ? 1000 : 5000));
+    else if (ev.shiftKey) handled = false;
+    else if (key === 'l') t.goLive();
+    else if (key === 'f') t.follow();
+    else if (key === 'c') t.share();
+    else if (/^[1-9]$/.test(key)) t.showTab(Number(key));
+    else handled = false;
+    if (handled) ev.preventDefault();
   });
 }

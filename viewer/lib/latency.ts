@@ -1,4 +1,7 @@
-// The "N ms delayed" label of the live view.
+// The "N ms delayed" label of the live view. It changes on every live event, so it writes only
+// what changed: two text nodes made once (the figure and its uncertainty), and their data only
+// when the rounded value differs. (Rebuilding a span per event cost a style recalc and a layout
+// of the toolbar for each event: issue 15, README.)
 
 /** Event -> screen delay and its uncertainty (ms), from the clocks (see SessionClocks.delay). */
 export interface Delay {
@@ -6,19 +9,38 @@ export interface Delay {
   uncertainty: number;
 }
 
-/** Shows `d`; without one (clocks not known yet) "measuring…", unless a delay was shown before. */
-export function showDelay(el: HTMLElement, d: Delay | null, shownBefore: boolean): void {
-  if (!d) {
-    if (!shownBefore) {
-      el.textContent = 'measuring…';
-      el.title = 'waiting for the viewer and recorder clock offsets';
-    }
-    return;
+export class DelayLabel {
+  private readonly figure = document.createTextNode('measuring…');
+  private readonly plusMinus = document.createTextNode('');
+  private shown = false;
+
+  constructor(private readonly el: HTMLElement) {
+    const u = document.createElement('span');
+    u.className = 'uncertainty';
+    u.appendChild(this.plusMinus);
+    el.replaceChildren(this.figure, u);
+    el.title = 'waiting for the viewer and recorder clock offsets';
   }
-  el.textContent = `${Math.max(0, Math.round(d.delay))} ms delayed`;
-  const u = document.createElement('span');
-  u.className = 'uncertainty';
-  u.textContent = ` ±${Math.round(d.uncertainty)} ms`;
-  el.appendChild(u);
-  el.title = `event → screen delay ${d.delay.toFixed(1)} ms, uncertainty ±${d.uncertainty.toFixed(1)} ms (clock sync)`;
+
+  /** Whether a delay has been shown (the label then keeps the last one until the next). */
+  get hasValue(): boolean {
+    return this.shown;
+  }
+
+  /** Shows `d`; `idle` marks a delay measured on the session's last event before we joined. */
+  show(d: Delay | null, idle = false): void {
+    if (!d) return;
+    set(this.figure, `${Math.max(0, Math.round(d.delay))} ms delayed${idle ? ' (last event)' : ''}`);
+    set(this.plusMinus, ` ±${Math.round(d.uncertainty)} ms`);
+    if (!this.shown || idle) {
+      this.el.title = idle
+        ? 'the session is idle: the delay of its last event (recorder → server, plus half our round trip)'
+        : 'event → screen delay of the last event, ± the clock sync uncertainty';
+    }
+    this.shown = true;
+  }
+}
+
+function set(node: Text, text: string): void {
+  if (node.data !== text) node.data = text;
 }

@@ -1,4 +1,4 @@
-// Live view: an rrweb Replayer in live mode that applies each event the moment it arrives.
+// Live view: an rrweb Replayer (@rrweb/replay, the one copy the page has) in live mode that applies each event the moment it arrives.
 //
 // What rrweb's own live path costs (rrweb 2.2.2, src/replay/index.ts + timer.ts):
 //   replayer.startLive(B); replayer.addEvent(e)
@@ -26,7 +26,8 @@
 // moves smoothly. The backlog (before `caughtup`) is cast with isSync=true (no smooth
 // scrolling or cursor animation for stale events) and finished with the replayer's own
 // `flush` step. With useVirtualDom:false sync mutations go straight to the iframe.
-import { EventType, IncrementalSource, Replayer, type eventWithTime } from 'rrweb';
+import { Replayer } from '@rrweb/replay';
+import { EventType, IncrementalSource, type eventWithTime } from '@rrweb/types';
 import { isObject } from './types';
 import { fitReplayer } from './scale';
 
@@ -46,9 +47,11 @@ export class LivePlayer {
   private readonly cast: CastFnGetter | null;
   private dims: { width: number; height: number } | null = null;
   private readonly onWindowResize = () => this.fit();
+  /** Events applied since it was made. */
+  applied = 0;
 
   constructor(private readonly stage: HTMLElement) {
-    this.replayer = new Replayer([], {
+    this.replayer = new Replayer([] as never[], {
       root: stage,
       liveMode: true,
       useVirtualDom: false,
@@ -106,8 +109,9 @@ export class LivePlayer {
       if (type !== EventType.FullSnapshot || ctxEvents[0]?.type !== EventType.Meta) ctxEvents.length = 0;
       ctxEvents.push(ev);
     }
+    this.applied++;
     if (this.cast) this.cast(ev, isSync)();
-    else this.replayer.addEvent(ev); // rrweb changed its internals: fall back to its live path
+    else this.replayer.addEvent(ev as never); // rrweb changed its internals: fall back to its live path
   }
 
   /** Ends a batch of sync (backlog) casts: places the cursor, replays pending selection. */

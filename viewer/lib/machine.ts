@@ -17,7 +17,7 @@
 //
 // The page's state, as one name, is the feed's while the PM is at the live edge and the
 // view's otherwise: connecting | live | caught-up | rewound | ended | replay.
-import type { RewindPlayer } from './rewind';
+import type { ReplayPlayer } from './engine';
 
 interface Transition<S extends string, A extends string> {
   target: S;
@@ -90,7 +90,7 @@ export const FEED: Table<FeedState, FeedEvent, FeedAction> = {
  */
 export type ViewState = 'edge' | 'rewound' | 'ended' | 'replay';
 export type ViewEvent =
-  | { type: 'rewind-loaded'; player: RewindPlayer; offset: number } // history in: play it from offset
+  | { type: 'rewind-loaded'; player: ReplayPlayer; offset: number; play: boolean } // history in: show offset
   | { type: 'go-live' } // the Go live button, or the rewind reached the live edge
   | { type: 'ended' } // the server says the session ended (or the recorder's grace ran out)
   | { type: 'live-again' }; // the server says the session is live again

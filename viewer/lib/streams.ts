@@ -2,7 +2,7 @@
 // of the most recent full snapshot and ignores incremental events of the other streams.
 // A Meta event (type 4) is held back until its stream's FullSnapshot (type 2) arrives, so
 // a second tab's Meta does not resize the view of the first one.
-import { EventType } from 'rrweb';
+import { EventType } from '@rrweb/types';
 import type { StreamEvent } from './types';
 
 export class StreamFollower {

@@ -1,8 +1,7 @@
 // Wire types shared by the viewer pages (see docs/PROTOCOL.md). rrweb's event kinds are its
-// own enums (EventType, IncrementalSource, ...), imported from 'rrweb' where they are needed:
-// the same objects the Replayer brings (a copy from @rrweb/types would add ~0.4 KB gzipped to
-// the player), and pages without a replayer (list, login) never import them.
-import type { eventWithTime } from 'rrweb';
+// own enums (EventType, IncrementalSource, ...), imported from '@rrweb/types' where they are
+// needed; pages without a replayer (list, login) never import them.
+import type { eventWithTime } from '@rrweb/types';
 
 export type RREvent = eventWithTime;
 
@@ -62,6 +61,11 @@ export type WatchMessage =
 export type UpdatesMessage =
   | { type: 'sessions'; sessions: SessionInfo[] }
   | { type: 'session'; session: SessionInfo };
+
+/** The session's one duration: the summary's duration_ms (server clock), or the same difference for an older server. */
+export function durationOf(info: SessionInfo): number {
+  return info.duration_ms ?? Math.max(0, info.last_event_at - info.started_at);
+}
 
 export function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);

@@ -1,71 +1,74 @@
-// The session player page: watch a live session (live view, rewind, ended -> replay) or replay
-// a finished one. Owns the view region of the page's state machine (machine.ts); the live
-// feed (feed.ts) owns the other.
-import { LivePlayer } from './live';
-import { RewindPlayer } from './rewind';
-import { ReplayView } from './replay';
-import { StreamFollower } from './streams';
+// The session player page: watch a live session (live edge, rewind, ended) or replay a finished
+// one, every tab of it. Owns the view region of the page's state machine (machine.ts); the live
+// feed (feed.ts) owns the other, the store (session.ts) owns the session's history.
+import { LiveView } from './liveview';
+import { ReplayPlayer } from './engine';
+import { SessionStore } from './session';
 import { CLOSE_UNKNOWN_SESSION, WatchFeed, type FeedListener } from './feed';
-import { loadAllEvents } from './api';
+import { getSession } from './api';
 import { Timeline, type Position, type TimelineHost, type TimelineUI } from './timeline';
+import { EventList } from './eventlist';
+import { TabBar, type TabState } from './tabs';
 import { bindPlayerKeys, type KeyTarget } from './keys';
 import { Machine, VIEW, watchState, type FeedEvent, type ViewAction, type ViewEvent, type ViewState, type WatchState } from './machine';
-import { hook, report } from './hook';
-import { showDelay } from './latency';
-import type { SessionInfo, StreamEvent } from './types';
+import { report } from './hook';
+import { LiveStatus } from './livestatus';
+import { Chrome, type ChromeUI } from './chrome';
+import { durationOf, type SessionInfo, type StreamEvent } from './types';
 
-export interface PlayerUI extends TimelineUI {
-  stage: HTMLElement; // live / rewind replayer root
-  replay: HTMLElement; // rrweb-player root for a finished session
-  controls: HTMLElement; // timeline row (live + rewind)
-  liveBadge: HTMLElement;
-  latency: HTMLElement;
-  goLive: HTMLButtonElement;
-  status: HTMLElement;
-  banner: HTMLElement;
+export interface PlayerUI extends TimelineUI, ChromeUI {
+  stage: HTMLElement; // the replayer's root (live, rewind and replay)
+  share: HTMLButtonElement;
+  tabs: HTMLElement;
+  events: HTMLElement;
+  help: HTMLElement;
 }
 
-/** The player on screen: exactly one at a time. */
-type View =
-  | { kind: 'live'; player: LivePlayer }
-  | { kind: 'rewind'; player: RewindPlayer }
-  | { kind: 'replay'; player: ReplayView };
-
-/** How long a session that was watched live may be without its recorder before it counts as ended. */
-const RECORDER_GRACE_MS = 15000;
+/** What is on screen: the live edge, or a replay (a rewind of a live session, or a finished one). */
+type View = { kind: 'live'; live: LiveView } | { kind: 'replay'; player: ReplayPlayer };
 
 export class PlayerController implements FeedListener, TimelineHost {
+  private readonly store: SessionStore;
   private view: View;
   private readonly machine: Machine<ViewState, ViewEvent, ViewAction>;
   private readonly feed: WatchFeed | null = null;
   private readonly timeline: Timeline;
-  /** While the history for a rewind loads: the live events that arrive meanwhile. */
-  private rewindQueue: StreamEvent[] | null = null;
-  /** The server has said at least once that the session is live (so a drop may be a reconnect). */
-  private seenLive = false;
-  /** Running while the recorder may still come back (hello with live: false after being live). */
-  private graceTimer: ReturnType<typeof setTimeout> | undefined;
+  private readonly tabBar: TabBar;
+  private readonly eventList: EventList;
+  private readonly liveStatus: LiveStatus | null = null;
+  private readonly chrome: Chrome;
+  private pinned: string | null = null;
+  /** Where to open (?t=), once the history is in; 'end' for a session that ended while watched. */
+  private startAt: number | 'end' | null;
+  private loadingHistory = false;
 
-  /** `startAt`: for a finished session, the offset to open at (paused), or null to autoplay. */
-  constructor(private readonly info: SessionInfo, private readonly ui: PlayerUI, startAt: number | null) {
+  constructor(private info: SessionInfo, private readonly ui: PlayerUI, startAt: number | null, private readonly onInfo: (i: SessionInfo) => void) {
+    this.startAt = startAt;
+    this.store = new SessionStore(info.live);
+    this.chrome = new Chrome(ui);
     this.timeline = new Timeline(ui, this);
+    this.tabBar = new TabBar(ui.tabs, this.store, this);
+    this.eventList = new EventList(ui.events, this.store, { seek: (t) => this.seek(t), tabNumber: (id) => this.tabBar.number(id) });
+    this.store.listen({ marker: (m) => this.timeline.addMarker(m), tabs: () => this.tabBar.draw() });
     const actions = {
       showLive: () => this.showLive(),
       showRewind: (e: ViewEvent) => this.showRewind(e),
-      showReplay: () => this.showReplay('end'),
-      bannerEnded: () => this.setBanner('Session ended'),
-      bannerLiveAgain: () => this.setBanner('The session is live again.'),
+      showReplay: () => this.showEnded(),
+      bannerEnded: () => this.chrome.banner('Session ended'),
+      bannerLiveAgain: () => this.chrome.banner('The session is live again.'),
     };
     if (info.live) {
-      this.view = { kind: 'live', player: new LivePlayer(ui.stage) };
-      this.machine = new Machine(VIEW, 'edge', actions, () => this.render());
       this.feed = new WatchFeed(info, this);
+      this.liveStatus = new LiveStatus(ui.latency, this.feed);
+      this.view = { kind: 'live', live: this.newLive() };
+      this.machine = new Machine(VIEW, 'edge', actions, () => this.render());
     } else {
-      this.view = this.replayView(startAt);
+      this.view = { kind: 'replay', player: this.newReplay() };
       this.machine = new Machine(VIEW, 'replay', actions, () => this.render());
+      void this.loadHistory();
     }
-    ui.goLive.addEventListener('click', () => this.machine.send({ type: 'go-live' }));
-    bindPlayerKeys(() => this.keys());
+    ui.goLive.addEventListener('click', () => this.goLive());
+    bindPlayerKeys(() => this.keys(), ui.help);
     report({ currentTime: () => this.currentTime() });
     this.render();
   }
@@ -75,181 +78,232 @@ export class PlayerController implements FeedListener, TimelineHost {
     return watchState(this.machine.state, this.feed?.state ?? 'connecting');
   }
 
-  /** Replay/rewind position in ms from the first event (null while live). */
+  /** Position in ms from the session's first event (null at the live edge). */
   currentTime(): number | null {
     return this.view.kind === 'live' ? null : this.view.player.currentTime();
   }
 
-  // ---- the feed ------------------------------------------------------------------------
-
-  onEvent(se: StreamEvent, shown: StreamEvent[]): void {
-    const view = this.view;
-    if (view.kind === 'live') for (const x of shown) this.applyLive(view.player, x);
-    else if (view.kind === 'rewind') view.player.add(se);
-    this.rewindQueue?.push(se);
+  /** The moment on screen (the live edge while live), for share links. */
+  moment(): number {
+    return this.currentTime() ?? this.liveEdge();
   }
 
-  onFeed(event: FeedEvent): void {
-    if (event.type === 'open' && this.graceTimer === undefined) this.setStatus('');
-    if (event.type === 'caughtup' && this.view.kind === 'live') this.view.player.flush();
-    if (event.type === 'down') {
-      if (event.code === CLOSE_UNKNOWN_SESSION) this.setStatus('This session is no longer known to the server.');
-      else if (this.state !== 'ended' || this.view.kind !== 'replay') this.setStatus('Connection lost — reconnecting…');
+  // ---- history -------------------------------------------------------------------------
+
+  private async loadHistory(): Promise<void> {
+    if (!(await this.store.load(this.info.id, (t) => this.setStatus(t)))) return;
+    if (this.feed && this.store.origin !== null) this.feed.clocks.firstTimestamp = this.store.origin;
+    if (!this.info.live || this.machine.state === 'ended') this.store.settle(0, true);
+    if (this.store.tabs.size === 0) this.setStatus('Nothing to replay: this session has no events.');
+    const at = this.startAt;
+    this.startAt = null;
+    if (this.view.kind === 'live') {
+      this.view.live.pin(this.pinned); // every tab is now in the store: follow can switch
+      if (typeof at === 'number') this.rewindTo(at, false);
+    } else if (this.machine.state === 'replay' || this.machine.state === 'ended') {
+      const p = this.view.player;
+      if (at === null) p.play(0);
+      else p.seek(at === 'end' ? this.end() : at);
     }
     this.render();
   }
 
-  onHello(live: boolean): void {
-    if (!live) {
-      // Ended, unless we were watching it live: then give the recorder time to come back.
-      if (!this.seenLive || this.state === 'ended') this.onEnded();
-      else {
-        this.setStatus('Waiting for the recorder to reconnect…');
-        if (this.graceTimer === undefined) this.graceTimer = setTimeout(() => this.onEnded(), RECORDER_GRACE_MS);
+  // ---- the feed ------------------------------------------------------------------------
+
+  onEvent(se: StreamEvent): void {
+    const view = this.view;
+    if (this.store.addLive(se) && view.kind === 'replay') view.player.add(se); // a rewind goes on receiving
+    if (view.kind === 'live' && view.live.push(se, this.feed!.state !== 'caught-up')) this.liveStatus!.applied(se);
+  }
+
+  onFeed(event: FeedEvent): void {
+    if (event.type === 'open' && !this.feed!.waiting) this.setStatus('');
+    if (event.type === 'caughtup') {
+      if (this.view.kind === 'live') this.view.live.player.flush();
+      this.liveStatus!.caughtUp();
+      if (!this.store.complete && !this.loadingHistory) {
+        this.loadingHistory = true; // after the backlog: history + what follows leave no gap
+        void this.loadHistory();
       }
-      return;
     }
-    this.seenLive = true;
-    if (this.graceTimer !== undefined) this.setStatus('');
-    clearTimeout(this.graceTimer);
-    this.graceTimer = undefined;
-    this.onLiveAgain();
+    if (event.type === 'down') {
+      if (event.code === CLOSE_UNKNOWN_SESSION) this.setStatus('This session is no longer known to the server.');
+      else if (event.code === 1000 && this.machine.state === 'ended') this.feed!.close(); // not live: nothing will come
+      else if (this.machine.state !== 'ended') this.setStatus('Connection lost — reconnecting…');
+    }
+    this.render();
+  }
+
+  onClock(): void {
+    this.liveStatus?.clock();
   }
 
   onEnded(): void {
-    clearTimeout(this.graceTimer);
-    this.graceTimer = undefined;
     this.machine.send({ type: 'ended' });
+    getSession(this.info.id).then((i) => {
+      this.info = i;
+      this.onInfo(i);
+      this.render();
+    }, () => {});
+  }
+
+  onStatus(text: string): void {
+    this.setStatus(text);
   }
 
   onLiveAgain(): void {
     this.machine.send({ type: 'live-again' });
   }
 
-  private applyLive(player: LivePlayer, se: StreamEvent): void {
-    const clocks = this.feed!.clocks;
-    player.apply(se.event, clocks.shift(se), this.feed!.state !== 'caught-up');
-    const appliedAt = performance.now();
-    const wall = Date.now();
-    const rec = clocks.recorder(se.streamId);
-    const d = clocks.delay(se, wall);
-    const shownBefore = hook.lastDelayMs !== null;
-    report({
-      lastAppliedAt: appliedAt,
-      lastAppliedWallMs: wall,
-      appliedCount: hook.appliedCount + 1,
-      lastEventTimestamp: se.event.timestamp,
-      lastStreamId: se.streamId,
-      lastSeq: se.seq,
-      lastRecvAt: se.recvAt ?? null,
-      recorderOffset: rec ? rec.offset : null,
-      recorderRtt: rec ? rec.rtt : null,
-      ...(d && { lastDelayMs: d.delay, uncertaintyMs: d.uncertainty }),
-    });
-    showDelay(this.ui.latency, d, shownBefore);
-  }
-
   // ---- the views (actions of the VIEW table) ---------------------------------------------
 
-  /** Back to the live edge: a fresh live replayer, brought up to date with the backlog. */
+  private newLive(): LiveView {
+    const feed = this.feed!;
+    return new LiveView(this.ui.stage, (se) => feed.clocks.shift(se), () => (this.store.complete ? this.store : null), () => this.tabBar.draw());
+  }
+
+  private newReplay(): ReplayPlayer {
+    return new ReplayPlayer({
+      stage: this.ui.stage,
+      store: this.store,
+      speed: this.timeline.speed,
+      end: () => this.end(),
+      onEnd: () => this.render(),
+      onShow: () => this.tabBar.draw(),
+    });
+  }
+
+  /** Back to the live edge: a fresh live replayer, brought up to date from the store. */
   private showLive(): void {
-    this.view.player.destroy();
-    this.setBanner('');
-    const player = new LivePlayer(this.ui.stage);
-    this.view = { kind: 'live', player };
-    const clocks = this.feed!.clocks;
-    const backlog = this.feed!.backlog;
-    for (const se of backlog) player.apply(se.event, clocks.shift(se), true);
-    if (backlog.length) player.flush();
+    this.destroyView();
+    this.chrome.banner('');
+    const live = this.newLive();
+    this.view = { kind: 'live', live };
+    if (!this.store.complete) for (const se of this.feed!.backlog) live.push(se, true);
+    else live.pin(this.pinned);
+    live.player.flush();
   }
 
   private showRewind(e: ViewEvent): void {
     if (e.type !== 'rewind-loaded') return;
-    this.view.player.destroy();
-    this.view = { kind: 'rewind', player: e.player };
-    for (const se of this.rewindQueue ?? []) e.player.add(se);
-    e.player.play(e.offset);
-    this.setStatus('');
+    this.destroyView();
+    this.view = { kind: 'replay', player: e.player };
+    e.player.pin(this.pinned);
+    if (e.play) e.player.play(e.offset);
+    else e.player.seek(e.offset);
   }
 
-  private showReplay(startAt: number | 'end'): void {
-    this.view.player.destroy();
-    this.ui.stage.style.height = '';
-    this.view = this.replayView(startAt);
+  /** The session ended at the live edge: the replay view at its last frame. */
+  private showEnded(): void {
+    this.destroyView();
+    const player = this.newReplay();
+    this.view = { kind: 'replay', player };
+    player.pin(this.pinned);
+    if (!this.store.complete) this.startAt = 'end';
+    else player.seek(this.end());
   }
 
-  private replayView(startAt: number | 'end' | null): View {
-    const player = new ReplayView(this.ui.replay, this.info.id, { startAt, onStatus: (t) => this.setStatus(t) });
-    player.load().catch((err) => {
-      console.error(err);
-      this.setStatus('Could not load the session events.');
-    });
-    return { kind: 'replay', player };
+  private destroyView(): void {
+    if (this.view.kind === 'live') this.view.live.destroy();
+    else this.view.player.destroy();
   }
 
-  // ---- controls (TimelineHost and keys) ------------------------------------------------
+  private rewindTo(offset: number, play: boolean): void {
+    const player = this.newReplay();
+    if (!this.machine.send({ type: 'rewind-loaded', player, offset, play })) player.destroy();
+  }
+
+  private goLive(): void {
+    this.machine.send({ type: 'go-live' });
+  }
+
+  // ---- controls (TimelineHost, tabs, keys) ------------------------------------------------
+
+  private liveEdge(): number {
+    return this.feed ? this.feed.liveEdge() : 0;
+  }
+
+  /** The end of the timeline: the live edge while live, else the session's length. */
+  private end(): number {
+    const s = this.machine?.state;
+    if (this.feed && (s === 'edge' || s === 'rewound')) return this.liveEdge();
+    const span = this.store.origin === null ? 0 : this.store.latest - this.store.origin;
+    return Math.max(span, this.info.live ? 0 : durationOf(this.info));
+  }
+
+  /** The duration the page shows: the summary's duration_ms (one duration everywhere). */
+  duration(): number {
+    return this.info.live ? this.end() : durationOf(this.info);
+  }
 
   position(): Position {
     const view = this.view;
-    if (view.kind === 'live') return { at: 'edge', edge: this.feed!.liveEdge() };
-    if (view.kind === 'rewind') {
-      const p = view.player;
-      return { at: 'rewind', current: p.currentTime(), total: p.totalTime(), playing: p.playing };
-    }
-    return null;
+    if (view.kind === 'live') return { at: 'edge', edge: this.liveEdge() };
+    const p = view.player;
+    const total = this.end();
+    const duration = this.machine.state === 'rewound' ? total : this.duration();
+    return { at: 'replay', current: p.currentTime(), total, playing: p.playing, duration };
   }
 
-  /** From the live edge, load the history and rewind to `offset`; in a rewind, seek. */
+  offsetOf(ts: number): number {
+    return this.store.offset(ts);
+  }
+
+  onDraw(offset: number, live: boolean): void {
+    this.eventList.follow(live ? Infinity : offset);
+    if (live && this.store.origin !== null && this.store.complete) this.store.settle(this.store.origin + offset - 100);
+    this.tabBar.draw();
+  }
+
+  /** From the live edge, rewind to `offset`; in a replay, seek. */
   seek(offset: number): void {
-    if (this.view.kind === 'rewind') this.view.player.seek(offset);
-    else if (this.machine.state === 'edge' && !this.rewindQueue) void this.loadRewind(offset);
-  }
-
-  private async loadRewind(offset: number): Promise<void> {
-    this.rewindQueue = [];
-    this.setStatus('Loading history…');
-    try {
-      const events = await loadAllEvents(this.info.id);
-      if (this.machine.state !== 'edge') return; // the session ended meanwhile: the replay view took over
-      const player = new RewindPlayer(this.ui.stage, events, new StreamFollower(), this.timeline.speed, () =>
-        this.machine.send({ type: 'go-live' }),
-      );
-      if (!this.machine.send({ type: 'rewind-loaded', player, offset })) player.destroy();
-    } catch (err) {
-      console.error(err);
-      this.setStatus('Could not load the session history.');
-    } finally {
-      this.rewindQueue = null;
-      this.render();
-    }
+    if (this.view.kind === 'replay') this.view.player.seek(offset);
+    else if (!this.store.complete) this.startAt = offset; // opens there once the history is in
+    else this.rewindTo(offset, true);
+    this.render();
   }
 
   togglePlay(): void {
     const view = this.view;
-    if (view.kind !== 'rewind') return;
-    if (view.player.playing) view.player.pause();
+    if (view.kind === 'live') this.seek(this.liveEdge());
+    else if (view.player.playing) view.player.pause();
     else view.player.play();
     this.render();
   }
 
   setSpeed(speed: number): void {
-    if (this.view.kind === 'rewind') this.view.player.setSpeed(speed);
+    if (this.view.kind === 'replay') this.view.player.setSpeed(speed);
   }
 
-  private keys(): KeyTarget | null {
-    const view = this.view;
-    if (view.kind === 'replay') return view.player.keys();
-    if (view.kind === 'rewind') {
-      return {
-        playPause: () => (this.togglePlay(), true),
-        seekBy: (ms) => view.player.seek(view.player.currentTime() + ms),
-      };
-    }
+  tabState(): TabState {
+    const v = this.view;
+    const feed = this.machine.state === 'ended' ? null : this.feed;
     return {
-      playPause: () => false, // nothing to pause at the live edge
-      seekBy: (ms) => {
-        if (ms < 0) this.seek(Math.max(0, this.feed!.liveEdge() + ms));
+      shown: v.kind === 'live' ? v.live.shown : v.player.tab,
+      focus: v.kind === 'live' ? v.live.focus : this.store.focusAt((this.store.origin ?? 0) + v.player.currentTime()),
+      following: this.pinned === null,
+      isLive: (id) => !!feed && feed.connectedRecently(id),
+    };
+  }
+
+  pin(streamId: string | null): void {
+    this.pinned = streamId;
+    if (this.view.kind === 'live') this.view.live.pin(streamId);
+    else this.view.player.pin(streamId);
+    this.tabBar.draw();
+  }
+
+  private keys(): KeyTarget {
+    return {
+      playPause: () => (this.togglePlay(), true),
+      seekBy: (ms) => this.seek(Math.max(0, this.moment() + ms)),
+      goLive: () => this.goLive(),
+      follow: () => this.pin(null),
+      showTab: (n) => {
+        const id = [...this.store.tabs.keys()][n - 1];
+        if (id !== undefined) this.pin(id);
       },
+      share: () => this.ui.share.click(),
     };
   }
 
@@ -257,29 +311,12 @@ export class PlayerController implements FeedListener, TimelineHost {
 
   /** Everything on screen that follows from the state (run after each transition). */
   private render(): void {
-    const { ui } = this;
-    const kind = this.view.kind;
-    const state = this.machine.state;
-    ui.stage.hidden = kind === 'replay';
-    ui.controls.hidden = kind === 'replay';
-    ui.replay.hidden = kind !== 'replay';
-    ui.liveBadge.hidden = !(state === 'edge' && this.feed?.state !== 'connecting');
-    ui.latency.hidden = state !== 'edge';
-    ui.goLive.hidden = state !== 'rewound';
-    ui.playToggle.hidden = kind !== 'rewind';
-    ui.controls.classList.toggle('rewinding', kind === 'rewind');
-    document.body.dataset.mode = kind;
-    report({ mode: kind, ended: state === 'ended' });
+    this.chrome.render(this.machine.state, this.view.kind === 'live', this.feed?.state ?? null);
     this.timeline.draw();
+    this.tabBar.draw();
   }
 
   private setStatus(text: string): void {
-    this.ui.status.textContent = text;
-    this.ui.status.hidden = !text;
-  }
-
-  private setBanner(text: string): void {
-    this.ui.banner.textContent = text;
-    this.ui.banner.hidden = !text;
+    this.chrome.status(text);
   }
 }

@@ -1,0 +1,195 @@
+"""The player in headless Chromium (issue 16): every tab of a session, live and in replay, the
+event list (a click seeks), share links (live and replay), exact seeks to the end."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page
+
+from streamdom.testing import ServerProcess
+from tests.browser import AppServer, app_html, replayer_text
+from tests.helpers import TEST_SERVER_ARGS, wait_for
+
+# One page per tab: its <h1> names the tab; typing a todo and pressing Add appends an <li>.
+TAB_PAGE = """<h1 id="title">%s</h1><input id="new" placeholder="What needs doing?">
+<button id="add">Add</button><ul id="list"></ul>
+<script>document.getElementById('add').onclick = () => { const li = document.createElement('li');
+  li.textContent = 'item ' + (document.querySelectorAll('#list li').length + 1);
+  document.getElementById('list').appendChild(li); };</script>"""
+
+# 20 items, all removed by one last DOM change: the issue's "seek to the end loses it" case.
+CLEAR_PAGE = """<div id="app"><h2>Todos</h2><ul id="todos"></ul><p id="footer">20 left</p></div>
+<script>const ul = document.getElementById('todos');
+for (let i = 1; i <= 20; i++) { const li = document.createElement('li'); li.textContent = 'todo ' + i; ul.appendChild(li); }
+window.clearAll = () => { ul.replaceChildren(); document.getElementById('footer').textContent = 'all done'; };</script>"""
+
+DOM_SHAPE = """(root) => [...root.querySelectorAll('#app *')].map(
+    e => e.tagName + '#' + e.id + ':' + (e.children.length ? '' : e.textContent))"""
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One server for the module's sessions."""
+    s = ServerProcess(tmp_path_factory.mktemp("tabs") / "data", *TEST_SERVER_ARGS).start()
+    yield s
+    s.stop()
+
+
+def ui(page: Page, js: str) -> object:
+    """Evaluate `js` in the player page."""
+    return page.evaluate(js)
+
+
+def tabs(page: Page) -> list[dict]:
+    """The tab bar: stream id, shown, user's tab."""
+    return page.evaluate("""[...document.querySelectorAll('[data-testid="tab"]')].map(t => (
+        {id: t.dataset.streamId, active: t.dataset.active === 'true', focus: t.dataset.focus === 'true'}))""")
+
+
+def shown_title(page: Page) -> str | None:
+    """The <h1> of the tab the player shows."""
+    return replayer_text(page, "#title")
+
+
+def add_todo(tab: Page) -> None:
+    """The user acts in `tab`: types and clicks Add."""
+    tab.fill("#new", "x")
+    tab.click("#add")
+
+
+def open_tabs(browser: Browser, app: AppServer, srv: ServerProcess, sid: str) -> tuple[BrowserContext, Page, Page]:
+    """Two tabs of one browser recording the same session id."""
+    ctx = browser.new_context()
+    one = ctx.new_page()
+    one.goto(app.add(f"/{sid}-1.html", app_html(srv.http, sid, TAB_PAGE % "Tab one")))
+    two = ctx.new_page()
+    two.goto(app.add(f"/{sid}-2.html", app_html(srv.http, sid, TAB_PAGE % "Tab two")))
+    return ctx, one, two
+
+
+def share_link(page: Page) -> str:
+    """Click "Copy link at this moment" and return the link it made."""
+    page.click('[data-testid="share"]')
+    wait_for(lambda: page.get_attribute('[data-testid="share"]', "data-url"), what="share link")
+    url = page.get_attribute('[data-testid="share"]', "data-url")
+    assert url
+    page.evaluate("delete document.querySelector('[data-testid=\"share\"]').dataset.url")
+    return url
+
+
+def test_two_tabs_live_then_replay(srv: ServerProcess, browser: Browser, app_server: AppServer) -> None:
+    ctx, one, two = open_tabs(browser, app_server, srv, "tabs-1")
+    viewer = browser.new_page(viewport={"width": 1200, "height": 800})
+    viewer.goto(f"{srv.http}/sessions/tabs-1")
+    wait_for(lambda: len(tabs(viewer)) == 2, timeout=15, what="two tabs in the tab bar")
+
+    # Follow the user (default): the player shows the tab the user acts in, live.
+    add_todo(one)
+    wait_for(lambda: shown_title(viewer) == "Tab one" and replayer_text(viewer, "#list") == "item 1",
+             timeout=15, what="tab one shown live")
+    one_id = next(t["id"] for t in tabs(viewer) if t["active"])
+    add_todo(two)
+    wait_for(lambda: shown_title(viewer) == "Tab two", timeout=15, what="switch to tab two")
+    two_id = next(t["id"] for t in tabs(viewer) if t["active"])
+    assert two_id != one_id and next(t for t in tabs(viewer) if t["id"] == two_id)["focus"]
+
+    # Pin tab one: what is typed there shows although the user is in tab two.
+    viewer.click(f'[data-testid="tab"][data-stream-id="{one_id}"]')
+    wait_for(lambda: shown_title(viewer) == "Tab one", what="pinned tab one")
+    add_todo(one)
+    wait_for(lambda: replayer_text(viewer, "#list") == "item 1item 2", what="tab one's second item live")
+    add_todo(two)
+    viewer.keyboard.press("f")  # follow the user again
+    wait_for(lambda: shown_title(viewer) == "Tab two" and replayer_text(viewer, "#list") == "item 1item 2",
+             what="following tab two again")
+
+    # Live share link: opens a rewind at that moment.
+    link = share_link(viewer)
+    t = int(parse_qs(urlparse(link).query)["t"][0])
+    rewound = browser.new_page()
+    rewound.goto(link)
+    wait_for(lambda: rewound.evaluate("window.__streamdom.mode") == "rewind", timeout=15, what="rewind from link")
+    assert abs(rewound.evaluate("window.__streamdom.currentTime()") - t) <= 1
+    rewound.close()
+    ctx.close()
+    wait_for(lambda: srv.get_json("/api/sessions/tabs-1")["live"] is False, timeout=15, what="ended")
+    viewer.close()
+
+    # Replay: both tabs, the followed one switching with the user; a tab button pins.
+    replay = browser.new_page(viewport={"width": 1200, "height": 800})
+    replay.goto(f"{srv.http}/sessions/tabs-1?t=0")
+    wait_for(lambda: len(tabs(replay)) == 2 and shown_title(replay) is not None, timeout=15, what="replay")
+    items = replay.evaluate("""[...document.querySelectorAll('[data-testid="event"][data-kind="click"]')]
+        .map(e => [Number(e.dataset.offset), e.querySelector('.ev-tab').textContent])""")
+    assert [tab for _, tab in items] == ["tab 1", "tab 2", "tab 1", "tab 2"], items
+    clicks = replay.locator('[data-testid="event"][data-kind="click"]')
+    for i, want in enumerate(["Tab one", "Tab two", "Tab one", "Tab two"]):
+        clicks.nth(i).click()  # seeks to the click: the tab the user was in shows
+        wait_for(lambda w=want: shown_title(replay) == w, what=f"{want} at click {i + 1}")
+    replay.click(f'[data-testid="tab"][data-stream-id="{one_id}"]')
+    wait_for(lambda: shown_title(replay) == "Tab one" and replayer_text(replay, "#list") == "item 1item 2",
+             what="pinned tab one in replay")
+    assert next(t for t in tabs(replay) if t["id"] == one_id)["active"]
+    replay.close()
+
+
+def test_event_list_click_seeks_and_share_round_trips(srv: ServerProcess, browser: Browser,
+                                                      app_server: AppServer) -> None:
+    ctx, one, _two = open_tabs(browser, app_server, srv, "tabs-2")
+    for _ in range(3):
+        add_todo(one)
+    ctx.close()
+    wait_for(lambda: srv.get_json("/api/sessions/tabs-2")["live"] is False, timeout=15, what="ended")
+    page = browser.new_page(viewport={"width": 1200, "height": 800})
+    page.goto(f"{srv.http}/sessions/tabs-2?t=0")
+    clicks = page.locator('[data-testid="event"][data-kind="click"]')
+    wait_for(lambda: clicks.count() == 3, timeout=15, what="three clicks listed")
+    assert 'button "Add"' in clicks.nth(1).inner_text()
+    # Tab two's page load: the player seeks there and shows tab two (the user's tab then).
+    page.locator('[data-testid="event"][data-kind="page"]').nth(1).click()
+    wait_for(lambda: shown_title(page) == "Tab two", what="seek to tab two's page load")
+    # The third click: its moment shows two items at least (its own may land a ms later).
+    clicks.nth(2).click()
+    offset = int(clicks.nth(2).get_attribute("data-offset") or -1)
+    wait_for(lambda: replayer_text(page, "#list") in ("item 1item 2", "item 1item 2item 3"),
+             what="seek to the third click")
+    shown = replayer_text(page, "#list")
+    assert abs(page.evaluate("window.__streamdom.currentTime()") - offset) <= 1
+    assert "current" in (clicks.nth(2).get_attribute("class") or "")
+
+    link = share_link(page)
+    again = browser.new_page()
+    again.goto(link)
+    wait_for(lambda: replayer_text(again, "#list") == shown, timeout=15, what="shared moment")
+    assert abs(again.evaluate("window.__streamdom.currentTime()") - offset) <= 1
+    again.close()
+    page.close()
+
+
+def test_seek_to_the_end_shows_the_last_change(srv: ServerProcess, browser: Browser,
+                                               app_server: AppServer) -> None:
+    ctx = browser.new_context()
+    app = ctx.new_page()
+    app.goto(app_server.add("/clear.html", app_html(srv.http, "clear-1", CLEAR_PAGE)))
+    app.wait_for_timeout(300)  # the list and the removal land in different events
+    app.evaluate("clearAll(); 0")
+    recorded = app.evaluate(f"({DOM_SHAPE})(document)")
+    wait_for(lambda: "all done" in str(srv.get_json("/api/sessions/clear-1/events")), what="last change stored")
+    ctx.close()
+    wait_for(lambda: srv.get_json("/api/sessions/clear-1")["live"] is False, timeout=15, what="ended")
+
+    page = browser.new_page()
+    page.goto(f"{srv.http}/sessions/clear-1?t=99999999")  # past the end: the last frame
+    wait_for(lambda: replayer_text(page, "#footer") is not None, timeout=15, what="replay")
+    shape = f"() => ({DOM_SHAPE})(document.querySelector('.replayer-wrapper iframe').contentDocument)"
+    wait_for(lambda: page.evaluate(shape) == recorded, timeout=10, what="the recorded page's final DOM")
+    # And the End of the timeline by keyboard from the start: the same DOM.
+    page.goto(f"{srv.http}/sessions/clear-1?t=0")
+    wait_for(lambda: replayer_text(page, "#footer") == "20 left", timeout=15, what="start")
+    page.locator("body").click(position={"x": 5, "y": 5})
+    page.keyboard.press("ArrowRight")
+    wait_for(lambda: page.evaluate(shape) == recorded, timeout=10, what="final DOM after → to the end")
+    page.close()

@@ -1,0 +1,88 @@
+// The event list beside the player: page loads (per tab), clicks (the element's text or
+// selector), inputs (as recorded: masked), errors, console, network and custom events. A click
+// on an item seeks to it; the item at the shown moment is highlighted and kept in view (live,
+// rewind and replay), unless the PM's pointer is on the list; filter chips hide kinds (by CSS:
+// nothing is rebuilt). Items arrive from the store one at a time: no full re-render.
+import { KINDS } from './kinds';
+import { formatDuration, h } from './format';
+import type { Item, SessionStore } from './session';
+
+export interface EventListHost {
+  /** Seek to the item's moment (from the live edge: rewind to it). */
+  seek(offset: number): void;
+  /** 1-based tab number of a stream, for sessions with several tabs. */
+  tabNumber(streamId: string): number;
+}
+
+export class EventList {
+  private readonly list: HTMLOListElement;
+  private current: HTMLElement | null = null;
+  private hovered = false;
+  private readonly els: HTMLLIElement[] = [];
+
+  constructor(root: HTMLElement, private readonly store: SessionStore, private readonly host: EventListHost) {
+    const chips = h('div', { class: 'ev-filters', role: 'group', 'aria-label': 'Show kinds' });
+    for (const kind of KINDS) {
+      const box = h('input', { type: 'checkbox', 'data-filter': kind });
+      box.checked = true;
+      box.addEventListener('change', () => root.classList.toggle(`hide-${kind}`, !box.checked));
+      chips.append(h('label', { class: `chip k-${kind}` }, box, kind));
+    }
+    this.list = h('ol', { class: 'ev-items' });
+    this.list.addEventListener('click', (ev) => {
+      const li = (ev.target as HTMLElement).closest<HTMLLIElement>('li[data-offset]');
+      if (li) host.seek(Number(li.dataset.offset));
+    });
+    this.list.addEventListener('pointerenter', () => (this.hovered = true));
+    this.list.addEventListener('pointerleave', () => (this.hovered = false));
+    root.replaceChildren(chips, this.list);
+    root.dataset.testid = 'event-list';
+    for (let i = 0; i < store.items.length; i++) this.onItem(store.items[i], i, false);
+    const tabs = () => root.classList.toggle('single-tab', store.tabs.size < 2);
+    tabs();
+    store.listen({ item: (item, index, changed) => this.onItem(item, index, changed), tabs });
+  }
+
+  private onItem(item: Item, index: number, changed: boolean): void {
+    const li = changed ? this.els[index] : h('li', { 'data-testid': 'event' });
+    if (!li) return;
+    const offset = Math.round(this.store.offset(item.ts));
+    li.dataset.kind = item.kind;
+    li.dataset.offset = String(offset);
+    li.className = `ev k-${item.kind}`;
+    li.replaceChildren(
+      h('span', { class: 'ev-time mono' }, formatDuration(offset)),
+      h('span', { class: 'ev-kind' }, item.kind),
+      h('span', { class: 'ev-text', title: item.text }, item.text),
+      h('span', { class: 'ev-tab muted' }, `tab ${this.host.tabNumber(item.streamId)}`),
+    );
+    if (changed) return;
+    this.list.insertBefore(li, this.els[index] ?? null);
+    this.els.splice(index, 0, li);
+  }
+
+  /** Highlights the last item at or before `offset` and scrolls it into view. */
+  follow(offset: number): void {
+    const items = this.store.items;
+    const ts = (this.store.origin ?? 0) + offset;
+    let lo = 0;
+    let hi = items.length - 1;
+    let found = -1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      if (items[mid].ts <= ts) (found = mid), (lo = mid + 1);
+      else hi = mid - 1;
+    }
+    const el = found >= 0 ? this.els[found] : null;
+    if (el === this.current) return;
+    this.current?.classList.remove('current');
+    this.current = el;
+    if (!el) return;
+    el.classList.add('current');
+    // Scroll the list only (scrollIntoView would scroll the page too); the list is the offsetParent.
+    const list = this.list;
+    if (!this.hovered && (el.offsetTop < list.scrollTop || el.offsetTop + el.offsetHeight > list.scrollTop + list.clientHeight)) {
+      list.scrollTop = el.offsetTop - list.clientHeight / 2;
+    }
+  }
+}
