@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from support import (
+    ROOT,
     SAMPLE,
     ClientPlan,
     ClientStats,
@@ -34,6 +35,7 @@ from support import (
     machine_note,
     percentiles,
     proc_cpu_seconds,
+    proc_schedstat,
     run_plans,
     write_json,
 )
@@ -96,25 +98,54 @@ def server_args(n: int) -> list[str]:
     return ["--max-sessions-per-ip", str(max(1000, 2 * n)), "--log-level", "WARNING"]
 
 
+class CpuMeter:
+    """CPU seconds of the servers (with their workers), of NATS, and the servers' main threads'
+    time runnable but waiting for a core, over a stretch of the run."""
+
+    def __init__(self, servers: list[int], nats_pid: int | None = None) -> None:
+        self.servers, self.nats_pid = servers, nats_pid
+        self.start = self._now()
+
+    def _now(self) -> tuple[float, float, float, float]:
+        return (sum(tree_cpu_seconds(p) for p in self.servers),
+                proc_cpu_seconds(self.nats_pid) if self.nats_pid else 0.0,
+                sum(proc_schedstat(p)[1] for p in self.servers), time.monotonic())
+
+    def figures(self, stats: ClientStats) -> dict[str, float]:
+        """Per event sent (warmup and ramp included: the same for every variant), and shares."""
+        end = self._now()
+        srv, nats, wait, wall = (b - a for a, b in zip(self.start, end, strict=True))
+        events = max(1, stats.sent)
+        return {"server_us_per_event": 1e6 * srv / events, "nats_us_per_event": 1e6 * nats / events,
+                "client_us_per_event": 1e6 * stats.cpu_s / max(1, stats.window_counts.get("sent", 0)),
+                "server_cpu_pct": 100 * srv / wall, "nats_cpu_pct": 100 * nats / wall,
+                "client_cpu_pct": 100 * stats.cpu_s / max(stats.wall_s, 1e-9),
+                "main_wait_pct": 100 * wait / wall / len(self.servers)}
+
+
 def relay_embedded(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
     """The embedded default, same clients."""
     srv = ServerProcess(tmp / "embedded", *server_args(args.n)).start()
     try:
-        return figures(run_plans(plans([srv.ws] * 2, [srv.ws] * 2, args.n, args, "emb"), args.sample))
+        meter = CpuMeter([srv.pid])
+        stats = run_plans(plans([srv.ws] * 2, [srv.ws] * 2, args.n, args, "emb"), args.sample)
+        return {**figures(stats), "cpu": meter.figures(stats)}
     finally:
         srv.stop()
 
 
-def relay_cluster(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """Two nodes, recorders spread over them, every watcher on the other node."""
-    nats = NatsCluster(tmp / "nats").start()
-    archive = tmp / "archive"
-    a = ServerProcess(archive, "--bus", nats.bus, *server_args(args.n)).start()
-    a.log_path = tmp / "a.log"
-    b = ServerProcess(archive, "--bus", nats.bus, *server_args(args.n)).start()
+def relay_cluster(tmp: Path, args: argparse.Namespace, root: Path = ROOT, tag: str = "clu"
+                  ) -> dict[str, Any]:
+    """Two nodes (running the code of checkout `root`), recorders spread over them, every
+    watcher on the other node."""
+    nats = NatsCluster(tmp / f"nats-{tag}").start()
+    archive = tmp / f"archive-{tag}"
+    a = ServerProcess(archive, "--bus", nats.bus, *server_args(args.n), root=root).start()
+    b = ServerProcess(archive, "--bus", nats.bus, *server_args(args.n), root=root).start()
     try:
-        stats = run_plans(plans([a.ws, b.ws], [b.ws, a.ws], args.n, args, "clu"), args.sample)
-        out = figures(stats)
+        meter = CpuMeter([a.pid, b.pid], nats.nodes[0].proc.pid)  # type: ignore[union-attr]
+        stats = run_plans(plans([a.ws, b.ws], [b.ws, a.ws], args.n, args, tag), args.sample)
+        out = {**figures(stats), "cpu": meter.figures(stats)}
         nbytes, msgs = stream_state(nats.urls)
         out["stream_bytes_per_event"] = nbytes / max(1, stats.sent)
         out["events_per_message"] = stats.sent / max(1, msgs)
@@ -163,25 +194,40 @@ def main() -> None:
     ap.add_argument("--skip-throughput", action="store_true")
     ap.add_argument("--sample", type=Path, default=SAMPLE)
     ap.add_argument("--json", metavar="PATH")
+    ap.add_argument("--baseline", type=Path, metavar="CHECKOUT",
+                    help="also run the cluster relay with the server code of another checkout "
+                         "(e.g. a `git worktree` of main), first, in the same run")
     args = ap.parse_args()
     print(f"machine: {machine_note()}")
     print(f"{args.n} recorders at {args.rate:g} events/s, one watcher each; {args.warmup:g} s warmup "
           f"+ {args.duration:g} s measured; 2 client processes on the same 2 cores")
     with tempfile.TemporaryDirectory(prefix="streamdom-cluster-") as tmp:
         root = Path(tmp)
-        emb = relay_embedded(root, args)
-        clu = relay_cluster(root, args)
-        res: dict[str, Any] = {"embedded": emb, "cluster": clu}
-        for name, r in (("embedded (1 process)", emb), ("cluster (2 nodes, watchers cross)", clu)):
+        runs: dict[str, dict[str, Any]] = {}
+        if args.baseline:
+            runs["baseline cluster"] = relay_cluster(root, args, args.baseline, "base")
+        runs["embedded"] = relay_embedded(root, args)
+        runs["cluster"] = relay_cluster(root, args)
+        res: dict[str, Any] = dict(runs)
+        emb = runs["embedded"]
+        for name, r in runs.items():
+            c = r["cpu"]
             print(f"\n{name}: sent {r['sent_per_s']:.0f} ev/s, delivered {r['delivered_per_s']:.0f} ev/s")
             print(f"  relay send->watch  {fmt_pct(r['relay_ms'])}")
             print(f"  ack   send->ack    {fmt_pct(r['ack_ms'])}")
+            print(f"  CPU per event: StreamDOM {c['server_us_per_event']:.0f} us, NATS "
+                  f"{c['nats_us_per_event']:.0f} us, load generator {c['client_us_per_event']:.0f} us; "
+                  f"StreamDOM {c['server_cpu_pct']:.0f}%, NATS {c['nats_cpu_pct']:.0f}%, load generator "
+                  f"{c['client_cpu_pct']:.0f}% of a core; server main threads waited for a core "
+                  f"{c['main_wait_pct']:.0f}% of the time")
+            if "stream_bytes_per_event" in r:
+                print(f"  stream: {r['stream_bytes_per_event']:.0f} bytes per event "
+                      f"({r['events_per_message']:.2f} events per message)")
             if r["n_errors"]:
                 print(f"  {r['n_errors']} errors, e.g. {r['errors'][:2]}")
-        print(f"\ncluster/embedded: relay p50 x{clu['relay_ms']['p50'] / emb['relay_ms']['p50']:.2f}, "
-              f"p99 x{clu['relay_ms']['p99'] / emb['relay_ms']['p99']:.2f}")
-        print(f"stream: {clu['stream_bytes_per_event']:.0f} bytes per event "
-              f"({clu['events_per_message']:.2f} events per message)")
+            if name != "embedded":
+                print(f"  {name}/embedded: relay p50 x{r['relay_ms']['p50'] / emb['relay_ms']['p50']:.2f}, "
+                      f"p99 x{r['relay_ms']['p99'] / emb['relay_ms']['p99']:.2f}")
         if not args.skip_throughput:
             print(f"\nthroughput: {args.tp_n} recorders at {args.tp_rate:g} events/s, watchers on the "
                   "same port (either worker)")

@@ -439,27 +439,39 @@ class Watcher:
                 return  # backlog
             i = msg.index('"seq":') + 6
             seq = int(msg[i:msg.index(",", i)])
-            sent = self.sent_at.get((self.session_id, seq))
-            # A batch holds what one recorder frame held (its first seq is the key of sent_at);
-            # a v1 server relays each event of it in a frame of its own.
-            batch = msg.startswith('{"type":"events"')
-            self.stats.delivered += sent[2] if batch and sent is not None else 1
+            # A batch holds what one recorder frame held, or (a cluster node relaying another
+            # node's events) several consecutive recorder frames, or part of one (cut before a
+            # snapshot); a v1 server relays each event in a frame of its own. Count its events
+            # and take one latency sample per recorder frame it completes (per user action).
+            n = len(json.loads(msg)["events"]) if msg.startswith('{"type":"events"') else 1
+            self.stats.delivered += n
             self.stats.frames_in += 1
-            if sent is not None and self.record_latency:
-                ms = (now - sent[0]) * 1000
-                self.stats.relay_ms.append(ms)  # one sample per frame: per user action
-                j = msg.index('"recvAt":', i) + 9
-                recv_at = int(msg[j:msg.index(",", j)])
-                wall = time.time()
-                self.stats.relay_at.append(wall)
-                self.stats.up_ms.append(recv_at - sent[1])
-                self.stats.down_ms.append(wall * 1000 - recv_at)
-                if self.window is not None:
-                    self.window.append(ms)
+            k, end = seq, seq + n
+            while k < end:
+                sent = self.sent_at.get((self.session_id, k))
+                if sent is None:
+                    break  # the rest of a frame cut before a snapshot: counted, not timed
+                if self.record_latency:
+                    self._sample(msg, i, now, sent, first=k == seq)
+                k += sent[2]
         elif msg.startswith('{"type":"caughtup"'):
             self.caught_up.set()
         elif msg.startswith('{"type":"resync"'):
             self.stats.errors.append(f"watcher {self.session_id} resynced")
+
+    def _sample(self, msg: str, i: int, now: float, sent: tuple[float, float, int],
+                first: bool) -> None:
+        ms = (now - sent[0]) * 1000
+        self.stats.relay_ms.append(ms)
+        if self.window is not None:
+            self.window.append(ms)
+        if first:  # recvAt is the server time of the frame's first event
+            j = msg.index('"recvAt":', i) + 9
+            recv_at = int(msg[j:msg.index(",", j)])
+            wall = time.time()
+            self.stats.relay_at.append(wall)
+            self.stats.up_ms.append(recv_at - sent[1])
+            self.stats.down_ms.append(wall * 1000 - recv_at)
 
     def close(self) -> None:
         """Close the socket."""
