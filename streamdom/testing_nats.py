@@ -11,15 +11,18 @@ before the start. A restarted node keeps its ports, so clients' URL lists stay v
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import itertools
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 _probes = itertools.count()
 NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
@@ -30,6 +33,13 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGKILL when the process that started it dies, so a test
+    run killed from outside (a CI timeout, kill -9) leaves no nats-server behind."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG (Linux)
 
 
 class NatsNode:
@@ -70,7 +80,7 @@ class NatsNode:
             old.unlink()
         log = open(self.root / "nats.log", "ab")  # noqa: SIM115 - the child holds it
         self.proc = subprocess.Popen([NATS_SERVER, "-c", str(self._config())], stdout=log,
-                                     stderr=subprocess.STDOUT)
+                                     stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -131,10 +141,15 @@ class NatsCluster:
                           for i in range(size)]
 
     def start(self) -> NatsCluster:
-        """Start every node and wait until JetStream answers (a meta leader is elected)."""
-        for node in self.nodes:
-            node.start()
-        wait_jetstream(self.urls, len(self.nodes))
+        """Start every node and wait until JetStream is ready (see wait_jetstream); on failure
+        stop what started, so no nats-server outlives a failed fixture or benchmark."""
+        try:
+            for node in self.nodes:
+                node.start()
+            wait_jetstream(self.urls, len(self.nodes))
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     @property
@@ -165,50 +180,102 @@ class NatsCluster:
             node.stop()
 
 
-async def reset_jetstream(urls: list[str]) -> None:
-    """Delete every stream (KV buckets are streams too), so a shared server starts empty."""
+async def reset_jetstream(urls: list[str], timeout: float = 30) -> None:
+    """Delete every stream (KV buckets are streams too), so a shared server starts empty.
+
+    Right after a node of a cluster restarted, a stream may still be electing its leader and
+    not answer a delete: ask again until it is gone.
+    """
     import nats
+    from nats.errors import TimeoutError as NatsTimeout
+    from nats.js.errors import NotFoundError, ServiceUnavailableError
 
     nc = await nats.connect(urls, connect_timeout=5)
     try:
-        js = nc.jetstream()
-        for name in await js.streams_info():
-            await js.delete_stream(name.config.name)
+        js = nc.jetstream(timeout=2)
+        deadline = time.monotonic() + timeout
+        names = [info.config.name for info in await _retry(js.streams_info, deadline)]
+        for name in names:
+            async def delete(name: str = name) -> None:
+                try:
+                    await js.delete_stream(name)
+                except NotFoundError:
+                    pass  # a timed-out try deleted it after all
+            await _retry(delete, deadline, (NatsTimeout, ServiceUnavailableError))
     finally:
         await nc.close()
 
 
-def wait_jetstream(urls: list[str], replicas: int = 1, timeout: float = 30) -> None:
-    """Block until JetStream on `urls` can place a stream with `replicas` replicas.
+async def _retry(call: Any, deadline: float, retry_on: tuple[type[Exception], ...] = (),
+                 what: str = "") -> Any:
+    """`await call()` until it returns; retry `retry_on` (default: timeouts and 503s) until the
+    deadline, then raise RuntimeError naming `what`."""
+    from nats.errors import TimeoutError as NatsTimeout
+    from nats.js.errors import ServiceUnavailableError
 
-    An account-info answer only says a meta leader exists; until every peer has joined the
-    meta group, an R3 stream is refused ("no suitable peers for placement"), so create one.
+    retry_on = retry_on or (NatsTimeout, ServiceUnavailableError)
+    while True:
+        try:
+            return await call()
+        except retry_on as exc:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"JetStream: {what or getattr(call, '__name__', call)} "
+                                   f"failed until the deadline: {exc!r}") from exc
+            await asyncio.sleep(0.1)
+
+
+def wait_jetstream(urls: list[str], replicas: int = 1, timeout: float = 30) -> None:
+    """Block until JetStream on `urls` is ready for the tests, waiting for each condition in turn
+    (each failure says which was not met):
+
+    1. every node accepts clients;
+    2. JetStream answers (a meta leader is elected: until then the API says 503 or is silent);
+    3. a stream with `replicas` replicas can be placed (until every peer joined the meta group,
+       an R3 stream is refused: "insufficient resources" / "no suitable peers");
+    4. that stream has a leader, and every replica is current.
+
+    The probe stream has one name for the whole wait: a try that timed out on the client may
+    still have created it, and the next try adopts it (creating is idempotent) instead of
+    leaving raft groups behind to load the cluster. It is deleted at the end.
     """
     async def probe() -> None:
         import nats
         from nats.errors import Error as NatsError
+        from nats.errors import TimeoutError as NatsTimeout
         from nats.js.api import StreamConfig
+        from nats.js.errors import APIError
 
         deadline = time.monotonic() + timeout
-        last: Exception | None = None
-        while time.monotonic() < deadline:
-            nc = None
+        for url in urls:
+            async def connect(url: str = url) -> None:
+                # nats-py's connect can loop on a refused server: bound it ourselves
+                nc = await asyncio.wait_for(nats.connect(
+                    url, connect_timeout=2, max_reconnect_attempts=0, allow_reconnect=False), 3)
+                await nc.close()
+            await _retry(connect, deadline, (NatsError, OSError, TimeoutError),
+                         f"connecting to {url}")
+        nc = await nats.connect(urls, connect_timeout=2, max_reconnect_attempts=-1,
+                                reconnect_time_wait=0.1)
+        js = nc.jetstream(timeout=2)
+        name = f"PROBE_{os.getpid()}_{next(_probes)}"
+        config = StreamConfig(name=name, subjects=[f"probe.{name}"], num_replicas=replicas)
+        try:
+            await _retry(js.account_info, deadline, what="account info (meta leader elected)")
+            await _retry(lambda: js.add_stream(config), deadline, (NatsTimeout, APIError),
+                         f"placing an R{replicas} stream")
+
+            async def led() -> None:
+                info = await js.stream_info(name)
+                peers = (info.cluster.replicas or []) if info.cluster else []
+                if info.cluster and (not info.cluster.leader or not all(p.current for p in peers)):
+                    raise NatsTimeout  # not yet: ask again
+            await _retry(led, deadline, what=f"a leader and current replicas for {name}")
+        finally:
             try:
-                nc = await nats.connect(urls, connect_timeout=2, max_reconnect_attempts=0,
-                                        allow_reconnect=False)
-                js = nc.jetstream()
-                name = f"PROBE_{os.getpid()}_{next(_probes)}"  # a fresh one per try
-                await js.add_stream(StreamConfig(name=name, subjects=[f"probe.{name}"],
-                                                 num_replicas=replicas))
                 await js.delete_stream(name)
-                return
-            except (TimeoutError, NatsError, OSError) as exc:
-                last = exc
-            finally:
-                if nc is not None:
-                    await nc.close()
-            await asyncio.sleep(0.1)
-        raise RuntimeError(f"JetStream on {urls} not ready after {timeout} s: {last!r}")
+            except (NatsError, APIError):
+                pass  # gone with the server, or never made
+            await nc.close()
 
     _run(probe())
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import nats
+import pytest
 from nats.js.api import StreamConfig
 
 from streamdom.testing_nats import NatsCluster, wait_jetstream
@@ -45,6 +46,8 @@ def test_single_node_survives_kill_9_on_the_same_port(nats1: NatsCluster) -> Non
     node = nats1.nodes[0]
     port = node.port
     node.kill()
+    with pytest.raises(RuntimeError, match="connecting to"):  # the wait can fail, and says why
+        wait_jetstream(nats1.urls, timeout=0.5)
     node.start()
     wait_jetstream(nats1.urls)
     assert node.port == port
