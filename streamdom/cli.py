@@ -92,11 +92,17 @@ def parse_args(argv: list[str] | None = None) -> Config:
     cluster.add_argument("--workers", type=int, default=d.workers,
                          help="with --bus: processes sharing the port (SO_REUSEPORT), each a "
                               "node (default %(default)s)")
+    cluster.add_argument("--archiver", action="store_true",
+                         help="with --bus: also archive the stream in this process (in one of "
+                              "its workers), as `python -m streamdom archive` does: for small "
+                              "deployments; larger ones run archivers apart")
     add_archive_options(ap)
     ap.add_argument("--log-level", default="INFO")
     a = ap.parse_args(argv)
     if a.workers > 1 and not a.bus:
         ap.error("--workers needs --bus (the workers relay to each other through NATS)")
+    if a.archiver and not a.bus:
+        ap.error("--archiver needs --bus (the embedded default archives by itself)")
     logging.basicConfig(level=a.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return Config(
         host=a.host, port=a.port, data_dir=a.data_dir, password=a.password or None,
@@ -112,7 +118,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
         max_sessions_per_ip=a.max_sessions_per_ip, ring_max_bytes=a.ring_max_bytes,
         ring_max_age=a.ring_max_age, viewer_queue_max_bytes=a.viewer_queue_max_bytes,
         min_free_bytes=a.min_free_mb * 2**20, bus_urls=J.parse_urls(a.bus),
-        bus_replicas=a.bus_replicas, bus_max_age=a.bus_max_age, workers=max(1, a.workers),
+        bus_replicas=a.bus_replicas, bus_max_age=a.bus_max_age, workers=max(1, a.workers), archiver=a.archiver,
         bus_connect_timeout=a.bus_connect_timeout, presence_heartbeat=a.presence_heartbeat,
         ack_interval=a.ack_interval if a.ack_interval is not None else
         CLUSTER_ACK_INTERVAL if a.bus else d.ack_interval,

@@ -93,6 +93,7 @@ class Config:
     bus_connect_timeout: float = 10.0  # seconds to reach NATS at start, then a clear error
     presence_heartbeat: float = 5.0  # s between presence refreshes; stale (not live) after 3
     workers: int = 1  # processes sharing the port (SO_REUSEPORT), each a cluster node
+    archiver: bool = False  # also run an archiver in this process (in one worker of N)
 
     @property
     def clustered(self) -> bool:

@@ -301,8 +301,9 @@ def test_kill_9_of_an_archiver(nats1: NatsCluster, tmp_path: Path) -> None:
 
 
 def test_workers_share_one_port(nats1: NatsCluster, tmp_path: Path) -> None:
-    """`--workers 2`: one port, two nodes; watchers land on either and all see every event."""
-    srv = node(tmp_path, "w", nats1.bus, "--workers", "2").start()
+    """`--workers 2`: one port, two nodes; watchers land on either and all see every event.
+    `--archiver`: one of the workers archives the stream, every event once."""
+    srv = node(tmp_path, "w", nats1.bus, "--workers", "2", "--archiver").start()
     evs = session_events(50)
 
     async def go() -> None:
@@ -321,6 +322,10 @@ def test_workers_share_one_port(nats1: NatsCluster, tmp_path: Path) -> None:
     nodes = {line.split("cluster node ")[1].split()[0] for line in srv.logs().splitlines()
              if "cluster node " in line}
     assert len(nodes) == 2
+    wait_for(lambda: len(archived_seqs(tmp_path, "workers").get("s1", [])) >= 50, timeout=30,
+             what="archive caught up")
+    assert archived_seqs(tmp_path, "workers") == {"s1": list(range(1, 51))}
+    assert srv.logs().count(": consuming SD_EVENTS") == 1  # one archiver, not one per worker
     started = time.monotonic()
     assert srv.stop() == 0
     assert time.monotonic() - started < 30

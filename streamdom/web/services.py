@@ -7,6 +7,7 @@ import weakref
 
 from tornado.websocket import WebSocketHandler
 
+from streamdom.archive.archiver import Archiver, LakeArchive
 from streamdom.archive.lake import Location
 from streamdom.archive.reads import ArchiveReader
 from streamdom.bus.base import Bus
@@ -44,10 +45,14 @@ class Services:
         self.stream_holders: StreamHolders[WebSocketHandler] = StreamHolders()
         self.password_check = PasswordCheck(config.password) if config.password else None
         self.sockets: weakref.WeakSet[WebSocketHandler] = weakref.WeakSet()  # closed on shutdown
+        self.archiver: Archiver | None = None  # --archiver: the cluster archiver, in-process
+        self._archiving: asyncio.Future[None] | None = None
 
     async def start(self) -> None:
         """Recover and start the bus and background work; call before accepting connections."""
         await self.bus.start()
+        if self.config.clustered and self.config.archiver:
+            await self._start_archiver()
         self.resume_secrets = ResumeSecrets.load(self.config.ingest_secret, self.config.data_dir,
                                                  None if self.config.ingest_secret else
                                                  await self.bus.shared_key("resume"))
@@ -59,4 +64,22 @@ class Services:
             sock.close(CloseCode.GOING_AWAY, "server shutting down")
         self.acks.stop()
         await self.bus.close()
+        if self.archiver is not None and self._archiving is not None:
+            self.archiver.stop.set()  # it finishes the batch in hand: commit, then ack
+            await self._archiving
         await asyncio.to_thread(self.archive.close)
+
+    async def _start_archiver(self) -> None:
+        """Run the archiver `python -m streamdom archive` runs, with this node's settings; its
+        commits run in its own thread, so the IOLoop only fetches, decodes and acks."""
+        c = self.config
+        assert isinstance(self.bus, NatsBus)
+        self.archiver = Archiver(self.bus.settings, LakeArchive(Location.of(c), c.retention_days),
+                                 maintenance_interval=c.compaction_interval)
+        self._archiving = asyncio.ensure_future(self.archiver.run())
+        started = asyncio.ensure_future(self.archiver.started.wait())
+        await asyncio.wait([self._archiving, started], return_when=asyncio.FIRST_COMPLETED)
+        if not started.done():
+            started.cancel()
+            self._archiving.result()  # raises why it stopped (e.g. J.BusUnreachable)
+

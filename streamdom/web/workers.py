@@ -72,7 +72,11 @@ def run_workers(config: Config, serve: Serve) -> int:
         reserve.bind((config.host, 0))
         config = config.replace(port=reserve.getsockname()[1])
     read_fd, ready_fd = os.pipe()
-    workers = {_start_worker(config, serve, ready_fd) for _ in range(config.workers)}
+    # --archiver: the first worker archives (one archiver per node is enough), the others not
+    others = config.replace(archiver=False)
+    archiving = _start_worker(config, serve, ready_fd)
+    workers = {archiving, *(_start_worker(others, serve, ready_fd)
+                            for _ in range(config.workers - 1))}
     ready = 0
     with os.fdopen(read_fd) as lines:
         while ready < config.workers:
@@ -117,7 +121,11 @@ def run_workers(config: Config, serve: Serve) -> int:
             log.error("worker %d exited (%d); starting another", pid, exit_code)
             time.sleep(0.5)
             devnull = os.open(os.devnull, os.O_WRONLY)  # nobody waits for its 'ready' now
-            workers.add(_start_worker(config, serve, devnull))
+            if pid == archiving:  # its successor archives in its stead
+                archiving = _start_worker(config, serve, devnull)
+                workers.add(archiving)
+            else:
+                workers.add(_start_worker(others, serve, devnull))
             os.close(devnull)
     return code
 
