@@ -17,6 +17,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 from urllib.parse import quote
 
 import nats.errors
@@ -28,6 +29,7 @@ from streamdom.records import ROW_SEQ, ROW_TYPE, Row
 from streamdom.rrweb import EventType
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 StreamKey = tuple[str, str]
 # (stream, highest seq now durable, stream seq of the message if it starts a snapshot segment)
@@ -46,6 +48,30 @@ def starts_segment(row: Row, previous: Row | None) -> bool:
     t = row[ROW_TYPE]
     return t == EventType.Meta or (t == EventType.FullSnapshot and not (
         previous is not None and previous[ROW_TYPE] == EventType.Meta))
+
+
+async def within(future: asyncio.Future[T], timeout: float) -> T:
+    """`await future`, cancelling it and raising TimeoutError after `timeout` seconds.
+
+    asyncio.wait_for does the same through a second future, which costs the ack one more turn
+    of the IOLoop; on a busy node every turn is milliseconds, and an ack waits for several.
+    """
+    timed_out = False
+
+    def expire() -> None:
+        nonlocal timed_out
+        timed_out = True
+        future.cancel()
+
+    timer = asyncio.get_running_loop().call_later(timeout, expire)
+    try:
+        return await future
+    except asyncio.CancelledError:
+        if timed_out:
+            raise TimeoutError from None
+        raise  # this task was cancelled
+    finally:
+        timer.cancel()
 
 
 @dataclass
@@ -131,7 +157,7 @@ class StreamPublisher:
                 continue
             try:
                 future = await self.js.publish_async(subject, payload, headers=dict(headers))
-                ack = await asyncio.wait_for(future, ACK_TIMEOUT)
+                ack = await within(future, ACK_TIMEOUT)
                 break
             except TimeoutError:
                 log.info("no JetStream ack for %s %d-%d in %g s: sending it again", key, first,
