@@ -6,7 +6,12 @@
    *other* node, so every event crosses JetStream. Embedded: one `python -m streamdom`, the
    same recorders and watchers on it. Both runs use the same two client processes, so the load
    generator costs the same. Prints relay (recorder send -> watcher receive) p50/p99/max for
-   both and their ratio, send -> ack for both, and the stream's bytes per event.
+   both and their ratio, send -> ack for both, the stream's bytes per event, and where the CPU
+   went: microseconds per event of StreamDOM (all nodes), NATS and the load generator, and how
+   long the servers' main threads waited for a core (the shared cores' contention). A watcher
+   counts every event of a frame and times each recorder frame it completes (a node relaying
+   another node's events sends consecutive recorder frames as one). `--baseline CHECKOUT` runs
+   the cluster relay first with another checkout's server code (before/after in one run).
 2. Throughput: one cluster node with --workers 1, then --workers 2, driven by --tp-n recorders
    at --tp-rate events/s each, watchers on the same port (so on either worker). Prints events/s
    in and delivered, and events/s per core of StreamDOM CPU (all workers) and NATS CPU.
@@ -88,6 +93,7 @@ def figures(stats: ClientStats) -> dict[str, Any]:
     """The figures one run prints."""
     wall = stats.wall_s or 1.0
     return {"relay_ms": percentiles(stats.relay_ms), "ack_ms": percentiles(stats.ack_ms),
+            "up_ms": percentiles(stats.up_ms), "down_ms": percentiles(stats.down_ms),
             "sent_per_s": stats.window_counts.get("sent", 0) / wall,
             "delivered_per_s": stats.window_counts.get("delivered", 0) / wall,
             "errors": stats.errors[:5], "n_errors": len(stats.errors), "sent_total": stats.sent}
@@ -215,6 +221,8 @@ def main() -> None:
             print(f"\n{name}: sent {r['sent_per_s']:.0f} ev/s, delivered {r['delivered_per_s']:.0f} ev/s")
             print(f"  relay send->watch  {fmt_pct(r['relay_ms'])}")
             print(f"  ack   send->ack    {fmt_pct(r['ack_ms'])}")
+            print(f"  of the relay: recorder->server p50 {r['up_ms']['p50']:.1f} ms, server->watcher "
+                  f"p50 {r['down_ms']['p50']:.1f} ms (wall clocks, ms resolution)")
             print(f"  CPU per event: StreamDOM {c['server_us_per_event']:.0f} us, NATS "
                   f"{c['nats_us_per_event']:.0f} us, load generator {c['client_us_per_event']:.0f} us; "
                   f"StreamDOM {c['server_cpu_pct']:.0f}%, NATS {c['nats_cpu_pct']:.0f}%, load generator "
