@@ -15,7 +15,7 @@ replays the sample's incremental events at a per-session pace. One extra session
 --long-minutes. Events are turned into EventRecords with streamdom.ingest.validate.make_record and
 committed in server-time order through the server's own commit (commits.commit) in batches of
 --batch-events, then compacted with DuckLake's merge (maintenance.maintain's steps). Then it
-measures the session list (queries.list_sessions), the hello lookup (queries.stream_high_seqs)
+measures the session list (queries.search_sessions), the hello lookup (queries.stream_high_seqs)
 and loading the long session (queries.session_page: first page of 2000 and everything), before
 and after compaction.
 """
@@ -301,7 +301,8 @@ class LakeArchive:
         since_24h = now_ms - DAY_MS
         for key, since, q, limit in (("list_24h", since_24h, None, 1000), ("list_all", 0, None, 1000),
                                      ("list_search", 0, "projects/42", 100)):
-            first, med, rows = time_it(lambda: queries.list_sessions(con, since, None, q, limit), runs)  # noqa: B023
+            query = queries.SessionQuery(since=since, q=q, limit=limit)
+            first, med, (rows, _) = time_it(lambda: queries.search_sessions(con, query, None), runs)  # noqa: B023
             out[key] = {"first_ms": first, "median_ms": med, "rows": len(rows)}
         keys = [(long_sid, long_stream)]
         first, med, high = time_it(lambda: queries.stream_high_seqs(con, keys), runs)

@@ -50,22 +50,33 @@ def test_server_restart_mid_session_loses_and_duplicates_nothing(server: ServerP
     page.context.close()
 
 
-def test_navigation_continues_the_same_session(server: ServerProcess, browser: Browser,
-                                                app_server: AppServer) -> None:
+def test_navigation_continues_the_same_session_and_stream(server: ServerProcess, browser: Browser,
+                                                           app_server: AppServer) -> None:
+    # A tab is a stream: the next page load in it goes on numbering the same stream (its id,
+    # resume secret and last seq are kept in sessionStorage); another tab is another stream.
     app_server.add("/second.html", app_html(server.http, "nav", "<p>second page</p>"))
     page = recorded_page(browser, app_server, server.http, "nav", '<a id="go" href="/second.html">next</a>')
     wait_for(lambda: status(page)["ackedSeq"] >= 2, what="first page recorded")
-    first_stream = status(page)["streamId"]
+    first = status(page)
     page.click("#go")
     page.wait_for_url("**/second.html")
-    wait_for(lambda: status(page)["ackedSeq"] >= 2 and status(page)["streamId"] != first_stream,
-             what="second page recorded")
+    wait_for(lambda: status(page)["ackedSeq"] > first["lastSeq"], what="second page recorded")
+    assert status(page)["streamId"] == first["streamId"]
+    other = page.context.new_page()  # a second tab of the same session
+    other.goto(app_server.origin + "/second.html")
+    wait_for(lambda: status(other)["ackedSeq"] >= 2, what="second tab recorded")
+    assert status(other)["streamId"] != first["streamId"]
     page.evaluate("StreamDOM.stop()")
+    other.evaluate("StreamDOM.stop()")
     events = server.get_json("/api/sessions/nav/events?meta=1")
-    metas = [e["event"]["data"]["href"] for e in events if e["event"]["type"] == 4]
+    mine = [e for e in events if e["streamId"] == first["streamId"]]
+    metas = [e["event"]["data"]["href"] for e in mine if e["event"]["type"] == 4]
     assert metas[0].endswith("/nav.html") and metas[-1].endswith("/second.html")
+    seqs = [e["seq"] for e in mine]
+    assert seqs == sorted(set(seqs)), "one numbering across the tab's page loads"
     assert len({e["streamId"] for e in events}) == 2
-    assert len([s for s in server.get_json("/api/sessions")["sessions"] if s["id"] == "nav"]) == 1
+    listed = [s for s in server.get_json("/api/sessions")["sessions"] if s["id"] == "nav"]
+    assert len(listed) == 1 and listed[0]["tabs"] == 2
     page.context.close()
 
 

@@ -36,6 +36,7 @@ from streamdom.bus import jetstream as J
 from streamdom.bus.follower import message_rows
 from streamdom.bus.lease import Lease
 from streamdom.records import Row
+from streamdom.signals import SignalTracker
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +65,13 @@ class LakeArchive:
     def __init__(self, location: Location, retention_days: int) -> None:
         self.location = location
         self.retention_days = retention_days
+        # Clicks at the end of one batch are decided by the next (streamdom/signals.py); with
+        # several archivers a stream's batches may go to others: its undecided clicks stay so.
+        self.signals = SignalTracker()
 
     def commit(self, rows: list[Row], stream_info: StreamInfo) -> int:
         """See ArchiveWriter.commit."""
-        return commits.commit(commits.writer(self.location), rows, stream_info)
+        return commits.commit(commits.writer(self.location), rows, stream_info, tracker=self.signals)
 
     def maintain(self, holds_lease: Callable[[], bool]) -> None:
         """See ArchiveWriter.maintain. Readers on nodes read the latest snapshot: a pass apart

@@ -26,43 +26,62 @@ from streamdom.records import (
     ROW_TIMESTAMP,
     Row,
 )
+from streamdom.signals import Signals, SignalTracker, by_stream
 
 INDEX_COLUMNS = [f.name for f in layout.INDEX_SCHEMA]
 SESSIONS_ARROW = layout.INDEX_SCHEMA.append(pa.field("day", pa.date32(), nullable=False))
 EVENTS_ARROW = layout.EVENTS_SCHEMA.append(pa.field("day", pa.date32(), nullable=False))
 StreamInfo = dict[tuple[str, str], tuple[str, str]]
+StreamSignals = dict[tuple[str, str], Signals]
 
 
 def commit(con: duckdb.DuckDBPyConnection, rows: Sequence[Row], stream_info: StreamInfo,
-           dedup: bool = True) -> int:
+           dedup: bool = True, signals: StreamSignals | None = None,
+           tracker: SignalTracker | None = None) -> int:
     """Archive record rows in one DuckLake commit, each (session, stream, seq) at most once ever.
 
     Rows already archived (by anyone, before or concurrently) are skipped inside the commit, so
     committing the same batch again, after a crash between commit and ack, adds nothing.
     `dedup=False` skips that check: only for the archive's sole writer with rows it knows are
     new (the embedded server's periodic flush; its crash recovery commits with dedup).
-    Returns how many rows were new.
+    `signals`: what the rows say per stream (streamdom/signals.py), when the caller derived it
+    as they arrived (the embedded server's tail); else they are derived here from the new rows,
+    with `tracker` (the caller's, so that clicks at the end of one commit are decided by the
+    next; a fresh one if None). Returns how many rows were new.
     """
     if not rows:
         return 0
     # A conflict means another writer committed first (see WRITES_DDL): dedup again on its snapshot.
-    return lake.in_transaction(con, lambda c: _commit_once(c, rows, stream_info, dedup))
+    keys = {(r[ROW_SESSION], r[ROW_STREAM]) for r in rows} if signals is None else set()
+
+    def attempt(c: duckdb.DuckDBPyConnection) -> tuple[int, SignalTracker]:
+        # A commit that conflicts runs again: it feeds its rows to a fresh fork each time.
+        mine = SignalTracker() if tracker is None else tracker.fork(keys)
+        return _commit_once(c, rows, stream_info, dedup, signals, mine), mine
+
+    n, fork = lake.in_transaction(con, attempt)
+    if tracker is not None:
+        tracker.absorb(fork)
+    return n
 
 
 def _commit_once(con: duckdb.DuckDBPyConnection, rows: Sequence[Row], stream_info: StreamInfo,
-                 dedup: bool) -> int:
+                 dedup: bool, signals: StreamSignals | None, tracker: SignalTracker) -> int:
     if dedup:
         con.execute("UPDATE lake.writes SET commits = commits + 1")
         fresh = new_rows(rows, archived_runs(con, {r[ROW_SESSION] for r in rows}))
     else:
         fresh = list(rows)
     if fresh:
-        events, index = tables(fresh, stream_info)
+        if signals is None:
+            signals = by_stream(sorted(fresh, key=lambda r: (r[ROW_SESSION], r[ROW_STREAM], r[ROW_SEQ])),
+                                tracker)
+        events, index = tables(fresh, stream_info, signals)
         con.register("fresh_events", events)
         con.register("fresh_index", index)
         try:
             con.execute("INSERT INTO lake.events SELECT * FROM fresh_events")
-            con.execute("INSERT INTO lake.sessions SELECT * FROM fresh_index")
+            con.execute("INSERT INTO lake.sessions BY NAME SELECT * FROM fresh_index")
         finally:
             con.unregister("fresh_events")
             con.unregister("fresh_index")
@@ -99,7 +118,8 @@ def new_rows(rows: Iterable[Row], runs: Runs) -> list[Row]:
     return out
 
 
-def tables(rows: list[Row], stream_info: StreamInfo) -> tuple[pa.Table, pa.Table]:
+def tables(rows: list[Row], stream_info: StreamInfo,
+           signals: StreamSignals | None = None) -> tuple[pa.Table, pa.Table]:
     """The events rows (sorted by session and time) and their index rows, with their day.
 
     Index rows describe contiguous runs of seqs within one day, so that "seq within an index
@@ -117,24 +137,26 @@ def tables(rows: list[Row], stream_info: StreamInfo) -> tuple[pa.Table, pa.Table
         day_col = pa.array([date.fromisoformat(day)], pa.date32())
         events.append(ev.append_column(EVENTS_ARROW.field("day"), pa.repeat(day_col[0], len(ev))))
         index.append(ix.append_column(SESSIONS_ARROW.field("day"), pa.repeat(day_col[0], len(ix))))
-    return pa.concat_tables(events), pa.concat_tables(index)
+    return pa.concat_tables(events), layout.with_signals(pa.concat_tables(index), signals or {})
 
 
 def _runs(rows: list[Row], holed: pa.Table) -> pa.Table:
     """Index rows, one per contiguous run of seqs, for the streams of `holed` (whose url/ua they keep)."""
-    meta = {(r["session_id"], r["stream_id"]): (r["url"], r["user_agent"]) for r in holed.to_pylist()}
+    meta = {(r["session_id"], r["stream_id"]): (r["url"], r["user_agent"], r["browser"], r["os"])
+            for r in holed.to_pylist()}
     cols: dict[str, list[object]] = {c: [] for c in INDEX_COLUMNS}
     run: list[Row] = []
 
     def close() -> None:
         sts, tss = [r[ROW_SERVER_TIME] for r in run], [r[ROW_TIMESTAMP] for r in run]
-        url, ua = meta[(run[0][ROW_SESSION], run[0][ROW_STREAM])]
+        url, ua, browser, os = meta[(run[0][ROW_SESSION], run[0][ROW_STREAM])]
         for name, value in (
                 ("session_id", run[0][ROW_SESSION]), ("stream_id", run[0][ROW_STREAM]),
                 ("first_server_time", min(sts)), ("last_server_time", max(sts)),
                 ("first_timestamp", min(tss)), ("last_timestamp", max(tss)), ("event_count", len(run)),
                 ("bytes", sum(len(r[ROW_DATA].encode()) for r in run)), ("min_seq", run[0][ROW_SEQ]),
-                ("max_seq", run[-1][ROW_SEQ]), ("url", url), ("user_agent", ua)):
+                ("max_seq", run[-1][ROW_SEQ]), ("url", url), ("user_agent", ua),
+                ("browser", browser), ("os", os), *layout.signal_values(None).items()):
             cols[name].append(value)
 
     for r in sorted((r for r in rows if (r[ROW_SESSION], r[ROW_STREAM]) in meta), key=lambda r: (r[ROW_SESSION], r[ROW_STREAM], r[ROW_SEQ])):
@@ -161,15 +183,17 @@ def writer(loc: Location) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def flush_segments(loc: Location, segments: list[Path], stream_info: StreamInfo) -> tuple[int, int]:
+def flush_segments(loc: Location, segments: list[Path], stream_info: StreamInfo,
+                   signals: StreamSignals | None = None) -> tuple[int, int]:
     """Commit the rows of closed WAL segments; returns (rows written, the archive's version).
 
     The server is the archive's only writer and its WAL holds each event once (duplicates
-    are refused at ingest, by seq), so this commit skips the exactly-once check.
+    are refused at ingest, by seq), so this commit skips the exactly-once check. `signals`:
+    what the log's tail derived from these rows as they arrived.
     """
     con = writer(loc)
     rows = read_segments(segments)
-    n = commit(con, rows, stream_info, dedup=False)
+    n = commit(con, rows, stream_info, dedup=False, signals=signals if signals is not None else {})
     return n, lake.current_version(con)
 
 

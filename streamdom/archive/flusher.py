@@ -58,13 +58,14 @@ class Flusher:
             mark = self.tail.mark()
             count = sum(mark.values())
             info = self.stream_info(mark)
+            signals = self.tail.signals(mark)
             segments = await self.wal.sync(rotate=True)
             if segments is None:
                 return  # the WAL is failing; everything stays in the tail and the log
             started = time.monotonic()
             try:
                 written, version = await self.process.run(  # type: ignore[misc]
-                    commits.flush_segments, self.location, segments, info)
+                    commits.flush_segments, self.location, segments, info, signals)
             except (OSError, duckdb.Error) as exc:
                 log.error("archive flush failed (events stay in memory and the WAL): %s", exc)
                 return

@@ -45,7 +45,15 @@ SESSIONS_DDL = """CREATE TABLE IF NOT EXISTS lake.sessions (
     first_server_time BIGINT NOT NULL, last_server_time BIGINT NOT NULL,
     first_timestamp BIGINT NOT NULL, last_timestamp BIGINT NOT NULL,
     event_count BIGINT NOT NULL, bytes BIGINT NOT NULL, min_seq BIGINT NOT NULL,
-    max_seq BIGINT NOT NULL, url VARCHAR, user_agent VARCHAR, day DATE NOT NULL)"""
+    max_seq BIGINT NOT NULL, url VARCHAR, user_agent VARCHAR, {signals}, day DATE NOT NULL)"""
+# The index's derived columns (layout.INDEX_SCHEMA): in new tables before `day`; an archive
+# made before them gets them added (after `day`; rows written before read NULL).
+SIGNALS_COLUMNS = (("browser", "VARCHAR"), ("os", "VARCHAR"), ("user_id", "VARCHAR"),
+                   ("traits", "VARCHAR"), ("metadata", "VARCHAR"), ("urls", "VARCHAR[]"),
+                   ("clicked", "VARCHAR[]"), ("errors", "INTEGER"), ("warnings", "INTEGER"),
+                   ("network_errors", "INTEGER"), ("rage_clicks", "INTEGER"),
+                   ("dead_clicks", "INTEGER"))
+SESSIONS_DDL = SESSIONS_DDL.format(signals=", ".join(f"{n} {t}" for n, t in SIGNALS_COLUMNS))
 # One inlined row that every write updates: two writers' commits then conflict (both delete the
 # row), so the loser retries on the winner's snapshot and its dedup sees the winner's rows.
 # Plain concurrent INSERTs do not conflict in DuckLake: both would commit the same events.
@@ -201,6 +209,7 @@ def _create_tables(con: duckdb.DuckDBPyConnection, tuning: Tuning) -> None:
     """Create the tables, then set their options (a table's options cannot be set in the
     transaction that creates it); concurrent creators conflict and retry."""
     in_transaction(con, _create_step, retry_on=duckdb.Error, pause=0.05)
+    in_transaction(con, _migrate_step, retry_on=duckdb.Error, pause=0.05)
     in_transaction(con, lambda c: _options_step(c, tuning), retry_on=duckdb.Error, pause=0.05)
 
 
@@ -238,6 +247,15 @@ def _create_step(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("ALTER TABLE lake.sessions SET PARTITIONED BY (day)")
     con.execute("ALTER TABLE lake.sessions SET SORTED BY (session_id)")
     con.execute(WRITES_DDL)
+
+
+def _migrate_step(con: duckdb.DuckDBPyConnection) -> None:
+    have = {r[0] for r in con.execute(
+        "SELECT column_name FROM duckdb_columns() WHERE database_name = ? AND table_name = 'sessions'",
+        [LAKE]).fetchall()}
+    for name, sql_type in SIGNALS_COLUMNS:
+        if name not in have:
+            con.execute(f"ALTER TABLE lake.sessions ADD COLUMN {name} {sql_type}")
 
 
 def _options_step(con: duckdb.DuckDBPyConnection, tuning: Tuning) -> None:

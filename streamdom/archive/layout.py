@@ -6,7 +6,6 @@ business (lake.py): `<data path>/main/<table>/day=YYYY-MM-DD/ducklake-<uuid>.par
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
@@ -15,6 +14,8 @@ import pyarrow.compute as pc
 
 from streamdom.records import ROW_SEQ, ROW_SERVER_TIME, ROW_SESSION, ROW_STREAM, Row
 from streamdom.rrweb import EventType
+from streamdom.signals import Signals, source_of
+from streamdom.useragent import browser_of, os_of
 
 EVENTS_SCHEMA = pa.schema([
     pa.field("session_id", pa.string(), nullable=False),
@@ -41,7 +42,23 @@ INDEX_SCHEMA = pa.schema([
     pa.field("max_seq", pa.int64(), nullable=False),
     pa.field("url", pa.string()),
     pa.field("user_agent", pa.string()),
+    # Derived from the events (streamdom/signals.py, README "Session index"); NULL in rows
+    # written before they existed. Per row: what that row's events said.
+    pa.field("browser", pa.string()),
+    pa.field("os", pa.string()),
+    pa.field("user_id", pa.string()),
+    pa.field("traits", pa.string()),  # JSON object of strings
+    pa.field("metadata", pa.string()),  # JSON object of strings
+    pa.field("urls", pa.list_(pa.string())),
+    pa.field("clicked", pa.list_(pa.string())),
+    pa.field("errors", pa.int32()),
+    pa.field("warnings", pa.int32()),
+    pa.field("network_errors", pa.int32()),
+    pa.field("rage_clicks", pa.int32()),
+    pa.field("dead_clicks", pa.int32()),
 ])
+SIGNAL_COLUMNS = ("user_id", "traits", "metadata", "urls", "clicked", "errors", "warnings",
+                  "network_errors", "rage_clicks", "dead_clicks")
 
 SORT_KEY = ("session_id", "server_time", "stream_id", "seq")
 
@@ -51,17 +68,13 @@ def day_of(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d")
 
 
-_SOURCE = re.compile(r'\{\s*"source"\s*:\s*(\d{1,9})\b')
-
-
 def _source(rec_type: int, data: str) -> int | None:
     # IncrementalSnapshot (3) events carry data.source; keep it as a column so analysts and
     # DuckDB can filter clicks or mutations without parsing JSON. `data` is the text the
     # recorder sent (JSON.stringify puts `source` first; other writers may add whitespace).
     if rec_type != EventType.IncrementalSnapshot:
         return None
-    m = _SOURCE.match(data)
-    return int(m.group(1)) if m else None
+    return source_of(data)
 
 
 def records_table(rows: list[Row]) -> pa.Table:
@@ -104,7 +117,41 @@ def index_table(events: pa.Table, stream_info: dict[tuple[str, str], tuple[str, 
         "first_timestamp": agg["timestamp_min"], "last_timestamp": agg["timestamp_max"],
         "event_count": agg["seq_count"], "bytes": agg["nbytes_sum"],
         "min_seq": agg["seq_min"], "max_seq": agg["seq_max"], "url": urls, "user_agent": uas,
+        "browser": [browser_of(ua) if ua else None for ua in uas],
+        "os": [os_of(ua) if ua else None for ua in uas],
+        **{c: [None] * len(sids) for c in SIGNAL_COLUMNS},
     }, schema=INDEX_SCHEMA)
+
+
+def signal_values(sig: Signals | None) -> dict[str, object]:
+    """The index's signal columns of one row (see INDEX_SCHEMA)."""
+    if sig is None:
+        return {"user_id": None, "traits": None, "metadata": None, "urls": None, "clicked": None,
+                "errors": 0, "warnings": 0, "network_errors": 0, "rage_clicks": 0, "dead_clicks": 0}
+    return {
+        "user_id": sig.user_id,
+        "traits": json.dumps(sig.traits, ensure_ascii=False) if sig.traits else None,
+        "metadata": json.dumps(sig.metadata, ensure_ascii=False) if sig.metadata else None,
+        "urls": sig.urls or None, "clicked": sig.clicked or None,
+        "errors": sig.errors, "warnings": sig.warnings, "network_errors": sig.network_errors,
+        "rage_clicks": sig.rage_clicks, "dead_clicks": sig.dead_clicks,
+    }
+
+
+def with_signals(index: pa.Table, signals: dict[tuple[str, str], Signals]) -> pa.Table:
+    """Index rows with their signal columns: each stream's signals on its first row here, zero
+    counts on the others (so that sums over a session's rows are its figures)."""
+    cols: dict[str, list[object]] = {c: [] for c in SIGNAL_COLUMNS}
+    seen: set[tuple[str, str]] = set()
+    for key in zip(index["session_id"].to_pylist(), index["stream_id"].to_pylist(), strict=True):
+        first = key not in seen
+        seen.add(key)
+        for c, v in signal_values(signals.get(key) if first else None).items():
+            cols[c].append(v)
+    for c in SIGNAL_COLUMNS:
+        index = index.set_column(index.schema.get_field_index(c), INDEX_SCHEMA.field(c),
+                                 pa.array(cols[c], INDEX_SCHEMA.field(c).type))
+    return index
 
 
 def split_by_day(rows: Iterable[Row]) -> dict[str, list[Row]]:

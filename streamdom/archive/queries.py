@@ -6,14 +6,18 @@ version its flusher last committed, so a read never sees a flush half-way (see r
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import duckdb
+import pyarrow as pa
 
-from streamdom.archive import lake
+from streamdom import signals
+from streamdom.archive import lake, layout
 from streamdom.archive.lake import Location
+from streamdom.useragent import browser_of, os_of
 
 _local = threading.local()
 
@@ -35,37 +39,177 @@ def _at(version: int | None) -> str:
     return "" if version is None else f" AT (VERSION => {int(version)})"
 
 
-def list_sessions(con: duckdb.DuckDBPyConnection, since: int, before: int | None, q: str | None,
-                  limit: int, ids: Sequence[str] | None = None, version: int | None = None
-                  ) -> list[dict[str, object]]:
-    """Session summaries from the index, by most recent activity, active in [since, before).
+@dataclass
+class SessionQuery:
+    """A search of the session list (GET /api/sessions; README, "Searching sessions").
 
-    With `ids`, only those sessions.
+    Every text match is a literal, case-insensitive substring (no wildcards).
     """
-    if ids is not None and not ids:
-        return []
-    sql = f"""
-        SELECT session_id AS id, min(first_server_time) AS started_at,
-               max(last_server_time) AS last_event_at, sum(event_count)::BIGINT AS event_count,
-               sum(bytes)::BIGINT AS bytes, arg_min(url, first_server_time) AS url,
-               arg_min(user_agent, first_server_time) AS user_agent
-        FROM lake.sessions{_at(version)}
-        {"WHERE session_id IN (SELECT unnest(?::VARCHAR[]))" if ids is not None else ""}
-        GROUP BY session_id
-        HAVING max(last_server_time) >= ? {"AND max(last_server_time) < ?" if before else ""}
-        {"AND (session_id ILIKE ? OR any_value(url) ILIKE ?)" if q else ""}
-        ORDER BY last_event_at DESC
-        LIMIT ?"""
-    params: list[object] = [] if ids is None else [sorted(ids)]
-    params.append(since)
-    if before:
-        params.append(before)
-    if q:
-        params += [f"%{q}%", f"%{q}%"]
-    params.append(limit)
-    rel = con.execute(sql, params)
-    cols = [d[0] for d in rel.description]
-    return [dict(zip(cols, row, strict=True)) for row in rel.fetchall()]
+
+    since: int = 0  # last activity at or after (ms, server clock)
+    before: int | None = None  # and before; None: also every live session
+    q: str | None = None  # id, any visited URL, user id, trait and metadata values, browser, os, clicked text
+    user: str | None = None  # exact user id
+    traits: list[tuple[str, str]] = field(default_factory=list)  # (key, value): all must hold
+    url: str | None = None  # any visited URL contains
+    clicked: str | None = None  # any clicked text contains
+    has_errors: bool = False
+    has_rage: bool = False
+    has_dead: bool = False
+    live: bool | None = None
+    min_duration: int | None = None
+    max_duration: int | None = None
+    limit: int = 100
+    offset: int = 0
+    ids: list[str] | None = None  # only these sessions
+
+
+# The summary columns of the index (layout.INDEX_SCHEMA) that a search reads; rows of sessions
+# not archived yet (or live without events) come in a table of the same columns plus `live`.
+SEARCH_COLUMNS = ("session_id", "stream_id", "first_server_time", "last_server_time",
+                  "event_count", "bytes", "url", "user_agent", "browser", "os", "user_id", "traits",
+                  "metadata", "urls", "clicked", "errors", "warnings", "network_errors",
+                  "rage_clicks", "dead_clicks")
+EXTRA_SCHEMA = pa.schema([*(layout.INDEX_SCHEMA.field(c) for c in SEARCH_COLUMNS),
+                          pa.field("live", pa.bool_())]).remove_metadata()
+
+
+def _has(expr: str) -> str:
+    """Whether a text column contains $q (lowered), case-insensitively."""
+    return f"contains(lower(coalesce({expr}, '')), lower($q))"
+
+
+def _any_has(list_expr: str, param: str) -> str:
+    return (f"coalesce(list_bool_or(list_transform({list_expr}, "
+            f"lambda x: contains(lower(x), lower(${param})))), false)")
+
+
+def _values(json_col: str) -> str:
+    return f"json_extract_string({json_col}, '$.*')"
+
+
+def json_pointer(key: str) -> str:
+    """The JSON Pointer (RFC 6901) of a top-level key: no key can escape into a path."""
+    return "/" + key.replace("~", "~0").replace("/", "~1")
+
+
+def search_sessions(con: duckdb.DuckDBPyConnection, query: SessionQuery, extra: pa.Table | None,
+                    version: int | None = None) -> tuple[list[dict[str, object]], int]:
+    """One page of the sessions matching `query` and their true total: live first, then by most
+    recent activity. `extra`: rows (EXTRA_SCHEMA) of what the archive does not hold yet."""
+    if query.ids is not None and not query.ids:
+        return [], 0
+    params: dict[str, object] = {"since": query.since}
+    where_rows = []
+    if query.ids is not None:
+        where_rows.append("session_id IN (SELECT unnest($ids::VARCHAR[]))")
+        params["ids"] = sorted(query.ids)
+    elif query.since > 0:
+        # Sessions active in the window, found by the index rows of the window's days alone
+        # (DuckLake skips older files by their statistics), and those the bus knows now.
+        where_rows.append("(session_id IN (SELECT session_id FROM lake.sessions"
+                          f"{_at(version)} WHERE last_server_time >= $since)"
+                          + (" OR session_id IN (SELECT session_id FROM search_extra))"
+                             if extra is not None and len(extra) else ")"))
+    rows_sql = (f"SELECT {', '.join(SEARCH_COLUMNS)}, NULL::BOOLEAN AS live FROM lake.sessions{_at(version)}"
+                + (" WHERE " + " AND ".join(where_rows) if where_rows else ""))
+    if extra is not None and len(extra):
+        rows_sql += " UNION ALL BY NAME SELECT * FROM search_extra"
+        if query.ids is not None:
+            rows_sql += " WHERE session_id IN (SELECT unnest($ids::VARCHAR[]))"
+    hits = []
+    if query.q:
+        params["q"] = query.q
+        hits.append(f"""bool_or({_has("url")} OR {_has("user_id")} OR {_has("browser")}
+            OR {_has("os")} OR {_any_has("urls", "q")} OR {_any_has("clicked", "q")}
+            OR {_any_has(_values("traits"), "q")} OR {_any_has(_values("metadata"), "q")})
+            OR {_has("session_id")} AS hit_q""")
+    if query.url:
+        params["url"] = query.url
+        hits.append(f"""bool_or(contains(lower(coalesce(url, '')), lower($url))
+            OR {_any_has("urls", "url")}) AS hit_url""")
+    if query.clicked:
+        params["clicked"] = query.clicked
+        hits.append(f"bool_or({_any_has('clicked', 'clicked')}) AS hit_clicked")
+    for i, (key, value) in enumerate(query.traits):
+        params[f"tk{i}"], params[f"tv{i}"] = json_pointer(key), value
+        hits.append(f"coalesce(bool_or(json_extract_string(traits, $tk{i}) = $tv{i}), false) AS hit_t{i}")
+    conds = ["(last_event_at >= $since" + (" AND last_event_at < $before)" if query.before else ")")]
+    if query.before:
+        params["before"] = query.before
+    else:
+        conds[0] = f"({conds[0]} OR live)"
+    conds += [h.rsplit(" AS ", 1)[1] for h in hits]
+    if query.user is not None:
+        params["user"] = query.user
+        conds.append("user_id = $user")
+    for flag, cond in ((query.has_errors, "errors > 0"), (query.has_rage, "rage_clicks > 0"),
+                       (query.has_dead, "dead_clicks > 0")):
+        if flag:
+            conds.append(cond)
+    if query.live is not None:
+        conds.append("live" if query.live else "NOT live")
+    if query.min_duration is not None:
+        params["min_d"] = query.min_duration
+        conds.append("duration_ms >= $min_d")
+    if query.max_duration is not None:
+        params["max_d"] = query.max_duration
+        conds.append("duration_ms <= $max_d")
+    summary_sql = f"""
+        WITH r AS ({rows_sql}), s AS (
+        SELECT session_id AS id, coalesce(bool_or(live), false) AS live,
+               min(first_server_time) AS started_at, max(last_server_time) AS last_event_at,
+               (max(last_server_time) - min(first_server_time))::BIGINT AS duration_ms,
+               sum(event_count)::BIGINT AS event_count, sum(bytes)::BIGINT AS bytes,
+               coalesce(arg_min(url, first_server_time) FILTER (WHERE url <> ''), '') AS url,
+               coalesce(arg_min(user_agent, first_server_time) FILTER (WHERE user_agent <> ''), '') AS user_agent,
+               arg_min(browser, first_server_time) FILTER (WHERE browser <> '') AS browser,
+               arg_min(os, first_server_time) FILTER (WHERE os <> '') AS os,
+               coalesce(arg_max(user_id, last_server_time) FILTER (WHERE user_id <> ''), '') AS user_id,
+               list(traits ORDER BY last_server_time) FILTER (WHERE traits IS NOT NULL) AS traits,
+               list(metadata ORDER BY last_server_time) FILTER (WHERE metadata IS NOT NULL) AS metadata,
+               count(DISTINCT stream_id)::INTEGER AS tabs,
+               coalesce(sum(errors), 0)::INTEGER AS errors, coalesce(sum(warnings), 0)::INTEGER AS warnings,
+               coalesce(sum(network_errors), 0)::INTEGER AS network_errors,
+               coalesce(sum(rage_clicks), 0)::INTEGER AS rage_clicks,
+               coalesce(sum(dead_clicks), 0)::INTEGER AS dead_clicks
+               {"".join(", " + h for h in hits)}
+        FROM r GROUP BY session_id)
+        SELECT {{select}} FROM s WHERE {" AND ".join(conds)}"""
+    cols = ("id", "live", "started_at", "last_event_at", "duration_ms", "event_count", "bytes", "url",
+            "user_agent", "browser", "os", "user_id", "traits", "metadata", "tabs", "errors",
+            "warnings", "network_errors", "rage_clicks", "dead_clicks")
+    if extra is not None and len(extra):
+        con.register("search_extra", extra)
+    try:
+        page_sql = summary_sql.format(select=", ".join(cols) + ", count(*) OVER () AS total") + \
+            " ORDER BY live DESC, last_event_at DESC, id LIMIT $limit OFFSET $offset"
+        found = con.execute(page_sql, {**params, "limit": query.limit, "offset": query.offset}).fetchall()
+        if found:
+            total = int(found[0][-1])
+        else:
+            total = int(con.execute(summary_sql.format(select="count(*)"), params).fetchone()[0])
+    finally:
+        if extra is not None and len(extra):
+            con.unregister("search_extra")
+    return [_summary(dict(zip(cols, row, strict=False))) for row in found], total
+
+
+def _summary(row: dict[str, object]) -> dict[str, object]:
+    for key in ("traits", "metadata"):
+        merged: dict[str, object] = {}
+        for text in row[key] or ():  # type: ignore[attr-defined]
+            try:
+                value = json.loads(text)
+            except ValueError:
+                continue
+            if isinstance(value, dict):
+                merged.update(value)
+        row[key] = dict(list(merged.items())[:signals.MAX_KEYS])
+    ua = str(row["user_agent"])
+    row["browser"] = row["browser"] or browser_of(ua)
+    row["os"] = row["os"] or os_of(ua)
+    return row
 
 
 # Re-assembles each stored row into the rrweb event exactly as recorded.

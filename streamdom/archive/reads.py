@@ -8,15 +8,17 @@ one of them, never both and never neither (None: the latest, e.g. a cluster node
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+
+import pyarrow as pa
 
 from streamdom.archive import queries
 from streamdom.archive.lake import Location
-from streamdom.archive.queries import ArchivedPage, EventRow
+from streamdom.archive.queries import ArchivedPage, EventRow, SessionQuery
 from streamdom.records import StreamKey
 
-__all__ = ["ArchiveReader", "ArchivedPage", "EventRow"]
+__all__ = ["ArchiveReader", "ArchivedPage", "EventRow", "SessionQuery"]
 
 
 class ArchiveReader:
@@ -36,11 +38,10 @@ class ArchiveReader:
 
         return await asyncio.get_running_loop().run_in_executor(self._pool, job)
 
-    async def list_sessions(self, since: int, before: int | None, q: str | None, limit: int,
-                            ids: Collection[str] | None = None) -> list[dict[str, object]]:
-        """Archived session summaries, most recent activity first (see queries.list_sessions)."""
-        return await self.run(queries.list_sessions, since, before, q, limit,  # type: ignore[return-value]
-                              None if ids is None else list(ids), self.version)
+    async def search(self, query: SessionQuery, extra: pa.Table | None
+                     ) -> tuple[list[dict[str, object]], int]:
+        """A page of matching sessions and their total (see queries.search_sessions)."""
+        return await self.run(queries.search_sessions, query, extra, self.version)  # type: ignore[return-value]
 
     async def events(self, session_id: str, offset: int, limit: int | None) -> ArchivedPage:
         """Archived events of a session from `offset`, at most `limit` (None: all)."""

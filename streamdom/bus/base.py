@@ -19,11 +19,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from streamdom.bus.streams import AckListener, StreamMarks
 from streamdom.records import Batch, Row
+from streamdom.signals import Signals
 from streamdom.wire import FrameSink
 
 
@@ -52,6 +53,8 @@ class PendingSummary:
     bytes: int  # of `data` JSON, as the archive's index counts them
     url: str
     user_agent: str
+    streams: list[str] = field(default_factory=list)  # the streams these events are of
+    signals: Signals = field(default_factory=Signals)  # what they say (streamdom/signals.py)
 
 
 class Producer:
@@ -143,8 +146,9 @@ class Bus(ABC):
         """The recorder's clock offset to the server and its round trip (ms), for watchers."""
 
     @abstractmethod
-    def close_stream(self, producer: Producer) -> None:
-        """The recorder's connection closed; the session ends after the grace period."""
+    def close_stream(self, producer: Producer, goodbye: bool = False) -> None:
+        """The recorder's connection closed; the session ends after the grace period, or at
+        once if that was its last stream and the recorder said goodbye (its page went away)."""
 
     # --- watchers ------------------------------------------------------------------------------
     @abstractmethod

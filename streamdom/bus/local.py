@@ -153,11 +153,12 @@ class LocalBus(Bus):
         assert isinstance(producer, LocalProducer)
         self.hub.set_clock(producer.session, producer.stream_id, offset, rtt)
 
-    def close_stream(self, producer: Producer) -> None:
-        """Stop acking this connection; the session ends after the grace period if it was the last."""
+    def close_stream(self, producer: Producer, goodbye: bool = False) -> None:
+        """Stop acking this connection; the session ends after the grace period (at once after
+        a goodbye) if it was the last."""
         assert isinstance(producer, LocalProducer)
         producer._marks.listeners.discard(producer.on_ack)
-        self.hub.recorder_left(producer.session)
+        self.hub.recorder_left(producer.session, goodbye)
 
     # --- watchers ------------------------------------------------------------------------------
     async def watch(self, session_id: str, sink: FrameSink) -> Subscription | None:
@@ -190,7 +191,8 @@ class LocalBus(Bus):
         for sid, st in pending:
             marks = self.streams.get(st.first_stream())
             url, ua = (marks.url, marks.user_agent) if marks is not None else ("", "")
-            out[sid] = PendingSummary(st.started_at, st.last_event_at, len(st.rows), st.bytes, url, ua)
+            out[sid] = PendingSummary(st.started_at, st.last_event_at, len(st.rows), st.bytes, url, ua,
+                                      list(st.streams), st.signals())
         return out
 
     async def unarchived(self, session_id: str) -> list[Row]:

@@ -249,11 +249,12 @@ class NatsBus(Bus):
         assert isinstance(producer, LocalProducer)
         self.hub.set_clock(producer.session, producer.stream_id, offset, rtt)
 
-    def close_stream(self, producer: Producer) -> None:
-        """Stop acking this connection; the session ends after the grace period if it was the last."""
+    def close_stream(self, producer: Producer, goodbye: bool = False) -> None:
+        """Stop acking this connection; the session ends after the grace period (at once after
+        a goodbye) if it was the last."""
         assert isinstance(producer, LocalProducer)
         producer._marks.listeners.discard(producer.on_ack)
-        self.hub.recorder_left(producer.session)
+        self.hub.recorder_left(producer.session, goodbye)
 
     # --- presence ------------------------------------------------------------------------------
     def _entry(self, s: LiveSession, live: bool) -> dict[str, object]:

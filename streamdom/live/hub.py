@@ -92,10 +92,17 @@ class Hub:
         if not live:
             self._forget_if_idle(s)
 
-    def recorder_left(self, s: LiveSession) -> None:
-        """A recorder disconnected; the session ends after the grace period if none is left."""
+    def recorder_left(self, s: LiveSession, goodbye: bool = False) -> None:
+        """A recorder disconnected; the session ends after the grace period if none is left,
+        or at once if it said goodbye (its page went away: no reconnect is coming)."""
         s.recorders -= 1
-        if s.recorders <= 0 and s.grace is None:
+        if s.recorders > 0:
+            return
+        if goodbye:
+            if s.grace is not None:
+                IOLoop.current().remove_timeout(s.grace)  # type: ignore[arg-type]
+            self._end(s)
+        elif s.grace is None:
             s.grace = IOLoop.current().call_later(self.config.grace_seconds, self._end, s)
 
     def _end(self, s: LiveSession) -> None:

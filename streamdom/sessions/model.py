@@ -9,16 +9,21 @@ A session's summary is put together here and nowhere else, from three sources:
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 
-from streamdom.archive.reads import ArchiveReader, EventRow
+import pyarrow as pa
+
+from streamdom.archive.layout import signal_values
+from streamdom.archive.queries import EXTRA_SCHEMA
+from streamdom.archive.reads import ArchiveReader, EventRow, SessionQuery
 from streamdom.bus.base import Bus, PendingSummary, Presence
 from streamdom.records import ROW_SEQ, ROW_SERVER_TIME, ROW_STREAM, row_event_json
+from streamdom.useragent import browser_of, os_of
 from streamdom.wire import now_ms
 
 DAY_MS = 86_400_000
 
-Summary = dict[str, object]  # id, live, started_at, last_event_at, event_count, bytes, url, user_agent
+Summary = dict[str, object]  # the fields of docs/PROTOCOL.md, "Session summaries"
 
 
 def cutoff_24h() -> int:
@@ -26,46 +31,31 @@ def cutoff_24h() -> int:
     return now_ms() - DAY_MS
 
 
-def summary(session_id: str, archived: Summary | None, pending: PendingSummary | None,
-            presence: Presence | None) -> Summary:
-    """A session's summary from what the archive, the bus's unarchived events and presence say."""
-    starts: list[int] = []
-    lasts: list[int] = []
-    count = size = 0
-    url = user_agent = ""
-    if archived is not None:
-        starts.append(int(archived["started_at"]))  # type: ignore[call-overload]
-        lasts.append(int(archived["last_event_at"]))  # type: ignore[call-overload]
-        count += int(archived["event_count"])  # type: ignore[call-overload]
-        size += int(archived["bytes"])  # type: ignore[call-overload]
-        url, user_agent = str(archived.get("url") or ""), str(archived.get("user_agent") or "")
-    if pending is not None:
-        starts.append(pending.started_at)
-        lasts.append(pending.last_event_at)
-        count += pending.event_count
-        size += pending.bytes
-        url, user_agent = url or pending.url, user_agent or pending.user_agent
-    if presence is not None:
-        starts.append(presence.started_at)
-        lasts.append(presence.last_event_at)
-        url, user_agent = url or presence.url, user_agent or presence.user_agent
-    return {
-        "id": session_id, "live": bool(presence is not None and presence.live),
-        "started_at": min(starts), "last_event_at": max(lasts), "event_count": count,
-        "bytes": size, "url": url, "user_agent": user_agent,
-    }
+def extra_rows(pending: Mapping[str, PendingSummary], presence: Mapping[str, Presence]) -> pa.Table:
+    """What the archive does not hold yet, as index-like rows for the search (EXTRA_SCHEMA):
+    one per stream of each session's unarchived events (its figures on the first), and one per
+    session present on the bus (live, or ended and still watched)."""
+    cols: dict[str, list[object]] = {f.name: [] for f in EXTRA_SCHEMA}
 
+    def add(sid: str, stream: str | None, first: int, last: int, count: int, size: int, url: str,
+            ua: str, sig: dict[str, object], live: bool | None) -> None:
+        for name, value in (("session_id", sid), ("stream_id", stream), ("first_server_time", first),
+                            ("last_server_time", last), ("event_count", count), ("bytes", size),
+                            ("url", url or None), ("user_agent", ua or None),
+                            ("browser", browser_of(ua) if ua else None),
+                            ("os", os_of(ua) if ua else None), *sig.items(), ("live", live)):
+            cols[name].append(value)
 
-def _matches(s: Summary, q: str | None) -> bool:
-    if not q:
-        return True
-    q = q.lower()
-    return q in str(s["id"]).lower() or q in str(s["url"]).lower()
-
-
-def list_order(s: Summary) -> tuple[bool, int]:
-    """Live sessions first, then by most recent activity."""
-    return not s["live"], -int(s["last_event_at"])  # type: ignore[call-overload]
+    for sid, p in pending.items():
+        for i, stream in enumerate(p.streams or [None]):  # type: ignore[list-item]
+            first = i == 0
+            add(sid, stream, p.started_at, p.last_event_at, p.event_count if first else 0,
+                p.bytes if first else 0, p.url, p.user_agent,
+                signal_values(p.signals if first else None), None)
+    for sid, pr in presence.items():
+        add(sid, None, pr.started_at, pr.last_event_at, 0, 0, pr.url, pr.user_agent,
+            signal_values(None), pr.live)
+    return pa.table(cols, schema=EXTRA_SCHEMA)
 
 
 class Sessions:
@@ -75,25 +65,22 @@ class Sessions:
         self.bus = bus
         self.archive = archive
 
+    async def search(self, query: SessionQuery) -> tuple[list[Summary], int]:
+        """One page of the sessions matching `query` (live first, then by most recent
+        activity) and how many match in all."""
+        # The bus's snapshot first, the archive's right after: see Bus.unarchived_summaries.
+        pending = await self.bus.unarchived_summaries(query.ids)
+        presence = self.bus.presence()
+        if query.ids is not None:
+            wanted = set(query.ids)
+            presence = {k: v for k, v in presence.items() if k in wanted}
+        return await self.archive.search(query, extra_rows(pending, presence))
+
     async def list(self, since: int, before: int | None, q: str | None,
                    limit: int) -> list[Summary]:
-        """Sessions active in [since, before) (and, without `before`, every live one), whose id
-        or page URL contains `q`, live first, then by most recent activity."""
-        # The bus's snapshot first, the archive's right after: see Bus.unarchived_summaries.
-        pending = await self.bus.unarchived_summaries()
-        archived = {str(a["id"]): a for a in await self.archive.list_sessions(since, before, q, limit)}
-        presence = self.bus.presence()
-        ids = set(archived) | set(pending)
-        if before is None:
-            ids |= set(presence)
-        out = []
-        for sid in ids:
-            s = summary(sid, archived.get(sid), pending.get(sid), presence.get(sid))
-            in_window = int(s["last_event_at"]) >= since and (  # type: ignore[call-overload]
-                before is None or int(s["last_event_at"]) < before)  # type: ignore[call-overload]
-            if (in_window or s["live"] and before is None) and _matches(s, q):
-                out.append(s)
-        return sorted(out, key=list_order)[:limit]
+        """Sessions active in [since, before) (and, without `before`, every live one), whose
+        summary contains `q`, live first, then by most recent activity."""
+        return (await self.search(SessionQuery(since=since, before=before, q=q, limit=limit)))[0]
 
     async def get(self, session_id: str) -> Summary | None:
         """One session's summary, or None if nothing anywhere knows it."""
@@ -101,12 +88,10 @@ class Sessions:
 
     async def summaries(self, ids: Collection[str]) -> dict[str, Summary]:
         """The summaries of these sessions (those known anywhere), by id."""
-        pending = await self.bus.unarchived_summaries(ids)
-        archived = {str(a["id"]): a for a in await self.archive.list_sessions(
-            0, None, None, len(ids), ids)}
-        presence = self.bus.presence()
-        return {sid: summary(sid, archived.get(sid), pending.get(sid), presence.get(sid))
-                for sid in ids if sid in archived or sid in pending or sid in presence}
+        if not ids:
+            return {}
+        found, _ = await self.search(SessionQuery(ids=list(ids), limit=len(ids)))
+        return {str(s["id"]): s for s in found}
 
     async def events(self, session_id: str, offset: int, limit: int | None
                      ) -> tuple[list[EventRow], bool]:

@@ -2,24 +2,80 @@
 
 from __future__ import annotations
 
+import re
+
+from tornado.web import HTTPError
+
+from streamdom.archive.reads import SessionQuery
 from streamdom.sessions.model import cutoff_24h
 from streamdom.web.handlers.base import ViewerHandler
 from streamdom.wire import dumps
 
-MAX_LIMIT = 5000
+MAX_LIMIT = 5000  # events per page
+MAX_LIST_LIMIT = 1000  # sessions per page
+MAX_TEXT = 1024  # characters of a text filter
+MAX_TRAITS = 10
+_INT = re.compile(r"-?[0-9]{1,16}")
 
 
 class SessionsHandler(ViewerHandler):
-    """Live sessions and those active in the last 24 h (or in [since, before) when given)."""
+    """Search the sessions: live ones and those active in the last 24 h by default
+    (docs/PROTOCOL.md, "HTTP API"; README, "Searching sessions"). Bad parameters: 400."""
 
     async def get(self) -> None:
-        """Answer the list."""
-        before = self.int_arg("before", None)
-        since = self.int_arg("since", cutoff_24h() if before is None else 0)
-        limit = min(self.int_arg("limit", 1000) or 1000, MAX_LIMIT)
-        q = self.get_query_argument("q", None) or None
-        sessions = await self.services.sessions.list(since, before, q, limit)
-        self.write_json({"sessions": sessions})
+        """Answer one page of matches and their total."""
+        query = self.session_query()
+        sessions, total = await self.services.sessions.search(query)
+        self.write_json({"sessions": sessions, "total": total, "offset": query.offset,
+                         "limit": query.limit})
+
+    def session_query(self) -> SessionQuery:
+        """The search the query string asks for, or HTTP 400 saying what is wrong."""
+        before = self._int("before", None, 0)
+        since = self._int("since", cutoff_24h() if before is None else 0, 0)
+        traits = []
+        for raw in self.get_query_arguments("trait"):
+            key, sep, value = raw.partition(":")
+            if not sep or not key:
+                raise HTTPError(400, reason="trait must be key:value")
+            traits.append((self._text_value("trait", key), self._text_value("trait", value)))
+        if len(traits) > MAX_TRAITS:
+            raise HTTPError(400, reason=f"at most {MAX_TRAITS} trait filters")
+        min_d, max_d = self._int("min_duration", None, 0), self._int("max_duration", None, 0)
+        return SessionQuery(
+            since=since, before=before, q=self._text("q"), user=self._text("user"), traits=traits,
+            url=self._text("url"), clicked=self._text("clicked"),
+            has_errors=bool(self._flag("has_errors")), has_rage=bool(self._flag("has_rage")),
+            has_dead=bool(self._flag("has_dead")), live=self._flag("live"),
+            min_duration=min_d, max_duration=max_d,
+            limit=self._int("limit", 100, 1, MAX_LIST_LIMIT), offset=self._int("offset", 0, 0))  # type: ignore[arg-type]
+
+    def _int(self, name: str, default: int | None, low: int, high: int = 2**53) -> int | None:
+        raw = self.get_query_argument(name, None)
+        if raw is None or raw == "":
+            return default
+        if not _INT.fullmatch(raw) or not low <= int(raw) <= high:
+            bound = f"{low}..{high}" if high < 2**53 else f">= {low}"
+            raise HTTPError(400, reason=f"{name} must be an integer {bound}")
+        return int(raw)
+
+    def _text(self, name: str) -> str | None:
+        raw = self.get_query_argument(name, None)
+        return None if raw is None or raw == "" else self._text_value(name, raw)
+
+    @staticmethod
+    def _text_value(name: str, raw: str) -> str:
+        if len(raw) > MAX_TEXT:
+            raise HTTPError(400, reason=f"{name} is longer than {MAX_TEXT} characters")
+        return raw
+
+    def _flag(self, name: str) -> bool | None:
+        raw = self.get_query_argument(name, None)
+        if raw is None or raw == "":
+            return None
+        if raw not in ("0", "1"):
+            raise HTTPError(400, reason=f"{name} must be 1 or 0")
+        return raw == "1"
 
 
 class SessionHandler(ViewerHandler):

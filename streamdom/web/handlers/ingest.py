@@ -63,6 +63,10 @@ class IngestHandler(ServerSocket):
                 self.write_message(wire.pong(msg, wire.now_ms()))
             elif kind == "clock":
                 self._clock(msg)
+            elif kind == "goodbye":  # the page went away: end the session now, not after the grace
+                self._detach(goodbye=True)
+                self.closing = True
+                self.close(1000, "goodbye")
             else:
                 raise ProtocolError(f"unknown frame type {kind[:32]!r}")
         except ProtocolError as exc:
@@ -171,11 +175,15 @@ class IngestHandler(ServerSocket):
 
     def on_close(self) -> None:
         """Detach from the session; it stays live for the grace period."""
+        self._detach(goodbye=False)
+
+    def _detach(self, goodbye: bool) -> None:
         svc = self.services
         svc.acks.forget(self)
         if self.key is not None:
             svc.limits.close_session(self.ip, self.key[0])
             svc.stream_holders.release(self.key, self)
         if self.producer is not None:
-            svc.bus.close_stream(self.producer)
+            svc.bus.close_stream(self.producer, goodbye)
             self.producer = None
+        self.key = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from streamdom import wire
+from streamdom.archive.reads import SessionQuery
 from streamdom.bus.base import Subscription
 from streamdom.sessions.model import cutoff_24h
 from streamdom.web.handlers.base import FrameSocket
@@ -61,8 +62,8 @@ class UpdatesHandler(FrameSocket):
     async def open(self) -> None:
         """Send the current list, then subscribe to changes."""
         svc = self.services
-        sessions = await svc.sessions.list(since=cutoff_24h(), before=None, q=None, limit=1000)
-        self.send_frame(wire.dumps({"type": "sessions", "sessions": sessions}))
+        sessions, total = await svc.sessions.search(SessionQuery(since=cutoff_24h(), limit=1000))
+        self.send_frame(wire.dumps({"type": "sessions", "sessions": sessions, "total": total}))
         svc.feed.subscribe(self)
 
     def on_lagging(self) -> None:
