@@ -14,8 +14,9 @@ The session index (archive/layout.py) and the live figures of sessions not archi
   bursts;
 - dead click: a click followed, within 1 s (recorder clock, same stream), by no change of the
   page: no DOM mutation, input, scroll, media or stylesheet change, and no new page (Meta or
-  FullSnapshot). A click is decided when its stream shows a change within the second, or an
-  event stamped after it; a click whose stream ends first is not counted.
+  FullSnapshot), and no next page load in the tab however late (the click navigated). A click is
+  decided when its stream shows a change within the second, or an event stamped after it; a
+  click whose stream ends first is not counted.
 
 Everything kept is bounded (the ingest endpoint is public): ids, keys, values, URLs and texts
 are cut, and only so many keys, URLs and texts are kept per session.
@@ -194,6 +195,8 @@ class SignalTracker:
             source = source_of(row[ROW_DATA])
         reacted = rec_type in (EventType.Meta, EventType.FullSnapshot) or source in REACTIONS
         st = self._streams.get((session_id, row[ROW_STREAM]))
+        if st is not None and st.undecided and rec_type == EventType.Meta:
+            st.undecided = []  # the tab loaded a new page: the clicks led there, however slowly
         if st is not None and st.undecided:
             # Each click waiting on its second: a change now saves it; an event after it kills it.
             dead = 0

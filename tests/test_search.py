@@ -13,10 +13,19 @@ import urllib.request
 from typing import Any
 
 import pytest
+from tornado.websocket import websocket_connect
 
 from streamdom.archive import lake
 from streamdom.testing import InProcessServer
-from tests.helpers import Recorder, event, run_async, server_config, session_events, wait_for
+from tests.helpers import (
+    Recorder,
+    event,
+    read_until,
+    run_async,
+    server_config,
+    session_events,
+    wait_for,
+)
 
 T0 = int(time.time() * 1000) - 60_000
 
@@ -304,3 +313,36 @@ def test_goodbye_ends_the_session_at_once(tmp_path: Any) -> None:
         assert listed(app, "live=1") == ["dropped"] and listed(app, "live=0") == ["closed"]
     finally:
         app.stop()
+
+
+def test_updates_push_the_same_items_as_the_api(held: InProcessServer) -> None:
+    app = held
+
+    async def go() -> None:
+        updates = await websocket_connect(app.ws + "/updates")
+        first = json.loads(await updates.read_message())
+        assert first["type"] == "sessions" and first["sessions"] == [] and first["total"] == 0
+        rec = Recorder(app.ws, "pushed")
+        await rec.connect()
+        await rec.send_events(1, session_events(2, T0) + [
+            custom(T0 + 5, "streamdom-identify", {"userId": "u-9", "traits": {"plan": "pro"}}),
+            custom(T0 + 6, "streamdom-error", {"source": "error", "message": "m", "stack": ""})])
+        await rec.wait_ack(4)
+        await rec.send({"type": "goodbye"})
+        msgs = await read_until(updates, lambda m: m["type"] == "session" and not m["session"]["live"]
+                                and m["session"]["errors"] == 1)
+        pushed = msgs[-1]["session"]
+        rec.close()
+        updates.close()
+        assert pushed == get(app, "/api/sessions/pushed")[1]
+        assert pushed["user_id"] == "u-9" and pushed["traits"] == {"plan": "pro"} and pushed["tabs"] == 1
+
+    run_async(go())
+
+
+def test_a_click_that_navigates_is_not_dead(held: InProcessServer) -> None:
+    # The next page of the tab loads 3 s after the click (a slow server): the click did something.
+    t = T0
+    send(held, "nav-click", session_events(2, t) + [click(t + 100, 5, 5, "Next")]
+         + session_events(2, t + 3100, href="http://app.test/next") + [mousemove(t + 5000)])
+    assert get(held, "/api/sessions/nav-click")[1]["dead_clicks"] == 0

@@ -1,0 +1,234 @@
+"""Session search at scale: GET /api/sessions' query (queries.search_sessions) over a 70k-session index.
+
+Builds a DuckLake archive whose `sessions` index looks like a busy week's: --sessions-per-day x
+--days sessions planned as benchmarks/archive.py plans them (start times over the window,
+lognormal durations), each a short stream of events carrying what the index derives: a page
+load (one of a few paths), clicks on labelled controls (some in rage bursts, some dead), page
+mutations, and for some sessions `identify` (user id, plan and country traits), metadata, errors,
+console warnings, failed requests and a second tab. The events are committed in server-time
+order through the server's commit (commits.commit, which derives the index's figures with
+streamdom/signals.py) in batches of --batch-events, then merged like the server's maintenance.
+Payloads are small: the search reads only the index, whose rows are the same for a session
+whatever its DOM weighs (archive.py measures the events themselves).
+
+Then it times representative searches (first run and the median of --runs more), on a
+read-only connection like the server's readers: list pages (24 h, all days, deep offset), `q`
+over ids / URLs / users / browsers, exact user, trait, flags, URL, clicked text, durations, a
+combination, the /updates push (20 ids), and the 24-h list with --pending sessions not archived
+yet (the bus's rows, passed as the server passes them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+from archive import DAY_MS, WORDS, plan_sessions, time_it
+from support import machine_note, write_json
+
+from streamdom.archive import commits, lake, maintenance, queries
+from streamdom.archive.layout import signal_values
+from streamdom.records import Row
+from streamdom.signals import Signals, SignalTracker
+
+PATHS = ("/todos", "/todos/active", "/projects/42", "/inbox", "/reports", "/settings/billing")
+UA = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+      "Chrome/126.0.0.0 Safari/537.36")
+UA_MAC = ("Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+          "Version/17.5 Safari/605.1.15")
+
+
+def _j(obj: object) -> str:
+    return json.dumps(obj, separators=(",", ":"))
+
+
+def session_rows(idx: int, start: int, duration: int, seed: int) -> tuple[str, list[Row], dict]:
+    """One session's rows (one or two streams) and its streams' (url, user agent)."""
+    rng = random.Random(seed * 1_000_003 + idx)
+    sid = f"s-{idx:06d}-{rng.randrange(16**6):06x}"
+    ua = UA if rng.random() < 0.8 else UA_MAC
+    streams = ["t1"] + (["t2"] if rng.random() < 0.2 else [])
+    rows: list[Row] = []
+    info = {}
+    for n, stream in enumerate(streams):
+        seq = 0
+        t = start + n * rng.randrange(1000, 20_000)
+        end = start + duration
+        path = rng.choice(PATHS)
+        href = f"https://app.example.com{path}?u={rng.randrange(10**6)}"
+        info[(sid, stream)] = (href, ua)
+
+        def add(ev_type: int, data: object, at: int) -> None:
+            nonlocal seq
+            seq += 1
+            rows.append((sid, stream, seq, ev_type, at, at, _j(data), None))  # noqa: B023
+
+        add(4, {"href": href, "width": 1280, "height": 800}, t)
+        add(2, {"node": {"type": 0, "childNodes": [], "id": 1}, "initialOffset": {"left": 0, "top": 0}}, t + 1)
+        if n == 0 and rng.random() < 0.6:
+            add(5, {"tag": "streamdom-identify", "payload": {
+                "userId": f"user-{rng.randrange(20_000)}@example.com",
+                "traits": {"plan": rng.choice(("free", "pro", "team")),
+                           "country": rng.choice(("FR", "DE", "US", "JP", "BR"))}}}, t + 5)
+            add(5, {"tag": "streamdom-metadata", "payload": {"fields": {"build": f"1.{rng.randrange(40)}"}}}, t + 6)
+        step = max(500, duration // 12)
+        t += 100
+        while t < end:
+            r = rng.random()
+            x, y = rng.randrange(1280), rng.randrange(800)
+            label = f"{rng.choice(WORDS)} {rng.choice(WORDS)}"
+            if r < 0.03:  # a rage burst: four clicks on one spot, nothing happens
+                for k in range(4):
+                    add(3, {"source": 2, "type": 2, "id": 9, "x": x + k, "y": y, "text": label}, t + 120 * k)
+                t += 600
+            elif r < 0.55:  # a click the page answers
+                add(3, {"source": 2, "type": 2, "id": 9, "x": x, "y": y, "text": label}, t)
+                add(3, {"source": 0, "texts": [], "attributes": [], "removes": [], "adds": []},
+                    t + rng.randrange(5, 300))
+            elif r < 0.62:  # a click on something dead
+                add(3, {"source": 2, "type": 2, "id": 9, "x": x, "y": y, "text": label}, t)
+            elif r < 0.64:
+                add(5, {"tag": "streamdom-error", "payload": {"source": "error", "message": "TypeError: x is undefined", "stack": "at app.js:1:2"}}, t)
+            elif r < 0.66:
+                add(5, {"tag": "streamdom-console", "payload": {"level": "warn", "message": "slow render", "stack": ""}}, t)
+            elif r < 0.69:
+                add(5, {"tag": "streamdom-network", "payload": {"method": "GET", "url": "https://api.example.com/items",
+                                                                "status": rng.choice((200, 200, 500, 0)), "duration": 80,
+                                                                "initiator": "fetch"}}, t)
+            else:
+                add(3, {"source": 1, "positions": [{"x": x, "y": y, "id": 9, "timeOffset": 0}]}, t)
+            t += rng.randrange(step // 2, step * 2)
+        add(3, {"source": 1, "positions": [{"x": 1, "y": 1, "id": 9, "timeOffset": 0}]}, end + 1500)
+    return sid, rows, info
+
+
+def build(args: argparse.Namespace, loc: lake.Location) -> dict[str, Any]:
+    """Generate the corpus, commit it batch by batch in server-time order, merge; figures."""
+    now_ms = int(time.time() * 1000)
+    plan = plan_sessions(args, now_ms)
+    t0 = time.perf_counter()
+    rows: list[Row] = []
+    info: dict = {}
+    ids: list[str] = []
+    for start, duration, idx, _rate in plan:
+        sid, r, i = session_rows(idx, start, min(duration, 3_600_000), args.seed)
+        rows += r
+        info.update(i)
+        ids.append(sid)
+    rows.sort(key=lambda r: r[5])
+    gen_s = time.perf_counter() - t0
+    con = lake.connect(loc)
+    tracker = SignalTracker(max_streams=200_000)
+    t0 = time.perf_counter()
+    for i in range(0, len(rows), args.batch_events):
+        batch = rows[i:i + args.batch_events]
+        keys = {(r[0], r[1]) for r in batch}
+        commits.commit(con, batch, {k: info[k] for k in keys}, dedup=False, tracker=tracker)
+    commit_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    con.execute("CALL ducklake_merge_adjacent_files('lake')")
+    maintenance.expire_snapshots(con)
+    maintenance.cleanup(con)
+    merge_s = time.perf_counter() - t0
+    index_rows = con.execute("SELECT count(*) FROM lake.sessions").fetchone()[0]
+    con.close()
+    return {"sessions": len(ids), "events": len(rows), "index_rows": int(index_rows),
+            "gen_s": gen_s, "commit_s": commit_s, "merge_s": merge_s, "now_ms": now_ms, "ids": ids}
+
+
+def pending_table(n: int, now_ms: int) -> pa.Table:
+    """`n` sessions the archive does not hold yet, as the read model hands them to the search."""
+    cols: dict[str, list[object]] = {f.name: [] for f in queries.EXTRA_SCHEMA}
+    for i in range(n):
+        values = {"session_id": f"live-{i}", "stream_id": "t1", "first_server_time": now_ms - 60_000,
+                  "last_server_time": now_ms - i, "event_count": 40, "bytes": 9000,
+                  "url": "https://app.example.com/inbox", "user_agent": UA, "browser": "Chrome 126",
+                  "os": "Linux", **signal_values(Signals(user_id=f"live-user-{i}", errors=i % 3)),
+                  "live": True}
+        for k, v in values.items():
+            cols[k].append(v)
+    return pa.table(cols, schema=queries.EXTRA_SCHEMA)
+
+
+def measure(loc: lake.Location, w: dict[str, Any], args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Time each representative search; returns rows (name, first ms, median ms, total)."""
+    con = lake.connect(loc, read_only=True)
+    now = w["now_ms"]
+    day = now - DAY_MS
+    user = "user-123@example.com"
+    Q = queries.SessionQuery
+    cases: list[tuple[str, queries.SessionQuery, pa.Table | None]] = [
+        ("list, last 24 h, first page of 100", Q(since=day), None),
+        ("list, last 24 h, 100 at offset 5,000", Q(since=day, offset=5000), None),
+        ("list, all 7 days, first page of 100", Q(since=0), None),
+        ("list, all 7 days, 100 at offset 50,000", Q(since=0, offset=50_000), None),
+        ("list, all 7 days, page of 1,000", Q(since=0, limit=1000), None),
+        ("q=projects/42 (URLs), 7 days", Q(since=0, q="projects/42"), None),
+        (f"q={user} (a user), 7 days", Q(since=0, q=user), None),
+        ("q=chrome (browser: most sessions), 7 days", Q(since=0, q="chrome"), None),
+        ("q=budget review (clicked text), 7 days", Q(since=0, q="budget review"), None),
+        ("q=nothing-matches, 7 days", Q(since=0, q="zzz-nothing-matches"), None),
+        (f"user={user}, 7 days", Q(since=0, user=user), None),
+        ("trait=plan:pro, 7 days", Q(since=0, traits=[("plan", "pro")]), None),
+        ("has_errors=1, 7 days", Q(since=0, has_errors=True), None),
+        ("has_rage=1, last 24 h", Q(since=day, has_rage=True), None),
+        ("has_dead=1, last 24 h", Q(since=day, has_dead=True), None),
+        ("url=/settings/billing, 7 days", Q(since=0, url="/settings/billing"), None),
+        ("clicked=launch, last 24 h", Q(since=day, clicked="launch"), None),
+        ("min_duration=10 min, 7 days", Q(since=0, min_duration=600_000), None),
+        ("trait=plan:pro & has_errors=1 & q=inbox, 7 days",
+         Q(since=0, traits=[("plan", "pro")], has_errors=True, q="inbox"), None),
+        ("20 sessions by id (an /updates push)", Q(ids=w["ids"][-20:], limit=20), None),
+        (f"list, last 24 h, + {args.pending} unarchived", Q(since=day), pending_table(args.pending, now)),
+        (f"q=live-user-7, last 24 h, + {args.pending} unarchived", Q(since=day, q="live-user-7"),
+         pending_table(args.pending, now)),
+    ]
+    out = []
+    for name, query, extra in cases:
+        first, med, (rows, total) = time_it(lambda: queries.search_sessions(con, query, extra), args.runs)  # noqa: B023
+        out.append({"search": name, "first_ms": first, "median_ms": med, "rows": len(rows), "total": total})
+        print(f"  {name:<52} {med:8.1f} ms median  (first {first:7.1f} ms)  total {total:>7,}")
+    con.close()
+    return out
+
+
+def main() -> None:
+    """Build, measure, print, optionally save."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sessions-per-day", type=int, default=10_000, help="default %(default)s")
+    ap.add_argument("--days", type=int, default=7, help="default %(default)s")
+    ap.add_argument("--batch-events", type=int, default=20_000, help="events per commit (default %(default)s)")
+    ap.add_argument("--pending", type=int, default=500, help="unarchived sessions in the last cases (default %(default)s)")
+    ap.add_argument("--runs", type=int, default=7, help="timed runs after the first (default %(default)s)")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--keep", action="store_true", help="keep the archive (its directory is printed)")
+    ap.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    args = ap.parse_args()
+    args.long_minutes, args.long_rate = 30.0, 5.0  # plan_sessions' one long session
+    print(f"machine: {machine_note()}")
+    tmp = Path(tempfile.mkdtemp(prefix="streamdom-search-"))
+    try:
+        loc = lake.Location.local(tmp)
+        w = build(args, loc)
+        print(f"index: {w['sessions']:,} sessions, {w['events']:,} events, {w['index_rows']:,} index rows "
+              f"(generated in {w['gen_s']:.0f} s, committed in {w['commit_s']:.0f} s, merged in {w['merge_s']:.0f} s)")
+        print(f"searches (first run, then the median of {args.runs}):")
+        results = measure(loc, w, args)
+        write_json(args.json, {"machine": machine_note(), "build": {k: v for k, v in w.items() if k != "ids"},
+                               "searches": results})
+    finally:
+        if args.keep:
+            print(f"kept the archive in {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
