@@ -74,18 +74,22 @@ EXTRA_SCHEMA = pa.schema([*(layout.INDEX_SCHEMA.field(c) for c in SEARCH_COLUMNS
                           pa.field("live", pa.bool_())]).remove_metadata()
 
 
-def _has(expr: str) -> str:
-    """Whether a text column contains $q (lowered), case-insensitively."""
-    return f"contains(lower(coalesce({expr}, '')), lower($q))"
+_SEP = "chr(31)"  # between the texts a search looks at: a match cannot span two of them
 
 
-def _any_has(list_expr: str, param: str) -> str:
-    return (f"coalesce(list_bool_or(list_transform({list_expr}, "
-            f"lambda x: contains(lower(x), lower(${param})))), false)")
+def _joined(*exprs: str) -> str:
+    return f"concat_ws({_SEP}, {', '.join(exprs)})"
 
 
-def _values(json_col: str) -> str:
-    return f"json_extract_string({json_col}, '$.*')"
+def _list_text(expr: str) -> str:
+    return f"array_to_string({expr}, {_SEP})"
+
+
+# Everything `q` looks at in one index row, in one lowered text (one pass per row).
+_Q_TEXT = "lower(" + _joined(
+    "url", "user_id", "browser", "os", _list_text("urls"), _list_text("clicked"),
+    _list_text("json_extract_string(traits, '$.*')"),
+    _list_text("json_extract_string(metadata, '$.*')")) + ")"
 
 
 def json_pointer(key: str) -> str:
@@ -93,106 +97,134 @@ def json_pointer(key: str) -> str:
     return "/" + key.replace("~", "~0").replace("/", "~1")
 
 
+SUMMARY_COLUMNS = ("id", "live", "started_at", "last_event_at", "duration_ms", "event_count",
+                   "bytes", "url", "user_agent", "browser", "os", "user_id", "traits", "metadata",
+                   "tabs", "errors", "warnings", "network_errors", "rage_clicks", "dead_clicks")
+# A session's summary from its index rows (and rows not archived yet): see SUMMARY_COLUMNS.
+_SUMMARY = """
+    session_id AS id, coalesce(bool_or(live), false) AS live,
+    min(first_server_time) AS started_at, max(last_server_time) AS last_event_at,
+    (max(last_server_time) - min(first_server_time))::BIGINT AS duration_ms,
+    sum(event_count)::BIGINT AS event_count, sum(bytes)::BIGINT AS bytes,
+    coalesce(arg_min(url, first_server_time) FILTER (WHERE url <> ''), '') AS url,
+    coalesce(arg_min(user_agent, first_server_time) FILTER (WHERE user_agent <> ''), '') AS user_agent,
+    arg_min(browser, first_server_time) FILTER (WHERE browser <> '') AS browser,
+    arg_min(os, first_server_time) FILTER (WHERE os <> '') AS os,
+    coalesce(arg_max(user_id, last_server_time) FILTER (WHERE user_id <> ''), '') AS user_id,
+    list(traits ORDER BY last_server_time) FILTER (WHERE traits IS NOT NULL) AS traits,
+    list(metadata ORDER BY last_server_time) FILTER (WHERE metadata IS NOT NULL) AS metadata,
+    count(DISTINCT stream_id)::INTEGER AS tabs,
+    coalesce(sum(errors), 0)::INTEGER AS errors, coalesce(sum(warnings), 0)::INTEGER AS warnings,
+    coalesce(sum(network_errors), 0)::INTEGER AS network_errors,
+    coalesce(sum(rage_clicks), 0)::INTEGER AS rage_clicks,
+    coalesce(sum(dead_clicks), 0)::INTEGER AS dead_clicks"""
+
+
 def search_sessions(con: duckdb.DuckDBPyConnection, query: SessionQuery, extra: pa.Table | None,
                     version: int | None = None) -> tuple[list[dict[str, object]], int]:
     """One page of the sessions matching `query` and their true total: live first, then by most
-    recent activity. `extra`: rows (EXTRA_SCHEMA) of what the archive does not hold yet."""
+    recent activity (then id). `extra`: rows (EXTRA_SCHEMA) of what the archive does not hold yet.
+
+    Two steps: the matches, ordered and counted, from only what the filters and the order need
+    (cheap aggregates over every index row in the window); then the full summaries of the
+    page's sessions alone.
+    """
     if query.ids is not None and not query.ids:
         return [], 0
+    has_extra = extra is not None and len(extra) > 0
+    if has_extra:
+        con.register("search_extra", extra)
+    try:
+        page, total = _matches(con, query, has_extra, version)
+        if not page:
+            return [], total
+        found = {row[0]: row for row in con.execute(
+            f"SELECT {_SUMMARY} FROM ({_rows_sql(page, has_extra, version)}) GROUP BY session_id",
+            {"ids": page}).fetchall()}
+    finally:
+        if has_extra:
+            con.unregister("search_extra")
+    return [_summary(dict(zip(SUMMARY_COLUMNS, found[i], strict=True))) for i in page if i in found], total
+
+
+def _rows_sql(ids: Sequence[str] | None, has_extra: bool, version: int | None,
+              window: bool = False) -> str:
+    """The index rows (and rows not archived yet) of these sessions, or of those active since
+    $since (`window`), or all."""
+    where = ""
+    if ids is not None:
+        where = " WHERE session_id IN (SELECT unnest($ids::VARCHAR[]))"
+    elif window:
+        # Found by the index rows of the window's days alone (DuckLake skips older files by
+        # their statistics), plus the sessions the bus knows now.
+        where = (f" WHERE (session_id IN (SELECT session_id FROM lake.sessions{_at(version)}"
+                 " WHERE last_server_time >= $since)"
+                 + (" OR session_id IN (SELECT session_id FROM search_extra))" if has_extra else ")"))
+    sql = (f"SELECT {', '.join(SEARCH_COLUMNS)}, NULL::BOOLEAN AS live "
+           f"FROM lake.sessions{_at(version)}{where}")
+    if has_extra:
+        sql += " UNION ALL BY NAME SELECT * FROM search_extra"
+        if ids is not None:
+            sql += " WHERE session_id IN (SELECT unnest($ids::VARCHAR[]))"
+    return sql
+
+
+def _matches(con: duckdb.DuckDBPyConnection, query: SessionQuery, has_extra: bool,
+             version: int | None) -> tuple[list[str], int]:
+    """The ids of the page's matches, in order, and the number of matches."""
     params: dict[str, object] = {"since": query.since}
-    where_rows = []
     if query.ids is not None:
-        where_rows.append("session_id IN (SELECT unnest($ids::VARCHAR[]))")
         params["ids"] = sorted(query.ids)
-    elif query.since > 0:
-        # Sessions active in the window, found by the index rows of the window's days alone
-        # (DuckLake skips older files by their statistics), and those the bus knows now.
-        where_rows.append("(session_id IN (SELECT session_id FROM lake.sessions"
-                          f"{_at(version)} WHERE last_server_time >= $since)"
-                          + (" OR session_id IN (SELECT session_id FROM search_extra))"
-                             if extra is not None and len(extra) else ")"))
-    rows_sql = (f"SELECT {', '.join(SEARCH_COLUMNS)}, NULL::BOOLEAN AS live FROM lake.sessions{_at(version)}"
-                + (" WHERE " + " AND ".join(where_rows) if where_rows else ""))
-    if extra is not None and len(extra):
-        rows_sql += " UNION ALL BY NAME SELECT * FROM search_extra"
-        if query.ids is not None:
-            rows_sql += " WHERE session_id IN (SELECT unnest($ids::VARCHAR[]))"
-    hits = []
-    if query.q:
-        params["q"] = query.q
-        hits.append(f"""bool_or({_has("url")} OR {_has("user_id")} OR {_has("browser")}
-            OR {_has("os")} OR {_any_has("urls", "q")} OR {_any_has("clicked", "q")}
-            OR {_any_has(_values("traits"), "q")} OR {_any_has(_values("metadata"), "q")})
-            OR {_has("session_id")} AS hit_q""")
-    if query.url:
-        params["url"] = query.url
-        hits.append(f"""bool_or(contains(lower(coalesce(url, '')), lower($url))
-            OR {_any_has("urls", "url")}) AS hit_url""")
-    if query.clicked:
-        params["clicked"] = query.clicked
-        hits.append(f"bool_or({_any_has('clicked', 'clicked')}) AS hit_clicked")
-    for i, (key, value) in enumerate(query.traits):
-        params[f"tk{i}"], params[f"tv{i}"] = json_pointer(key), value
-        hits.append(f"coalesce(bool_or(json_extract_string(traits, $tk{i}) = $tv{i}), false) AS hit_t{i}")
+    aggs = ["coalesce(bool_or(live), false) AS live", "max(last_server_time) AS last_event_at"]
     conds = ["(last_event_at >= $since" + (" AND last_event_at < $before)" if query.before else ")")]
     if query.before:
         params["before"] = query.before
     else:
         conds[0] = f"({conds[0]} OR live)"
-    conds += [h.rsplit(" AS ", 1)[1] for h in hits]
+
+    def agg(expr: str, name: str, cond: str, **more: object) -> None:
+        aggs.append(f"{expr} AS {name}")
+        conds.append(cond)
+        params.update(more)
+
+    if query.q:
+        agg(f"bool_or(contains({_Q_TEXT}, lower($q))) OR contains(lower(session_id), lower($q))",
+            "hit_q", "hit_q", q=query.q)
+    if query.url:
+        agg(f"bool_or(contains(lower({_joined('url', _list_text('urls'))}), lower($url)))",
+            "hit_url", "hit_url", url=query.url)
+    if query.clicked:
+        agg(f"bool_or(contains(lower({_list_text('clicked')}), lower($clicked)))",
+            "hit_clicked", "hit_clicked", clicked=query.clicked)
+    for i, (key, value) in enumerate(query.traits):
+        agg(f"coalesce(bool_or(json_extract_string(traits, $tk{i}) = $tv{i}), false)", f"hit_t{i}",
+            f"hit_t{i}", **{f"tk{i}": json_pointer(key), f"tv{i}": value})
     if query.user is not None:
-        params["user"] = query.user
-        conds.append("user_id = $user")
-    for flag, cond in ((query.has_errors, "errors > 0"), (query.has_rage, "rage_clicks > 0"),
-                       (query.has_dead, "dead_clicks > 0")):
+        agg("arg_max(user_id, last_server_time) FILTER (WHERE user_id <> '')", "user_id",
+            "user_id = $user", user=query.user)
+    for flag, col in ((query.has_errors, "errors"), (query.has_rage, "rage_clicks"),
+                      (query.has_dead, "dead_clicks")):
         if flag:
-            conds.append(cond)
+            agg(f"sum({col})", col, f"{col} > 0")
     if query.live is not None:
         conds.append("live" if query.live else "NOT live")
+    if query.min_duration is not None or query.max_duration is not None:
+        aggs.append("max(last_server_time) - min(first_server_time) AS duration_ms")
     if query.min_duration is not None:
-        params["min_d"] = query.min_duration
         conds.append("duration_ms >= $min_d")
+        params["min_d"] = query.min_duration
     if query.max_duration is not None:
-        params["max_d"] = query.max_duration
         conds.append("duration_ms <= $max_d")
-    summary_sql = f"""
-        WITH r AS ({rows_sql}), s AS (
-        SELECT session_id AS id, coalesce(bool_or(live), false) AS live,
-               min(first_server_time) AS started_at, max(last_server_time) AS last_event_at,
-               (max(last_server_time) - min(first_server_time))::BIGINT AS duration_ms,
-               sum(event_count)::BIGINT AS event_count, sum(bytes)::BIGINT AS bytes,
-               coalesce(arg_min(url, first_server_time) FILTER (WHERE url <> ''), '') AS url,
-               coalesce(arg_min(user_agent, first_server_time) FILTER (WHERE user_agent <> ''), '') AS user_agent,
-               arg_min(browser, first_server_time) FILTER (WHERE browser <> '') AS browser,
-               arg_min(os, first_server_time) FILTER (WHERE os <> '') AS os,
-               coalesce(arg_max(user_id, last_server_time) FILTER (WHERE user_id <> ''), '') AS user_id,
-               list(traits ORDER BY last_server_time) FILTER (WHERE traits IS NOT NULL) AS traits,
-               list(metadata ORDER BY last_server_time) FILTER (WHERE metadata IS NOT NULL) AS metadata,
-               count(DISTINCT stream_id)::INTEGER AS tabs,
-               coalesce(sum(errors), 0)::INTEGER AS errors, coalesce(sum(warnings), 0)::INTEGER AS warnings,
-               coalesce(sum(network_errors), 0)::INTEGER AS network_errors,
-               coalesce(sum(rage_clicks), 0)::INTEGER AS rage_clicks,
-               coalesce(sum(dead_clicks), 0)::INTEGER AS dead_clicks
-               {"".join(", " + h for h in hits)}
-        FROM r GROUP BY session_id)
-        SELECT {{select}} FROM s WHERE {" AND ".join(conds)}"""
-    cols = ("id", "live", "started_at", "last_event_at", "duration_ms", "event_count", "bytes", "url",
-            "user_agent", "browser", "os", "user_id", "traits", "metadata", "tabs", "errors",
-            "warnings", "network_errors", "rage_clicks", "dead_clicks")
-    if extra is not None and len(extra):
-        con.register("search_extra", extra)
-    try:
-        page_sql = summary_sql.format(select=", ".join(cols) + ", count(*) OVER () AS total") + \
-            " ORDER BY live DESC, last_event_at DESC, id LIMIT $limit OFFSET $offset"
-        found = con.execute(page_sql, {**params, "limit": query.limit, "offset": query.offset}).fetchall()
-        if found:
-            total = int(found[0][-1])
-        else:
-            total = int(con.execute(summary_sql.format(select="count(*)"), params).fetchone()[0])
-    finally:
-        if extra is not None and len(extra):
-            con.unregister("search_extra")
-    return [_summary(dict(zip(cols, row, strict=False))) for row in found], total
+        params["max_d"] = query.max_duration
+    rows = _rows_sql(query.ids, has_extra, version, window=query.ids is None and query.since > 0)
+    matches = (f"SELECT session_id AS id, {', '.join(aggs)} FROM ({rows}) GROUP BY session_id "
+               f"HAVING {' AND '.join(conds)}")
+    found = con.execute(
+        f"SELECT id, count(*) OVER () FROM ({matches}) ORDER BY live DESC, last_event_at DESC, id "
+        "LIMIT $limit OFFSET $offset", {**params, "limit": query.limit, "offset": query.offset}).fetchall()
+    if found:
+        return [r[0] for r in found], int(found[0][1])
+    return [], int(con.execute(f"SELECT count(*) FROM ({matches})", params).fetchone()[0])
 
 
 def _summary(row: dict[str, object]) -> dict[str, object]:
