@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from playwright.sync_api import Browser, Page
 from tornado.websocket import websocket_connect
 
 from streamdom.testing import ServerProcess
 from tests.browser import AppServer, recorded_page, screenshot_dir
-from tests.helpers import Recorder, run_async, session_events, wait_for
+from tests.helpers import TEST_SERVER_ARGS, Recorder, run_async, session_events, wait_for
 
 SCREENSHOTS = screenshot_dir()
 CHROME_MAC = ("Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 "
@@ -67,7 +68,7 @@ def test_new_session_appears_live_then_ends_without_reload(server: ServerProcess
 
     app = recorded_page(browser, app_server, server.http, "list-live-1", "<h1>Checkout</h1>")
     row = page.locator('[data-session-id="list-live-1"]')
-    row.wait_for(timeout=10_000)
+    row.wait_for(timeout=20_000)
     assert row.get_attribute("data-live") == "true"
     assert page.locator('[data-testid="empty"]').is_hidden()
     assert "/list-live-1.html" in row.inner_text()  # the page URL from the recorder's hello
@@ -119,6 +120,25 @@ def test_filter_by_id_and_url_and_screenshot(server: ServerProcess, browser: Bro
     page.close()
 
 
+def test_a_filtered_list_takes_new_matches_by_itself(server: ServerProcess, browser: Browser) -> None:
+    page = browser.new_page(viewport={"width": 1100, "height": 560})
+    page.goto(server.http + "/?q=fresh")
+    page.evaluate("window.__noReload = 1")
+    wait_for(lambda: page.evaluate("document.getElementById('list').dataset.query") == "?q=fresh",
+             timeout=10, what="filtered list loaded")
+    assert row_ids(page) == []
+    # The search runs on the server: a pushed session that does not match must not show, one
+    # that does must, on its own (the client cannot tell which is which).
+    record_finished(server, "other-1", "https://shop.example/cart", CHROME_MAC)
+    record_finished(server, "fresh-1", "https://app.example/fresh-start", FIREFOX_WIN)
+    wait_for(lambda: row_ids(page) == ["fresh-1"], timeout=10, what="the new match, alone")
+    assert page.locator('[data-testid="count"]').get_attribute("data-total") == "1"
+    page.locator('[data-testid="filter"]').fill("")
+    wait_for(lambda: set(row_ids(page)) == {"other-1", "fresh-1"}, timeout=10, what="both, unfiltered")
+    assert page.evaluate("window.__noReload") == 1, "the list page was reloaded"
+    page.close()
+
+
 def test_offline_banner_and_recovery_after_restart(server: ServerProcess, browser: Browser,
                                                    app_server: AppServer) -> None:
     record_finished(server, "before-restart", "https://shop.example/", CHROME_MAC)
@@ -135,13 +155,88 @@ def test_offline_banner_and_recovery_after_restart(server: ServerProcess, browse
     time.sleep(0.5)
     server.start(port=port)
     offline.wait_for(state="hidden", timeout=20_000)
+    # Back online, the list reloads its page (slow on a restarted server of a loaded machine).
+    wait_for(lambda: page.evaluate("!document.getElementById('list').hasAttribute('aria-busy')"),
+             timeout=20, what="list reloaded")
     assert page.locator('[data-session-id="before-restart"]').is_visible()
     # The updates socket is really back: a session started now shows up by itself.
     app = recorded_page(browser, app_server, server.http, "after-restart", "<p>hi</p>")
     row = page.locator('[data-session-id="after-restart"]')
-    row.wait_for(timeout=10_000)
+    row.wait_for(timeout=20_000)
     assert row.get_attribute("data-live") == "true"
     assert page.evaluate("window.__noReload") == 1, "the list page was reloaded"
     app.context.close()
     page.close()
 
+
+
+def test_identify_shows_in_the_list_and_filters_it(server: ServerProcess, browser: Browser,
+                                                   app_server: AppServer) -> None:
+    people = {"who-pm": ("pm1@example.com", "{plan: 'pro', team: 'growth'}"),
+              "who-dev": ("dev2", "{plan: 'free'}"), "who-anon": None}
+    apps = []
+    for sid, who in people.items():
+        app = recorded_page(browser, app_server, server.http, sid, "<h1>App</h1>")
+        if who:
+            app.evaluate(f"StreamDOM.identify({who[0]!r}, {who[1]}); 0")
+        apps.append(app)
+    page = open_list(browser, server)
+    for sid, who in people.items():
+        row = page.locator(f'[data-session-id="{sid}"]')
+        wait_for(lambda row=row, who=who: row.get_attribute("data-user-id") == (who[0] if who else ""),
+                 timeout=20, what=f"{sid} identified in the list")
+    pm = page.locator('[data-session-id="who-pm"]')
+    assert "pm1@example.com" in pm.locator(".c-user").inner_text()
+    assert "plan: pro" in (pm.locator(".c-user").get_attribute("title") or "")  # traits on hover
+    pm.locator('[data-testid="traits-toggle"]').click()  # ... and expanded
+    detail = pm.locator('[data-testid="row-detail"]')
+    detail.wait_for()
+    assert "plan" in detail.inner_text() and "growth" in detail.inner_text()
+
+    detail.locator('[data-testid="only-user"]').click()  # every session of this user
+    wait_for(lambda: row_ids(page) == ["who-pm"], timeout=10, what="filtered by user")
+    assert "user=pm1%40example.com" in page.url
+    page.locator('[data-testid="chip"]').click()  # remove the user filter
+    wait_for(lambda: set(row_ids(page)) == set(people), timeout=10, what="unfiltered")
+
+    page.locator('[data-testid="toggle-filters"]').click()
+    trait = page.locator('[data-testid="filter-trait"]')
+    trait.fill("plan:free")
+    trait.press("Enter")
+    wait_for(lambda: row_ids(page) == ["who-dev"], timeout=10, what="filtered by trait")
+    assert "trait=plan%3Afree" in page.url
+    page.locator('[data-testid="filter"]').fill("growth")  # q covers trait values too
+    wait_for(lambda: row_ids(page) == [], timeout=10, what="both filters apply")
+    page.locator('[data-testid="chip"]').click()
+    wait_for(lambda: row_ids(page) == ["who-pm"], timeout=10, what="q alone")
+    for app in apps:
+        app.context.close()
+    page.close()
+
+
+def test_row_says_ended_within_a_second_of_the_tab_closing(tmp_path: Path, browser: Browser,
+                                                           app_server: AppServer) -> None:
+    # A grace period of a minute: only the recorder's goodbye can end the session in time.
+    srv = ServerProcess(tmp_path / "data", *TEST_SERVER_ARGS, "--grace-seconds", "60").start()
+    try:
+        app = recorded_page(browser, app_server, srv.http, "bye-1", "<h1>Bye</h1>")
+        page = open_list(browser, srv)
+        row = page.locator('[data-session-id="bye-1"]')
+        wait_for(lambda: row.get_attribute("data-live") == "true", timeout=20, what="live row")
+        # When the row flips, on the page's clock (the same machine's as this test's).
+        page.evaluate("""() => new MutationObserver((_, obs) => {
+            const r = document.querySelector('[data-session-id="bye-1"]');
+            if (r && r.dataset.live === 'false') { window.__endedAt = performance.timeOrigin + performance.now(); obs.disconnect(); }
+          }).observe(document.getElementById('list'), {subtree: true, childList: true, attributes: true})""")
+        closed_at = time.time() * 1000
+        app.close()
+        wait_for(lambda: page.evaluate("window.__endedAt") is not None, timeout=10,
+                 what="row says ended (the grace period is a minute)")
+        took = page.evaluate("window.__endedAt") - closed_at
+        print(f"list row ended {took:.0f} ms after the recorded tab closed")
+        assert row.get_attribute("data-live") == "false" and "ended" in row.inner_text()
+        assert page.evaluate("window.__noReload") == 1
+        app.context.close()
+        page.close()
+    finally:
+        srv.stop()
