@@ -51,7 +51,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
                     help="seconds between Parquet flushes (default %(default)s)")
     ap.add_argument("--wal-sync-interval", type=float, default=d.wal_sync_interval,
                     help="seconds between WAL fsyncs; acks follow each (default %(default)s)")
-    ap.add_argument("--flusher-priority", choices=("idle", "low"), default="idle",
+    ap.add_argument("--flusher-priority", choices=("idle", "low"), default=d.flusher_priority,
                     help="CPU priority of the Parquet flusher process: idle (SCHED_IDLE: only CPU "
                          "nothing else wants; best for the live relay) or low (nice 10: for "
                          "machines whose CPUs are always busy, so flushes cannot starve)")
@@ -112,7 +112,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
         retention_days=a.retention_days, flush_interval=a.flush_interval,
         wal_sync_interval=a.wal_sync_interval,
         grace_seconds=a.grace_seconds,
-        flusher_idle=a.flusher_priority == "idle",
+        flusher_priority=a.flusher_priority,
         max_message_bytes=a.max_message_bytes, max_events_per_second=a.max_events_per_second,
         max_events_per_second_per_ip=a.max_events_per_second_per_ip,
         max_sessions_per_ip=a.max_sessions_per_ip, ring_max_bytes=a.ring_max_bytes,

@@ -79,7 +79,7 @@ class Config:
     wal_sync_interval: float = 0.02  # seconds between WAL fsyncs; acks follow each fsync
     ack_interval: float = 0.5  # at most one ack per recorder connection this often
     flush_interval: float = 5.0  # seconds between archive commits
-    flusher_idle: bool = True  # archive writes only on otherwise idle CPU (else at nice 10)
+    flusher_priority: str = "idle"  # idle: archive writes only on otherwise idle CPU; low: nice 10
     flush_max_events: int = 50_000  # flush early when this many events are pending
     compaction_interval: float = 60.0  # seconds between maintenance passes (merge, retention, cleanup)
     retention_days: int = 30

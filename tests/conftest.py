@@ -17,9 +17,13 @@ from tests.helpers import TEST_SERVER_ARGS, run_async, server_config
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[ServerProcess]:
-    """`python -m streamdom` on a free port with short waits: for crash, restart and browser tests."""
-    srv = ServerProcess(tmp_path / "data", *TEST_SERVER_ARGS).start()
+def server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
+    """`python -m streamdom` on a free port with short waits: for crash, restart and browser tests.
+
+    `@pytest.mark.server_args(...)` adds options (started once with them, not restarted).
+    """
+    marker = request.node.get_closest_marker("server_args")
+    srv = ServerProcess(tmp_path / "data", *TEST_SERVER_ARGS, *(marker.args if marker else ())).start()
     yield srv
     if srv.proc and srv.proc.poll() is None:
         srv.stop()

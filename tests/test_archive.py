@@ -12,10 +12,9 @@ import duckdb
 import pyarrow.parquet as pq
 
 from streamdom.archive import commits, lake, maintenance, queries
-from streamdom.config import Config
 from streamdom.ingest.validate import batch_of, make_record
 from streamdom.web.services import Services
-from tests.helpers import run_async, session_events
+from tests.helpers import run_async, server_config, session_events
 
 
 def make_records(sid: str, n: int, t0: int, stream: str = "a"):
@@ -25,8 +24,7 @@ def make_records(sid: str, n: int, t0: int, stream: str = "a"):
 async def archive_with_flushes(tmp_path: Path, flushes: int, per_flush: int = 40,
                                **config: object) -> tuple[Services, list]:
     """A server's services (no sockets) whose archive got `flushes` flushes of 3 sessions' events."""
-    svc = Services(Config(data_dir=tmp_path, flush_interval=3600, compaction_interval=3600,
-                          **config))  # type: ignore[arg-type]
+    svc = Services(server_config(tmp_path, flush_interval=3600, compaction_interval=3600, **config))
     await svc.start()
     producers = [await svc.bus.open_stream(f"s{s}", "a", "", "", lambda seq: None) for s in range(3)]
     recs = []
@@ -113,7 +111,7 @@ def test_retention_deletes_exactly_the_expired_days(tmp_path: Path) -> None:
     con.close()
 
     async def go() -> None:
-        svc = Services(Config(data_dir=tmp_path, retention_days=3, compaction_interval=3600))
+        svc = Services(server_config(tmp_path, retention_days=3, compaction_interval=3600))
         await svc.start()
         await svc.bus.upkeep()  # drops the days: gone for readers at once
         listed = await svc.sessions.list(0, None, None, 100)
@@ -138,7 +136,7 @@ def test_event_reads_are_exact_while_flushes_move_events_into_parquet(tmp_path: 
     # Readers put a session together from the bus's unarchived rows and the archive while
     # flushes move rows from one to the other: every answer holds each event once, no gap.
     async def go() -> None:
-        svc = Services(Config(data_dir=tmp_path, flush_interval=3600, compaction_interval=3600))
+        svc = Services(server_config(tmp_path, flush_interval=3600, compaction_interval=3600))
         await svc.start()
         producer = await svc.bus.open_stream("s", "a", "", "", lambda seq: None)
         evs = session_events(300)

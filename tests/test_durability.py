@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from tornado.websocket import websocket_connect
 
 from streamdom.archive.wal import WriteAheadLog
@@ -21,11 +22,9 @@ from tests.helpers import (
 )
 
 
+# A long flush interval so acknowledged events live only in the WAL when the crash comes.
+@pytest.mark.server_args("--flush-interval", "3600")
 def test_kill_9_keeps_every_acknowledged_event_exactly_once(server: ServerProcess) -> None:
-    # A long flush interval so acknowledged events live only in the WAL when the crash comes.
-    server.stop()
-    server.args = [*TEST_SERVER_ARGS, "--flush-interval", "3600"]
-    server.start()
     evs = session_events(400)
     acked = 0
     resume = None
@@ -111,6 +110,7 @@ def test_full_disk_refuses_events_with_4507(server: ServerProcess) -> None:
     assert server.get_json("/api/sessions/full/events") == []
 
 
+@pytest.mark.server_args("--flush-interval", "3600")  # so the events are only in the WAL at the crash
 def test_any_text_survives_relay_wal_and_archive(server: ServerProcess) -> None:
     # Tabs, newlines, non-ASCII and a lone surrogate (a text cut inside an emoji) in one event:
     # relayed as sent, logged, recovered from the WAL after kill -9, archived, served the same;
@@ -133,9 +133,6 @@ def test_any_text_survives_relay_wal_and_archive(server: ServerProcess) -> None:
         await rec.wait_ack(len(evs))
         server.kill()
 
-    server.stop()
-    server.args = [*TEST_SERVER_ARGS, "--flush-interval", "3600"]  # so the events are only in the WAL at the crash
-    server.start()
     run_async(go())
     server.start()
     assert server.get_json("/api/sessions/text/events") == kept

@@ -23,6 +23,7 @@ from tornado.websocket import websocket_connect
 from streamdom.ingest import access
 from streamdom.testing import ROOT, ServerProcess
 from tests.helpers import (
+    TEST_SERVER_ARGS,
     Recorder,
     event,
     last_seq,
@@ -41,7 +42,7 @@ SECRET = "s3cret-for-tests"
 @pytest.fixture(scope="module")
 def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """A server with an ingest secret (from the environment, as the README suggests)."""
-    srv = ServerProcess(tmp_path_factory.mktemp("guarded") / "data", "--flush-interval", "0.3",
+    srv = ServerProcess(tmp_path_factory.mktemp("guarded") / "data", *TEST_SERVER_ARGS, "--flush-interval", "0.3",
                         env={"STREAMDOM_INGEST_SECRET": SECRET}).start()
     yield srv
     srv.stop()

@@ -26,6 +26,7 @@ from tornado.websocket import websocket_connect
 
 from streamdom.testing import ServerProcess
 from tests.helpers import (
+    TEST_SERVER_ARGS,
     Recorder,
     read_until,
     run_async,
@@ -61,7 +62,7 @@ ACCEPTED: dict[str, list[dict[str, Any]]] = {}  # session id -> events the serve
 @pytest.fixture(scope="module")
 def strict_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     # No flushes while recording: at the crash, everything is in the write-ahead log only.
-    srv = ServerProcess(tmp_path_factory.mktemp("strict") / "data", "--flush-interval", "3600",
+    srv = ServerProcess(tmp_path_factory.mktemp("strict") / "data", *TEST_SERVER_ARGS, "--flush-interval", "3600",
                         "--grace-seconds", "0.2").start()
     yield srv
     if srv.proc and srv.proc.poll() is None:

@@ -74,7 +74,7 @@ class LocalBus(Bus):
         self.wal = GroupCommit(config.data_dir / "wal", config.wal_sync_interval,
                                config.min_free_bytes, self.streams.made_durable)
         self.tail = LogTail()
-        self.process = FlusherProcess(config.flusher_idle)
+        self.process = FlusherProcess(config.flusher_priority == "idle")
         self.flusher = Flusher(config, location, self.wal, self.tail, archive, self.process,
                                self.streams.info)
         self._kept_version: int | None = None  # the oldest snapshot readers may still use
