@@ -18,7 +18,7 @@ from streamdom.bus import jetstream as J
 from streamdom.bus.follower import SessionFollower
 from streamdom.bus.lease import Lease
 from streamdom.bus.presence import PresenceBoard
-from streamdom.bus.publisher import StreamPublisher
+from streamdom.bus.publisher import StreamPublisher, within
 from streamdom.records import Row
 from streamdom.testing_nats import NatsCluster
 from tests.helpers import run_async
@@ -92,6 +92,34 @@ def test_publisher_keeps_each_stream_in_order_and_flags_snapshots(nats1: NatsClu
         assert {f[1] for f in flagged} == {4}  # every flagged batch starts with the Meta
         assert all(f[2] == "http://x/%C3%BC?a=1" for f in flagged)
         await nc.close()
+
+    run_async(go())
+
+
+def test_an_ack_that_never_comes_times_out_and_its_future_is_released() -> None:
+    """The publisher's ack wait: the result when it comes; after the timeout a TimeoutError (so
+    the message is sent again) and the future cancelled (nats-py frees its slot); and the task
+    itself cancelled (shutdown) is a cancellation, not a timeout."""
+    async def go() -> None:
+        loop = asyncio.get_running_loop()
+        acked: asyncio.Future[int] = loop.create_future()
+        loop.call_later(0.01, acked.set_result, 7)
+        assert await within(acked, 5) == 7
+        lost: asyncio.Future[int] = loop.create_future()
+        try:
+            await within(lost, 0.05)
+            raise AssertionError("no timeout")
+        except TimeoutError:
+            assert lost.cancelled()
+        pending: asyncio.Future[int] = loop.create_future()
+        waiting = asyncio.ensure_future(within(pending, 5))
+        await asyncio.sleep(0.01)
+        waiting.cancel()
+        try:
+            await waiting
+            raise AssertionError("not cancelled")
+        except asyncio.CancelledError:
+            assert pending.cancelled()
 
     run_async(go())
 
