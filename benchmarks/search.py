@@ -191,6 +191,18 @@ def measure(loc: lake.Location, w: dict[str, Any], args: argparse.Namespace) -> 
          pending_table(args.pending, now)),
     ]
     out = []
+    # The list as it was before issue 16 (plain index aggregates, no derived columns, first
+    # 1,000 by activity): the same index, the same run, for a ratio that the machine's load
+    # does not move.
+    before = """SELECT session_id AS id, min(first_server_time), max(last_server_time) AS last_event_at,
+                       sum(event_count)::BIGINT, sum(bytes)::BIGINT, arg_min(url, first_server_time),
+                       arg_min(user_agent, first_server_time)
+                FROM lake.sessions GROUP BY session_id HAVING max(last_server_time) >= ?
+                ORDER BY last_event_at DESC LIMIT 1000"""
+    for name, since in (("before issue 16: list, last 24 h, 1,000", day), ("before issue 16: list, all 7 days, 1,000", 0)):
+        first, med, rows = time_it(lambda: con.execute(before, [since]).fetchall(), args.runs)  # noqa: B023
+        out.append({"search": name, "first_ms": first, "median_ms": med, "rows": len(rows), "total": None})
+        print(f"  {name:<52} {med:8.1f} ms median  (first {first:7.1f} ms)")
     for name, query, extra in cases:
         first, med, (rows, total) = time_it(lambda: queries.search_sessions(con, query, extra), args.runs)  # noqa: B023
         out.append({"search": name, "first_ms": first, "median_ms": med, "rows": len(rows), "total": total})

@@ -49,10 +49,16 @@ RAGE_RADIUS_PX = 30
 RAGE_CLICKS = 3
 DEAD_WINDOW_MS = 1000
 CLICK = 2  # rrweb's MouseInteractions.Click
-REACTIONS = frozenset((IncrementalSource.Mutation, IncrementalSource.Input, IncrementalSource.Scroll,
-                       IncrementalSource.MediaInteraction, IncrementalSource.StyleSheetRule,
-                       IncrementalSource.AdoptedStyleSheet, IncrementalSource.StyleDeclaration))
+REACTIONS = frozenset(int(s) for s in (
+    IncrementalSource.Mutation, IncrementalSource.Input, IncrementalSource.Scroll,
+    IncrementalSource.MediaInteraction, IncrementalSource.StyleSheetRule,
+    IncrementalSource.AdoptedStyleSheet, IncrementalSource.StyleDeclaration))
+# Plain ints on the per-event path (an enum member lookup costs more than the rest of a row).
+_INCREMENTAL, _META, _FULL, _CUSTOM = (int(EventType.IncrementalSnapshot), int(EventType.Meta),
+                                       int(EventType.FullSnapshot), int(EventType.Custom))
+_MOUSE = int(IncrementalSource.MouseInteraction)
 _SOURCE = re.compile(r'\{\s*"source"\s*:\s*(\d{1,9})\b')
+_INTERACTION = re.compile(r'\{\s*"source"\s*:\s*2\s*,\s*"type"\s*:\s*(\d{1,9})\b')
 
 
 def source_of(data: str) -> int | None:
@@ -109,12 +115,6 @@ class Signals:
         self.rage_clicks += other.rage_clicks
         self.dead_clicks += other.dead_clicks
 
-    def empty(self) -> bool:
-        """Whether nothing was found."""
-        return self == _EMPTY
-
-
-_EMPTY = Signals()
 
 
 def _merge(into: dict[str, str], more: dict[str, str]) -> None:
@@ -187,63 +187,70 @@ class SignalTracker:
     def feed(self, session_id: str, row: Row) -> Signals | None:
         """What this row (the next of its stream) adds, or None (most rows)."""
         rec_type = row[ROW_TYPE]
-        ts = row[ROW_TIMESTAMP]
-        st: _Stream | None = None
-        out: Signals | None = None
         source = None
-        if rec_type == EventType.IncrementalSnapshot:
-            source = source_of(row[ROW_DATA])
-        reacted = rec_type in (EventType.Meta, EventType.FullSnapshot) or source in REACTIONS
-        st = self._streams.get((session_id, row[ROW_STREAM]))
-        if st is not None and st.undecided and rec_type == EventType.Meta:
-            st.undecided = []  # the tab loaded a new page: the clicks led there, however slowly
-        if st is not None and st.undecided:
-            # Each click waiting on its second: a change now saves it; an event after it kills it.
-            dead = 0
-            keep = []
-            for t in st.undecided:
-                if ts > t + DEAD_WINDOW_MS:
-                    dead += 1
-                elif not (reacted and ts >= t):
-                    keep.append(t)
-            st.undecided = keep
-            if dead:
-                out = Signals(dead_clicks=dead)
-        if rec_type == EventType.IncrementalSnapshot and source == IncrementalSource.MouseInteraction:
-            found = self._click(session_id, row, ts)
-            out = _join(out, found)
-        elif rec_type == EventType.Custom:
+        if rec_type == _INCREMENTAL:
+            m = _SOURCE.match(row[ROW_DATA])
+            source = int(m.group(1)) if m else None
+        out: Signals | None = None
+        if self._streams:
+            st = self._streams.get((session_id, row[ROW_STREAM]))
+            if st is not None and st.undecided:
+                out = self._decide(st, rec_type, source, row[ROW_TIMESTAMP])
+        if source == _MOUSE:
+            out = _join(out, self._click(session_id, row, row[ROW_TIMESTAMP]))
+        elif rec_type == _CUSTOM:
             out = _join(out, _custom(row[ROW_DATA]))
-        elif rec_type == EventType.Meta:
+        elif rec_type == _META:
             href = _parse(row[ROW_DATA]).get("href")
             if isinstance(href, str) and href:
                 out = _join(out, Signals(urls=[href[:MAX_URL]]))
         return out
 
+    @staticmethod
+    def _decide(st: _Stream, rec_type: int, source: int | None, ts: int) -> Signals | None:
+        """The stream's clicks that this event decides: a change within a click's second saves
+        it, an event after its second kills it, the tab's next page load saves them all."""
+        if rec_type == _META:
+            st.undecided = []  # the clicks led to the next page, however slowly it came
+            return None
+        reacted = rec_type == _FULL or source in REACTIONS
+        dead = 0
+        keep = []
+        for t in st.undecided:
+            if ts > t + DEAD_WINDOW_MS:
+                dead += 1
+            elif not (reacted and ts >= t):
+                keep.append(t)
+        st.undecided = keep
+        return Signals(dead_clicks=dead) if dead else None
+
     def _click(self, session_id: str, row: Row, ts: int) -> Signals | None:
+        m = _INTERACTION.match(row[ROW_DATA])
+        if m and int(m.group(1)) != CLICK:
+            return None  # mouse down, up, focus...: not parsed
         data = _parse(row[ROW_DATA])
         if data.get("type") != CLICK:
             return None
         st = self._state(session_id, row[ROW_STREAM])
-        out = Signals()
+        rage = 0
         x, y = data.get("x"), data.get("y")
         if _number(x) and _number(y):
-            near = [c for c in st.clicks if ts - c[0] <= RAGE_WINDOW_MS
-                    and math.hypot(c[1] - x, c[2] - y) <= RAGE_RADIUS_PX]  # type: ignore[operator]
-            if len(near) + 1 >= RAGE_CLICKS:
-                if not st.in_burst:
-                    out.rage_clicks = 1
+            recent = [c for c in st.clicks if ts - c[0] <= RAGE_WINDOW_MS]
+            near = sum(1 for c in recent if math.hypot(c[1] - x, c[2] - y) <= RAGE_RADIUS_PX)  # type: ignore[operator]
+            if near + 1 >= RAGE_CLICKS:
+                rage = 0 if st.in_burst else 1
                 st.in_burst = True
             else:
                 st.in_burst = False
-            st.clicks = [c for c in st.clicks if ts - c[0] <= RAGE_WINDOW_MS][-8:]
-            st.clicks.append((ts, float(x), float(y)))  # type: ignore[arg-type]
+            recent.append((ts, float(x), float(y)))  # type: ignore[arg-type]
+            st.clicks = recent[-8:]
         st.undecided.append(ts)
         del st.undecided[:-64]  # a flood of clicks with no later event: keep the last ones
         text = data.get("text")
-        if isinstance(text, str) and text.strip():
-            out.clicked = [" ".join(text.split())[:MAX_TEXT]]
-        return None if out.empty() else out
+        clicked = [" ".join(text.split())[:MAX_TEXT]] if isinstance(text, str) and text.strip() else None
+        if not rage and not clicked:
+            return None
+        return Signals(rage_clicks=rage, clicked=clicked or [])
 
 
 def _number(v: object) -> bool:
