@@ -34,10 +34,16 @@ def parse_args(argv: list[str] | None = None) -> Config:
     ap.add_argument("--host", default=d.host, help="address to bind (default %(default)s)")
     ap.add_argument("--port", type=int, default=d.port, help="port (default %(default)s; 0 picks one)")
     ap.add_argument("--data-dir", type=Path, default=d.data_dir, help="data directory (default ./data)")
-    ap.add_argument("--password", default=os.environ.get("STREAMDOM_PASSWORD"),
-                    help="viewer password (or $STREAMDOM_PASSWORD); required to bind beyond loopback")
+    ap.add_argument("--password-file", type=Path,
+                    help="file whose first line is the viewer password (or $STREAMDOM_PASSWORD); "
+                         "a password is required to bind beyond loopback")
+    ap.add_argument("--password", help="the viewer password on the command line (visible to "
+                                       "every user in `ps`: prefer --password-file)")
     ap.add_argument("--cookie-secret", default=os.environ.get("STREAMDOM_COOKIE_SECRET"),
                     help="secret for login cookies (default: random per start)")
+    ap.add_argument("--public-url", help="the URL the viewer is reached at, e.g. "
+                                         "https://replay.example.com; without a password only "
+                                         "loopback names and this URL's host are served")
     ap.add_argument("--ingest-secret", default=os.environ.get("STREAMDOM_INGEST_SECRET"),
                     help="recorders must bring a token minted from this secret for their session "
                          "(or $STREAMDOM_INGEST_SECRET; see `python -m streamdom token --help`)")
@@ -62,6 +68,19 @@ def parse_args(argv: list[str] | None = None) -> Config:
     ap.add_argument("--max-events-per-second-per-ip", type=float,
                     default=d.max_events_per_second_per_ip)
     ap.add_argument("--max-sessions-per-ip", type=int, default=d.max_sessions_per_ip)
+    ap.add_argument("--hello-timeout", type=float, default=d.hello_timeout,
+                    help="seconds an /ingest socket may take to say hello (default %(default)s)")
+    ap.add_argument("--header-timeout", type=float, default=d.header_timeout,
+                    help="seconds a client may take to send a request's headers, and may idle "
+                         "between requests (default %(default)s)")
+    ap.add_argument("--body-timeout", type=float, default=d.body_timeout,
+                    help="seconds a client may take to send a request's body (default %(default)s)")
+    ap.add_argument("--max-connections", type=int, default=d.max_connections,
+                    help="open sockets in all; past it the oldest idle one is shed, else 503 "
+                         "(default 0: the open-files limit less a reserve)")
+    ap.add_argument("--max-connections-per-ip", type=int, default=d.max_connections_per_ip,
+                    help="open sockets per client address; past it the address's oldest idle "
+                         "one is shed, else 429 (default 0: 2 x --max-sessions-per-ip + 64)")
     ap.add_argument("--ring-max-bytes", type=int, default=d.ring_max_bytes,
                     help="per-session ring buffer budget (the latest full snapshot is always kept)")
     ap.add_argument("--ring-max-age", type=float, default=d.ring_max_age,
@@ -105,8 +124,8 @@ def parse_args(argv: list[str] | None = None) -> Config:
         ap.error("--archiver needs --bus (the embedded default archives by itself)")
     logging.basicConfig(level=a.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return Config(
-        host=a.host, port=a.port, data_dir=a.data_dir, password=a.password or None,
-        cookie_secret=a.cookie_secret, write_keys=tuple(a.write_key),
+        host=a.host, port=a.port, data_dir=a.data_dir, password=_password(ap, a),
+        cookie_secret=a.cookie_secret, public_url=a.public_url, write_keys=tuple(a.write_key),
         ingest_secret=a.ingest_secret or None,
         allowed_origins=tuple(o.rstrip("/") for o in a.allowed_origin),
         retention_days=a.retention_days, flush_interval=a.flush_interval,
@@ -115,7 +134,10 @@ def parse_args(argv: list[str] | None = None) -> Config:
         flusher_priority=a.flusher_priority,
         max_message_bytes=a.max_message_bytes, max_events_per_second=a.max_events_per_second,
         max_events_per_second_per_ip=a.max_events_per_second_per_ip,
-        max_sessions_per_ip=a.max_sessions_per_ip, ring_max_bytes=a.ring_max_bytes,
+        max_sessions_per_ip=a.max_sessions_per_ip, hello_timeout=a.hello_timeout,
+        header_timeout=a.header_timeout, body_timeout=a.body_timeout,
+        max_connections=a.max_connections, max_connections_per_ip=a.max_connections_per_ip,
+        ring_max_bytes=a.ring_max_bytes,
         ring_max_age=a.ring_max_age, viewer_queue_max_bytes=a.viewer_queue_max_bytes,
         min_free_bytes=a.min_free_mb * 2**20, bus_urls=J.parse_urls(a.bus),
         bus_replicas=a.bus_replicas, bus_max_age=a.bus_max_age, workers=max(1, a.workers), archiver=a.archiver,
@@ -124,6 +146,26 @@ def parse_args(argv: list[str] | None = None) -> Config:
         CLUSTER_ACK_INTERVAL if a.bus else d.ack_interval,
         **archive_options(ap, a),
     )
+
+
+def _password(ap: argparse.ArgumentParser, a: argparse.Namespace) -> str | None:
+    """The viewer password from --password-file, --password or $STREAMDOM_PASSWORD (taken out
+    of the environment, so that processes we start do not inherit it). Config hashes it at once
+    and keeps only the hash."""
+    from_env = os.environ.pop("STREAMDOM_PASSWORD", None)
+    if a.password_file is not None:
+        try:
+            lines = a.password_file.read_text().splitlines()
+        except OSError as exc:
+            ap.error(f"--password-file: {exc}")
+        if not lines or not lines[0]:
+            ap.error(f"--password-file: {a.password_file} is empty")
+        return lines[0]
+    if a.password:
+        log.warning("--password shows in `ps` to every user of this machine: use "
+                    "--password-file or $STREAMDOM_PASSWORD")
+        return a.password
+    return from_env or None
 
 
 def is_loopback(host: str) -> bool:
@@ -160,7 +202,7 @@ async def serve(config: Config, reuse_port: bool = False,
     # whose growth (by a quarter) is what triggers a full pass.
     gc.freeze()
     gc.set_threshold(700, 200, 10)
-    server = app.listen(config.port, config.host, xheaders=False, reuse_port=reuse_port)
+    server = app.listen(config.port, config.host, reuse_port=reuse_port)
     port = next(iter(server._sockets.values())).getsockname()[1]
     if ready is not None:
         ready(port)

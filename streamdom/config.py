@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import configparser
 import dataclasses
+import hashlib
+import hmac
+import resource
+import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from pathlib import Path
+
+PBKDF2_ITERATIONS = 200_000
 
 
 @dataclass(frozen=True)
@@ -40,6 +46,33 @@ class S3Credentials:
                          f"or put a [{profile}] section in {path}")
 
 
+@dataclass(frozen=True)
+class PasswordHash:
+    """The viewer password as a salted PBKDF2-SHA256 hash: the plain text is never kept."""
+
+    salt: bytes = field(repr=False)
+    digest: bytes = field(repr=False)
+    iterations: int = PBKDF2_ITERATIONS
+
+    @classmethod
+    def of(cls, password: str, iterations: int = PBKDF2_ITERATIONS) -> PasswordHash:
+        """Hash `password` with a fresh random salt."""
+        salt = secrets.token_bytes(16)
+        return cls(salt, hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations),
+                   iterations)
+
+    def verify(self, password: str) -> bool:
+        """Whether `password` is the hashed one (constant time; ~0.1 s of CPU: never on the
+        IOLoop, see web/auth.py)."""
+        attempt = hashlib.pbkdf2_hmac("sha256", password.encode(), self.salt, self.iterations)
+        return hmac.compare_digest(attempt, self.digest)
+
+
+def fd_limit() -> int:
+    """This process's soft limit on open files (RLIMIT_NOFILE)."""
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
 @dataclass
 class Config:
     """Every setting of a StreamDOM server; nothing deeper reads globals or the environment."""
@@ -48,9 +81,12 @@ class Config:
     port: int = 8080
     data_dir: Path = Path("data")
 
-    # Viewer access: a password (kept only as a PBKDF2 hash in memory) and the cookie secret.
-    password: str | None = None
-    cookie_secret: str | None = None
+    # Viewer access: a password, hashed at once (only password_hash is kept), the cookie secret,
+    # and the public URL: without a password only loopback Host names and this one are served.
+    password: InitVar[str | None] = None
+    password_hash: PasswordHash | None = None
+    cookie_secret: str | None = field(default=None, repr=False)
+    public_url: str | None = None  # e.g. https://replay.example.com (its Host is served)
 
     # Ingest access: optional write keys (any one accepted) and allowed page origins.
     ingest_secret: str | None = None  # when set, a hello needs a token minted from it (tokens.py)
@@ -69,6 +105,15 @@ class Config:
     max_events_per_second: float = 2000.0  # per connection, token bucket (burst = 2 s worth)
     max_events_per_second_per_ip: float = 10000.0
     max_sessions_per_ip: int = 200
+    hello_timeout: float = 10.0  # an /ingest socket that has not said hello by then is closed
+
+    # Every connection: deadlines and budgets (docs/SECURITY.md).
+    header_timeout: float = 10.0  # to send a request's headers, and to idle between requests
+    body_timeout: float = 10.0  # to send a request's body
+    max_body_bytes: int = 1024 * 1024  # HTTP request bodies (login forms); WebSockets: above
+    max_connections: int = 0  # open sockets in all; 0: derived from RLIMIT_NOFILE
+    max_connections_per_ip: int = 0  # open sockets per address; 0: 2 x max_sessions_per_ip + 64
+    events_page_max_bytes: int = 4 * 1024 * 1024  # an /events page ends early past this
 
     # Archive: DuckLake tables. Data under data_dir, or on S3 at `archive` (s3://bucket/prefix);
     # the table catalog in <data_dir>/catalog.sqlite, or in PostgreSQL at `catalog`.
@@ -95,6 +140,24 @@ class Config:
     workers: int = 1  # processes sharing the port (SO_REUSEPORT), each a cluster node
     archiver: bool = False  # also run an archiver in this process (in one worker of N)
 
+    def __post_init__(self, password: str | None) -> None:
+        if password is not None:
+            self.password_hash = PasswordHash.of(password)
+
+    @property
+    def connection_cap(self) -> int:
+        """Open sockets allowed in all: what was set, else the file limit less a reserve for the
+        archive's files, pipes and threads, so the server answers 503 before accept() fails."""
+        if self.max_connections > 0:
+            return self.max_connections
+        soft = fd_limit()
+        return max(8, soft - min(1024, max(64, soft // 8)))
+
+    @property
+    def connection_cap_per_ip(self) -> int:
+        """Open sockets allowed per client address."""
+        return self.max_connections_per_ip or 2 * self.max_sessions_per_ip + 64
+
     @property
     def clustered(self) -> bool:
         """Whether this process is a cluster node (NatsBus) rather than the embedded default."""
@@ -103,7 +166,7 @@ class Config:
     @property
     def requires_login(self) -> bool:
         """Whether viewer routes need a login."""
-        return self.password is not None
+        return self.password_hash is not None
 
     def replace(self, **changes: object) -> Config:
         """Return a copy with some settings changed."""

@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -57,8 +58,9 @@ class ServerProcess(Endpoints):
     """
 
     def __init__(self, data_dir: Path, *args: str, env: dict[str, str] | None = None,
-                 root: Path = ROOT) -> None:
+                 root: Path = ROOT, preexec: Callable[[], None] | None = None) -> None:
         self.root = root  # the checkout whose code runs (benchmarks compare two side by side)
+        self.preexec = preexec  # run in the child before exec (e.g. resource.setrlimit)
         self.data_dir = Path(data_dir)
         self.args = list(args)
         self.env = {**os.environ, **(env or {})}
@@ -76,7 +78,7 @@ class ServerProcess(Endpoints):
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed when the process ends
         since = self._log.tell()  # this start's 'listening' line, not an earlier one's
         self.proc = subprocess.Popen(cmd, cwd=self.root, env=self.env, stdout=self._log,
-                                     stderr=subprocess.STDOUT)
+                                     stderr=subprocess.STDOUT, preexec_fn=self.preexec)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with open(self.log_path, "rb") as f:

@@ -24,6 +24,7 @@ class CloseCode(IntEnum):
     TOO_BIG = 1009  # a frame over --max-message-bytes (sent by Tornado itself)
     MALFORMED = 4400  # not strict JSON, wrong shape, hello missing or invalid
     BAD_TOKEN = 4401  # --ingest-secret is set and the hello's token is missing, expired or wrong
+    LOGGED_OUT = 4403  # /watch, /updates: the viewer's login was revoked (log in again)
     UNKNOWN_SESSION = 4404  # /watch of a session the server has never seen
     TOO_MANY_SESSIONS = 4408  # sessions per IP
     STREAM_TAKEN = 4409  # the stream is another connection's (resume secret missing or wrong),
@@ -36,7 +37,8 @@ class FrameSink(Protocol):
     """Anything that takes frames for a viewer: a /watch or /updates connection."""
 
     def send_frame(self, frame: str | bytes, backlog: bool = False) -> None:
-        """Queue one frame, text or prebuilt (backlog frames bypass the lag bound); never blocks."""
+        """Queue one frame, text or prebuilt (a backlog is sent in full, never counted as lag);
+        never blocks."""
 
 
 ID_RE = re.compile(r"[A-Za-z0-9._:@-]{1,128}")  # matched whole: `$` would let "id\n" through

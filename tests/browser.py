@@ -23,10 +23,12 @@ class AppServer:
 
     def __init__(self) -> None:
         self.pages: dict[str, tuple[str, bytes]] = {}
-        pages = self.pages
+        self.referers: dict[str, str | None] = {}  # path -> Referer of its latest request
+        pages, referers = self.pages, self.referers
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                referers[self.path] = self.headers.get("Referer")
                 ctype, body = pages.get(self.path.split("?")[0], ("text/plain", b"not found"))
                 self.send_response(200 if self.path.split("?")[0] in pages else 404)
                 self.send_header("Content-Type", ctype)

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tornado.httpclient import HTTPRequest
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
 from streamdom.config import Config
@@ -48,8 +49,9 @@ class Recorder:
     """A real WebSocket client speaking the ingest protocol."""
 
     def __init__(self, ws_url: str, session_id: str, stream_id: str = "s1", resume: str | None = None,
-                 token: str | None = None) -> None:
+                 token: str | None = None, source: str | None = None) -> None:
         self.url = ws_url + "/ingest"
+        self.source = source  # the client address to connect from (127.0.0.x), None: any
         self.session_id, self.stream_id = session_id, stream_id
         self.resume = resume  # the stream's resume secret: from the first welcome, kept after
         self.token = token
@@ -59,7 +61,8 @@ class Recorder:
 
     async def connect(self, url_suffix: str = "") -> dict[str, Any]:
         """Open and say hello (resuming the stream once it has a secret); return the welcome."""
-        self.conn = await websocket_connect(self.url + url_suffix)
+        self.conn = await websocket_connect(HTTPRequest(self.url + url_suffix,
+                                                        network_interface=self.source))
         hello = {"type": "hello", "protocol": 2, "sessionId": self.session_id,
                  "streamId": self.stream_id, "url": "http://app.test/", "userAgent": "pytest"}
         if self.resume:

@@ -12,7 +12,7 @@ import pytest
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
-from streamdom.cli import is_loopback, parse_args
+from streamdom.cli import is_loopback
 from streamdom.testing import InProcessServer, ServerProcess
 from tests.helpers import Recorder, run_async, server_config
 
@@ -105,11 +105,3 @@ def test_refuses_to_bind_beyond_loopback_without_a_password(tmp_path: Path) -> N
         srv.start()
     assert "without a viewer password" in str(exc.value)
     assert is_loopback("127.0.0.1") and is_loopback("::1") and not is_loopback("0.0.0.0")
-
-
-def test_the_password_may_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("STREAMDOM_PASSWORD", "correct horse")
-    assert parse_args([]).password == "correct horse"
-    assert parse_args(["--password", "other"]).password == "other"
-    monkeypatch.delenv("STREAMDOM_PASSWORD")
-    assert parse_args([]).password is None

@@ -19,8 +19,25 @@ function cookie(name: string): string {
 
 const params = new URLSearchParams(location.search);
 const next = params.get('next') || '/';
-// Only same-site paths: never bounce to another origin after login.
-const safeNext = next.startsWith('/') && !next.startsWith('//') ? next : '/';
+// Only same-site paths: never bounce to another origin after login. Browsers read '\' as '/'
+// and drop tabs and newlines, and the path may be percent-encoded once or twice (the server
+// checks the same: streamdom/web/handlers/base.py safe_next).
+function isLocalPath(path: string): boolean {
+  let p = path;
+  for (let i = 0; i < 3; i++) {
+    if (!p.startsWith('/') || p.startsWith('//') || /[\\\u0000-\u001f\u007f]/.test(p)) return false;
+    let decoded: string;
+    try {
+      decoded = decodeURIComponent(p);
+    } catch {
+      return false;
+    }
+    if (decoded === p) break;
+    p = decoded;
+  }
+  return true;
+}
+const safeNext = isLocalPath(next) ? next : '/';
 (document.getElementById('next') as HTMLInputElement).value = safeNext;
 // Keep ?next= in the URL the form posts to, so a "wrong password" page still knows it.
 const form = document.getElementById('login-form') as HTMLFormElement | null;

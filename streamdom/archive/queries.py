@@ -278,8 +278,10 @@ class ArchivedPage:
 
 
 def session_page(con: duckdb.DuckDBPyConnection, session_id: str, offset: int, limit: int | None,
-                 version: int | None = None) -> ArchivedPage:
-    """A session's summary (from the index) and one page of its events, in order."""
+                 version: int | None = None, max_bytes: int | None = None) -> ArchivedPage:
+    """A session's summary (from the index) and one page of its events, in order; with
+    `max_bytes`, the page ends at the first event that would take it past that many bytes (it
+    always holds one event)."""
     snap = snapshot_files(con, version)
     found = con.execute(
         f"""SELECT stream_id, min(first_server_time), max(last_server_time), sum(event_count)::BIGINT,
@@ -298,15 +300,34 @@ def session_page(con: duckdb.DuckDBPyConnection, session_id: str, offset: int, l
         return page
     days = sorted({d for r in found for d in r[8]})
     # Only the session's days: whole partitions skipped before any file is opened.
-    sql = f"""SELECT stream_id, seq, server_time, {EVENT_SQL} FROM {snap.source("events", days)}
-              WHERE session_id = ? AND day IN ({", ".join("?::DATE" for _ in days)})
-              ORDER BY server_time, stream_id, seq
-              {"LIMIT ?" if limit is not None else ""} OFFSET ?"""
-    params: list[object] = [session_id, *days]
-    if limit is not None:
-        params.append(limit)
-    params.append(offset)
-    page.rows = con.execute(sql, params).fetchall()
+    scan = f"""FROM {snap.source("events", days)}
+               WHERE session_id = ? AND day IN ({", ".join("?::DATE" for _ in days)})"""
+    order = "ORDER BY server_time, stream_id, seq"
+    window = f"{'LIMIT ?' if limit is not None else ''} OFFSET ?"
+    params: list[object] = [session_id, *days, *([] if limit is None else [limit]), offset]
+    if max_bytes is None:
+        page.rows = con.execute(f"SELECT stream_id, seq, server_time, {EVENT_SQL} {scan} {order} {window}",
+                                params).fetchall()
+        return page
+    # Byte-bounded: find the page's first and last keys from the events' sizes alone, then
+    # fetch that key range. Sorting with OFFSET holds every row up to the page's end, so it
+    # must hold small rows (keys and sizes), never the events themselves.
+    keys = con.execute(f"SELECT server_time, stream_id, seq, strlen({EVENT_SQL}) {scan} {order} {window}",
+                       params).fetchall()
+    used, take = 0, 0
+    for *_, size in keys:
+        if take and used >= max_bytes:
+            break
+        used += size
+        take += 1
+    if not take:
+        return page
+    (t0, s0, q0, _), (t1, s1, q1, _) = keys[0], keys[take - 1]
+    page.rows = con.execute(
+        f"""SELECT stream_id, seq, server_time, {EVENT_SQL} {scan}
+              AND (server_time > ? OR (server_time = ? AND (stream_id > ? OR (stream_id = ? AND seq >= ?))))
+              AND (server_time < ? OR (server_time = ? AND (stream_id < ? OR (stream_id = ? AND seq <= ?))))
+            {order}""", [session_id, *days, t0, t0, s0, s0, q0, t1, t1, s1, s1, q1]).fetchall()
     return page
 
 

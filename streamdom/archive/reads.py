@@ -43,9 +43,12 @@ class ArchiveReader:
         """A page of matching sessions and their total (see queries.search_sessions)."""
         return await self.run(queries.search_sessions, query, extra, self.version)  # type: ignore[return-value]
 
-    async def events(self, session_id: str, offset: int, limit: int | None) -> ArchivedPage:
-        """Archived events of a session from `offset`, at most `limit` (None: all)."""
-        return await self.run(queries.session_page, session_id, offset, limit, self.version)  # type: ignore[return-value]
+    async def events(self, session_id: str, offset: int, limit: int | None,
+                     max_bytes: int | None = None) -> ArchivedPage:
+        """Archived events of a session from `offset`, at most `limit` (None: all) and about
+        `max_bytes` (see queries.session_page)."""
+        return await self.run(queries.session_page, session_id, offset, limit, self.version,  # type: ignore[return-value]
+                              max_bytes)
 
     async def stream_high_seqs(self, keys: Sequence[StreamKey]) -> dict[StreamKey, int]:
         """Highest archived seq of each of these streams (absent: none archived)."""

@@ -93,21 +93,29 @@ class Sessions:
         found, _ = await self.search(SessionQuery(ids=list(ids), limit=len(ids)))
         return {str(s["id"]): s for s in found}
 
-    async def events(self, session_id: str, offset: int, limit: int | None
-                     ) -> tuple[list[EventRow], bool]:
+    async def events(self, session_id: str, offset: int, limit: int | None,
+                     max_bytes: int | None = None) -> tuple[list[EventRow], bool]:
         """One page of a session's events in order (archived, then not yet archived), and
-        whether more follow."""
+        whether more follow. With `max_bytes` the page ends early, at the first event past it
+        (it always holds at least one)."""
         # Unarchived rows first, then the archive: whatever a flush moved in between is in
         # both, and only rows above the archive's highest seq of their stream are kept.
         pending = await self.bus.unarchived(session_id)
-        page = await self.archive.events(session_id, offset, limit)
+        page = await self.archive.events(session_id, offset, limit, max_bytes)
         highs = page.stream_highs
         pending = sorted((r for r in pending if r[ROW_SEQ] > highs.get(r[ROW_STREAM], 0)),
                          key=lambda r: (r[ROW_SERVER_TIME], r[ROW_STREAM], r[ROW_SEQ]))
         rows = page.rows
+        full = max_bytes is not None and len(rows) < (page.total - offset if limit is None
+                                                      else min(limit, page.total - offset))
         start = max(0, offset - page.total)
         room = None if limit is None else limit - len(rows)
-        if room is None or room > 0:
-            take = pending[start:] if room is None else pending[start:start + room]
-            rows += [(r[ROW_STREAM], r[ROW_SEQ], r[ROW_SERVER_TIME], row_event_json(r)) for r in take]
+        if not full and (room is None or room > 0):
+            used = sum(len(r[3]) for r in rows)
+            for r in pending[start:] if room is None else pending[start:start + room]:
+                if max_bytes is not None and rows and used >= max_bytes:
+                    break
+                ev = row_event_json(r)
+                used += len(ev)
+                rows.append((r[ROW_STREAM], r[ROW_SEQ], r[ROW_SERVER_TIME], ev))
         return rows, offset + len(rows) < page.total + len(pending)

@@ -19,7 +19,8 @@ from streamdom.ingest.acks import AckBatcher
 from streamdom.ingest.limits import IngestLimits
 from streamdom.sessions.feed import SessionFeed
 from streamdom.sessions.model import Sessions
-from streamdom.web.auth import PasswordCheck
+from streamdom.web.auth import LoginGenerations, PasswordChecker
+from streamdom.web.connections import ConnectionGuard
 from streamdom.wire import CloseCode
 
 
@@ -43,7 +44,10 @@ class Services:
         self.acks = AckBatcher(config.ack_interval)
         self.resume_secrets: ResumeSecrets | None = None  # keyed in start(): the bus may share a key
         self.stream_holders: StreamHolders[WebSocketHandler] = StreamHolders()
-        self.password_check = PasswordCheck(config.password) if config.password else None
+        hashed = config.password_hash
+        self.password_checker = PasswordChecker(hashed) if hashed else None
+        self.logins = LoginGenerations(config.data_dir) if hashed else None
+        self.connections = ConnectionGuard(config.connection_cap, config.connection_cap_per_ip)
         self.sockets: weakref.WeakSet[WebSocketHandler] = weakref.WeakSet()  # closed on shutdown
         self.archiver: Archiver | None = None  # --archiver: the cluster archiver, in-process
         self._archiving: asyncio.Future[None] | None = None
@@ -63,6 +67,8 @@ class Services:
         for sock in list(self.sockets):
             sock.close(CloseCode.GOING_AWAY, "server shutting down")
         self.acks.stop()
+        if self.password_checker is not None:
+            self.password_checker.close()
         await self.bus.close()
         if self.archiver is not None and self._archiving is not None:
             self.archiver.stop.set()  # it finishes the batch in hand: commit, then ack

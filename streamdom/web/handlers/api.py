@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import re
 
+from tornado.iostream import StreamClosedError
 from tornado.web import HTTPError
 
+from streamdom.archive.queries import EventRow
 from streamdom.archive.reads import SessionQuery
 from streamdom.sessions.model import cutoff_24h
 from streamdom.web.handlers.base import ViewerHandler
@@ -87,24 +89,46 @@ class SessionHandler(ViewerHandler):
 
 
 class EventsHandler(ViewerHandler):
-    """A session's events in order, whole or a page at a time (X-Next-Offset)."""
+    """A session's events in order, a page at a time (X-Next-Offset) or all of them, streamed.
+
+    A page ends early, with X-Next-Offset, once it holds `events_page_max_bytes`; without
+    `limit` the whole session is sent in such pieces, each written out before the next is read,
+    so no request holds more than one piece in memory.
+    """
 
     async def get(self, session_id: str) -> None:
         """Answer a JSON array of events."""
         await self.session_or_404(session_id)
-        offset = max(0, self.int_arg("offset", 0) or 0)
-        raw_limit = self.int_arg("limit", None)
-        limit = None if raw_limit is None else min(max(1, raw_limit), MAX_LIMIT)
+        offset = self.int_arg("offset", 0, 0, 2**62) or 0
+        limit = self.int_arg("limit", None, 1, MAX_LIMIT)
         meta = self.get_query_argument("meta", "") in ("1", "true")
-        rows, more = await self.services.sessions.events(session_id, offset, limit)
-        if more:
+        budget = self.services.config.events_page_max_bytes
+        events = self.services.sessions.events
+        rows, more = await events(session_id, offset, limit if limit is not None else MAX_LIMIT,
+                                  budget)
+        if limit is not None and more:
             self.set_header("X-Next-Offset", str(offset + len(rows)))
-        if meta:
-            body = ",".join(
-                f'{{"streamId":{dumps(st)},"seq":{seq},"recvAt":{recv},"event":{ev}}}'
-                for st, seq, recv, ev in rows)
-        else:
-            body = ",".join(r[3] for r in rows)
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.set_header("Cache-Control", "no-store")
-        self.finish("[" + body + "]")
+        self.write("[")
+        first = True
+        while True:
+            if rows:
+                self.write(("" if first else ",") + _join(rows, meta))
+                first = False
+            if limit is not None or not more:
+                break
+            try:
+                await self.flush()  # the client reads this piece while the next one is fetched
+            except StreamClosedError:
+                return  # the client left
+            offset += len(rows)
+            rows, more = await events(session_id, offset, MAX_LIMIT, budget)
+        self.finish("]")
+
+
+def _join(rows: list[EventRow], meta: bool) -> str:
+    if meta:
+        return ",".join(f'{{"streamId":{dumps(st)},"seq":{seq},"recvAt":{recv},"event":{ev}}}'
+                        for st, seq, recv, ev in rows)
+    return ",".join(r[3] for r in rows)

@@ -1,16 +1,24 @@
-"""What every handler shares: access to the services, viewer login checks, bounded frame queues."""
+"""What every handler shares: access to the services, viewer login checks, bounded frame queues,
+safe logs, the Host rule of loopback mode and the headers of viewer pages."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import re
+from collections import deque
 from html import escape
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
 
+from tornado import httputil
 from tornado.httputil import responses
-from tornado.iostream import StreamClosedError
+from tornado.iostream import IOStream, StreamClosedError
+from tornado.log import app_log
 from tornado.web import HTTPError, RequestHandler
 from tornado.websocket import WebSocketHandler
 
+from streamdom.config import Config
 from streamdom.web.built import error_page
 from streamdom.wire import valid_id, ws_text_frame
 
@@ -18,6 +26,18 @@ if TYPE_CHECKING:
     from streamdom.web.services import Services
 
 COOKIE = "streamdom_user"
+COOKIE_DAYS = 7
+
+# Viewer pages run only their own scripts (the replayer's iframe inherits this, on top of its
+# sandbox), cannot be framed, and send no Referer: replay fetches the recorded page's images
+# and CSS from their sites, which must not learn the viewer's URL. Images, styles and fonts
+# stay open, as the recorded page loaded them from anywhere.
+PAGE_HEADERS = {
+    "Content-Security-Policy": "script-src 'self'; object-src 'none'; frame-ancestors 'none'; "
+                               "base-uri 'self'; form-action 'self'",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+}
 
 
 class PageError(HTTPError):
@@ -29,7 +49,69 @@ class PageError(HTTPError):
         self.message_html = message_html
 
 
-class ServicesMixin:
+def request_summary(request: httputil.HTTPServerRequest) -> str:
+    """Method, path and address of a request for logs: never the query string (it may hold a
+    write key)."""
+    return f"{request.method} {request.path} ({request.remote_ip})"
+
+
+def host_allowed(config: Config, host_name: str) -> bool:
+    """Whether to serve a request for `host_name` (the Host header without its port).
+
+    Without a password the server is for this machine only, and a page elsewhere could point a
+    name of its own at 127.0.0.1 (DNS rebinding) to read the viewer: only loopback names are
+    served then, and the host of --public-url. With a password, the login guards everything.
+    """
+    if config.requires_login:
+        return True
+    name = host_name.lower().rstrip(".")
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    if config.public_url and name == (urlsplit(config.public_url).hostname or "").lower():
+        return True
+    try:
+        return ipaddress.ip_address(name.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+_UNSAFE_NEXT = re.compile(r"[\\\x00-\x1f\x7f]")
+
+
+def safe_next(value: str) -> str:
+    """`value` if it is a path on this site, else "/": never another host after login.
+
+    Browsers read `\\` as `/` and drop tabs and newlines, so `/\\evil.example` or `/<TAB>/evil`
+    would leave the site; percent-decoding (once or twice) must not make such a path either.
+    """
+    decoded = value
+    for _ in range(3):
+        if (not decoded.startswith("/") or decoded.startswith("//")
+                or _UNSAFE_NEXT.search(decoded)):
+            return "/"
+        decoded, before = unquote(decoded), decoded
+        if decoded == before:
+            break
+    return value
+
+
+class RedactedLogs:
+    """Error logs name a request by its path (Tornado's default logs the query string)."""
+
+    request: httputil.HTTPServerRequest
+
+    def _request_summary(self) -> str:
+        return request_summary(self.request)
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        """Log an uncaught exception without the request's URI or headers."""
+        if isinstance(value, HTTPError):
+            return RequestHandler.log_exception(self, typ, value, tb)  # type: ignore[arg-type]
+        app_log.error("Uncaught exception %s", self._request_summary(), exc_info=(typ, value, tb))
+        return None
+
+
+class ServicesMixin(RedactedLogs):
     """Gives a handler `self.services` from the application settings."""
 
     application: Any
@@ -39,16 +121,43 @@ class ServicesMixin:
         """The running server's services (config, bus, sessions, ...)."""
         return self.application.settings["services"]
 
+    def logged_in(self) -> bool:
+        """Whether the request carries a login cookie of the current generation (or no login is
+        configured)."""
+        svc = self.services
+        if not svc.config.requires_login:
+            return True
+        value = self.get_signed_cookie(COOKIE, max_age_days=COOKIE_DAYS)  # type: ignore[attr-defined]
+        return value is not None and svc.logins is not None and svc.logins.valid(value.decode())
 
-class ViewerHandler(ServicesMixin, RequestHandler):
+
+class Misdirected(RedactedLogs, RequestHandler):
+    """421 for a Host name this server does not answer to (loopback mode)."""
+
+    def prepare(self) -> None:
+        """Refuse, saying what to do."""
+        self.set_status(421)
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        self.finish(f"421: this StreamDOM server answers to localhost only, not to "
+                    f"{self.request.host_name!r}. Open it as http://localhost:<port>/, or start "
+                    f"it with --public-url (and a password) to serve it under another name.\n")
+
+
+class PageHeaders:
+    """Sends the viewer pages' security headers (CSP, no Referer)."""
+
+    def set_default_headers(self) -> None:
+        """Add PAGE_HEADERS to every answer."""
+        for name, value in PAGE_HEADERS.items():
+            self.set_header(name, value)  # type: ignore[attr-defined]
+
+
+class ViewerHandler(PageHeaders, ServicesMixin, RequestHandler):
     """An HTTP handler of the viewer: needs a login when a password is configured."""
 
     def get_current_user(self) -> str | None:
         """The logged-in viewer, or 'local' when no login is configured."""
-        if not self.services.config.requires_login:
-            return "local"
-        value = self.get_signed_cookie(COOKIE, max_age_days=7)
-        return value.decode() if value else None
+        return "viewer" if self.logged_in() else None
 
     def prepare(self) -> None:
         """Refuse anonymous requests: pages redirect to /login, the API answers 401."""
@@ -72,15 +181,18 @@ class ViewerHandler(ServicesMixin, RequestHandler):
             raise HTTPError(404, reason="unknown session")
         return found
 
-    def int_arg(self, name: str, default: int | None) -> int | None:
-        """An integer query argument, or 400."""
+    def int_arg(self, name: str, default: int | None, low: int, high: int) -> int | None:
+        """An integer query argument in [low, high], or 400."""
         raw = self.get_query_argument(name, None)
         if raw is None or raw == "":
             return default
         try:
-            return int(raw)
+            value = int(raw)
         except ValueError:
             raise HTTPError(400, reason=f"{name} must be an integer") from None
+        if not low <= value <= high:
+            raise HTTPError(400, reason=f"{name} must be between {low} and {high}")
+        return value
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """Errors of /api/* as JSON, of pages as the styled error page."""
@@ -110,38 +222,65 @@ class ViewerHandler(ServicesMixin, RequestHandler):
 
 
 class ServerSocket(ServicesMixin, WebSocketHandler):
-    """Any WebSocket of the server: registered so shutdown can close it with 1001."""
+    """Any WebSocket of the server: registered so shutdown can close it with 1001, and counted
+    by the connection guard until it closes."""
+
+    stream: IOStream | None = None
 
     def prepare(self) -> None:
         """Register this socket."""
         self.services.sockets.add(self)
+        self.stream = self.request.connection.stream  # type: ignore[attr-defined]
+
+    def on_connection_close(self) -> None:
+        """The socket is gone: it no longer counts against any cap."""
+        if self.stream is not None:
+            self.services.connections.forget(self.stream)
+        super().on_connection_close()
 
 
 class FrameSocket(ServerSocket):
     """A server-to-viewer socket with a bounded send queue.
 
-    Frames are pre-encoded strings shared by every viewer. Tornado buffers what the peer has
-    not read yet; once that exceeds the configured bound the socket stops queueing and calls
-    `on_lagging`, so one stalled viewer costs a bounded amount of memory and delays nobody.
+    Frames are pre-encoded strings shared by every viewer. At most `viewer_queue_max_bytes`
+    of them sit in Tornado's write buffer (a copy per viewer); frames beyond that wait in
+    `held`, by reference (a backlog's frames are the ring's own). A backlog is held in full
+    (cutting it short would leave the viewer an unplayable start), but live frames held past the
+    bound mean the viewer is too far behind: the socket drops them and calls `on_lagging`, so a
+    stalled viewer costs a bounded amount of memory and delays nobody.
     """
 
-    pending = 0
+    pending = 0  # bytes handed to the stream and not yet sent
+    held_live = 0  # bytes of live (not backlog) frames in `held`
+    held: deque[tuple[bytes, bool]] | None = None
     lagging = False
 
     def send_frame(self, frame: str | bytes, backlog: bool = False) -> None:
-        """Queue one frame (text, or a frame prebuilt by ws_text_frame) unless too far behind.
-
-        Backlog frames are always queued: a backlog is bounded by the ring buffer, and cutting
-        it short would leave the viewer with an unplayable start (and resync it forever).
-        """
+        """Queue one frame (text, or a frame prebuilt by ws_text_frame) unless too far behind."""
         conn = self.ws_connection
         if self.lagging or conn is None or conn.is_closing():
             return
-        if not backlog and self.pending > self.services.config.viewer_queue_max_bytes:
-            self.lagging = True
-            self.on_lagging()
-            return
         data = frame if isinstance(frame, bytes) else ws_text_frame(frame)
+        bound = self.services.config.viewer_queue_max_bytes
+        if self.held or self.pending > bound:
+            if self.held is None:
+                self.held = deque()
+            if not backlog:
+                self.held_live += len(data)
+                if self.held_live > bound:
+                    self.lagging = True
+                    self.held.clear()
+                    self.held_live = 0
+                    self.on_lagging()
+                    return
+            self.held.append((data, backlog))
+            return
+        self._write(data)
+
+    def _write(self, data: bytes) -> None:
+        conn = self.ws_connection
+        if conn is None:
+            return
         size = len(data)
         self.pending += size
         try:
@@ -155,6 +294,12 @@ class FrameSocket(ServerSocket):
         if not fut.cancelled():
             fut.exception()  # a write to a stream that closed meanwhile: nothing to report
         self.pending -= size
+        held, bound = self.held, self.services.config.viewer_queue_max_bytes
+        while held and self.pending <= bound and not self.lagging:
+            data, backlog = held.popleft()
+            if not backlog:
+                self.held_live -= len(data)
+            self._write(data)
         if self.lagging and self.pending == 0:
             self.lagging = False
             self.on_drained()
@@ -165,16 +310,15 @@ class FrameSocket(ServerSocket):
     def on_drained(self) -> None:
         """Called when a lagging viewer has read everything queued."""
 
-    def viewer_allowed(self) -> bool:
-        """The same login rule as ViewerHandler, for the WebSocket handshake."""
-        if not self.services.config.requires_login:
-            return True
-        return bool(self.get_signed_cookie(COOKIE, max_age_days=7))
+    def check_origin(self, origin: str) -> bool:
+        """Only the viewer's own pages may open a viewer socket (with a password or without):
+        the Origin must be the Host asked for, which loopback mode only serves for its names."""
+        return urlsplit(origin).netloc.lower() == (self.request.host or "").lower()
 
     def prepare(self) -> None:
         """Refuse the handshake without a login."""
         super().prepare()
-        if not self.viewer_allowed():
+        if not self.logged_in():
             raise HTTPError(401, reason="login required")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from tornado.ioloop import IOLoop
 from tornado.iostream import StreamClosedError
 from tornado.web import HTTPError
 from tornado.websocket import WebSocketClosedError
@@ -28,6 +29,7 @@ class IngestHandler(ServerSocket):
     key: tuple[str, str] | None = None
     closing = False
     _acked_seq = 0
+    _hello_deadline: object | None = None
 
     def check_origin(self, origin: str) -> bool:
         """Any page may record unless an allowed-origins list is configured."""
@@ -42,11 +44,24 @@ class IngestHandler(ServerSocket):
             raise HTTPError(401, reason="missing or wrong write key")
 
     def open(self) -> None:
-        """Start the per-connection rate limit."""
+        """Start the per-connection rate limit and the hello deadline.
+
+        Until its hello is welcomed the socket is idle to the connection guard: the first to be
+        shed when its address or the server is at its cap.
+        """
         cfg = self.services.config
         self.ip = self.request.remote_ip or "?"
         self.bucket = TokenBucket(cfg.max_events_per_second, cfg.max_events_per_second * 2)
         self.set_nodelay(True)  # acks and pongs are tiny; Nagle would delay them
+        if self.stream is not None:
+            self.services.connections.idle(self.stream)
+        self._hello_deadline = IOLoop.current().call_later(cfg.hello_timeout, self._no_hello)
+
+    def _no_hello(self) -> None:
+        self._hello_deadline = None
+        if self.producer is None and not self.closing:
+            self._refuse(CloseCode.MALFORMED,
+                         f"no hello within {self.services.config.hello_timeout:g} s")
 
     def on_message(self, message: str | bytes) -> Any:
         """Dispatch one frame; a protocol breach closes this connection and nothing else."""
@@ -76,6 +91,7 @@ class IngestHandler(ServerSocket):
         return None
 
     async def _hello(self, msg: dict[str, Any]) -> None:
+        self._cancel_deadline()  # it said hello in time (looking its stream up may take longer)
         try:
             hello = validate.parse_hello(msg)
         except ProtocolError as exc:
@@ -113,6 +129,8 @@ class IngestHandler(ServerSocket):
         if holder is not None and holder is not self:  # its recorder came back on a new socket
             holder._refuse(CloseCode.STREAM_TAKEN, "stream resumed by another connection")  # type: ignore[attr-defined]
         svc.stream_holders.hold(key, self)
+        if self.stream is not None:
+            svc.connections.busy(self.stream)
         self.write_message(wire.dumps({
             "type": "welcome", "protocol": PROTOCOL, "ackedSeq": producer.durable,
             "resume": secrets.secret(sid, stream), "serverTime": wire.now_ms()}))
@@ -173,12 +191,18 @@ class IngestHandler(ServerSocket):
         self.closing = True
         self.close(code, reason[:120])
 
+    def _cancel_deadline(self) -> None:
+        if self._hello_deadline is not None:
+            IOLoop.current().remove_timeout(self._hello_deadline)  # type: ignore[arg-type]
+            self._hello_deadline = None
+
     def on_close(self) -> None:
         """Detach from the session; it stays live for the grace period."""
         self._detach(goodbye=False)
 
     def _detach(self, goodbye: bool) -> None:
         svc = self.services
+        self._cancel_deadline()
         svc.acks.forget(self)
         if self.key is not None:
             svc.limits.close_session(self.ip, self.key[0])

@@ -7,9 +7,21 @@ from typing import Any
 
 from tornado.web import HTTPError, RequestHandler, StaticFileHandler
 
+from streamdom.web.auth import TooManyAttempts
 from streamdom.web.built import error_page, page
-from streamdom.web.handlers.base import COOKIE, PageError, ServicesMixin, ViewerHandler
-from streamdom.wire import valid_id
+from streamdom.web.handlers.base import (
+    COOKIE,
+    COOKIE_DAYS,
+    PageError,
+    PageHeaders,
+    RedactedLogs,
+    ServicesMixin,
+    ViewerHandler,
+    safe_next,
+)
+from streamdom.wire import CloseCode, valid_id
+
+LOGOUT_SLOT = "<!--logout-->"
 
 
 class ListPage(ViewerHandler):
@@ -17,10 +29,20 @@ class ListPage(ViewerHandler):
 
     def get(self) -> None:
         """Serve the list page."""
-        self.finish(page("index.html"))
+        self.finish(self.with_logout(page("index.html")))
+
+    def with_logout(self, html: str) -> str:
+        """The page with a sign-out control in its header when logins are on."""
+        if not self.services.config.requires_login:
+            return html
+        form = ('<form class="logout" method="post" action="/logout">'
+                f'{self.xsrf_form_html()}<button class="btn btn-quiet" type="submit" '
+                'data-testid="logout" title="Sign out every browser logged in to this viewer">'
+                'Sign out</button></form>')
+        return html.replace(LOGOUT_SLOT, form)
 
 
-class PlayerPage(ViewerHandler):
+class PlayerPage(ListPage):
     """GET /sessions/<id>: the player; the styled error page for a malformed (400) or unknown
     (404) id."""
 
@@ -35,7 +57,7 @@ class PlayerPage(ViewerHandler):
             raise PageError(404, "unknown session", "Session not found",
                             f"No session {shown} on this server. Its id may be mistyped, or it "
                             "may be older than the archive keeps.")
-        self.finish(page("player.html"))
+        self.finish(self.with_logout(page("player.html")))
 
 
 class NotFoundPage(ViewerHandler):
@@ -68,7 +90,7 @@ class HealthHandler(ServicesMixin, RequestHandler):
                      "storage_writable": bus.failure is None, "storage_error": bus.failure})
 
 
-class LoginPage(ServicesMixin, RequestHandler):
+class LoginPage(PageHeaders, ServicesMixin, RequestHandler):
     """GET/POST /login: password form; sets an HttpOnly, SameSite=Strict signed cookie."""
 
     def get(self) -> None:
@@ -76,32 +98,47 @@ class LoginPage(ServicesMixin, RequestHandler):
         self.xsrf_token  # noqa: B018 - reading it sets the _xsrf cookie the form posts back
         self.finish(page("login.html"))
 
-    def post(self) -> None:
-        """Check the password; on success set the cookie and go to `next`."""
+    async def post(self) -> None:
+        """Check the password (off the IOLoop, throttled per address); on success set the cookie
+        of the current login generation and go to `next` (a local path only)."""
         svc = self.services
-        nxt = self.get_body_argument("next", "/") or "/"
-        if not nxt.startswith("/") or nxt.startswith("//"):
-            nxt = "/"  # never redirect off-site
-        check = svc.password_check
-        if check is None or not check.verify(self.get_body_argument("password", "")):
+        nxt = safe_next(self.get_body_argument("next", "/") or "/")
+        if svc.password_checker is None or svc.logins is None:
+            raise HTTPError(404, reason="no viewer password is configured")
+        try:
+            ok = await svc.password_checker.check(self.request.remote_ip or "?",
+                                                  self.get_body_argument("password", ""))
+        except TooManyAttempts as exc:
+            self.set_status(429)
+            self.set_header("Retry-After", str(exc.retry_after))
+            self.finish(page("login.html").replace(
+                "<!--error-->", f'<p class="error">Too many attempts: wait {exc.retry_after} s</p>'))
+            return
+        if not ok:
             self.set_status(401)
             self.finish(page("login.html").replace("<!--error-->", '<p class="error">Wrong password</p>'))
             return
-        self.set_signed_cookie(COOKIE, "viewer", expires_days=7, httponly=True, samesite="Strict",
-                               secure=self.request.protocol == "https")
+        self.set_signed_cookie(COOKIE, svc.logins.current, expires_days=COOKIE_DAYS, httponly=True,
+                               samesite="Strict", secure=self.request.protocol == "https")
         self.redirect(nxt)
 
 
 class LogoutHandler(ServicesMixin, RequestHandler):
-    """POST /logout: forget the login cookie."""
+    """POST /logout: revoke every login cookie issued so far, and close viewer sockets."""
 
     def post(self) -> None:
-        """Clear the cookie."""
+        """Move the login generation on (when logged in), clear the cookie, go to /login."""
+        svc = self.services
+        if svc.logins is not None and self.logged_in():
+            svc.logins.revoke()
+            for sock in list(svc.sockets):
+                if sock.request.path != "/ingest":
+                    sock.close(CloseCode.LOGGED_OUT, "logged out")
         self.clear_cookie(COOKIE)
         self.redirect("/login")
 
 
-class StaticFiles(StaticFileHandler):
+class StaticFiles(RedactedLogs, StaticFileHandler):
     """/static/* and /streamdom.js; a missing file gets the styled 404 page."""
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
