@@ -261,6 +261,36 @@ def viewer_page(ctx: BrowserContext, url: str) -> Page:
     return page
 
 
+# The viewer page's main-thread work (Chromium's Performance domain, per page): how often it
+# recalculated styles and laid out, and how long its tasks ran, over the measured rounds.
+WORK_METRICS = ("RecalcStyleCount", "LayoutCount", "TaskDuration", "ScriptDuration")
+
+
+class MainThread:
+    """Counts one page's main-thread work between start() and stop() over CDP."""
+
+    def __init__(self, page: Page) -> None:
+        self.cdp = page.context.new_cdp_session(page)
+        self.cdp.send("Performance.enable")
+        self.base: dict[str, float] = {}
+
+    def read(self) -> dict[str, float]:
+        """The page's cumulative counters now."""
+        got = {m["name"]: m["value"] for m in self.cdp.send("Performance.getMetrics")["metrics"]}
+        return {k: float(got.get(k, 0.0)) for k in WORK_METRICS}
+
+    def start(self) -> None:
+        """Counting starts now."""
+        self.base = self.read()
+
+    def stop(self) -> dict[str, float]:
+        """Work since start(): style recalcs and layouts (counts), task and script time (ms)."""
+        now = self.read()
+        d = {k: now[k] - self.base.get(k, 0.0) for k in WORK_METRICS}
+        return {"style_recalcs": d["RecalcStyleCount"], "layouts": d["LayoutCount"],
+                "task_ms": d["TaskDuration"] * 1000, "script_ms": d["ScriptDuration"] * 1000}
+
+
 def wait_for_app(page: Page) -> None:
     """Until the viewer's replayer iframe shows the app."""
     page.wait_for_function(
@@ -315,14 +345,20 @@ def run_app(app: str, args: argparse.Namespace, server: ServerProcess, base: Ser
         apps.append(sd0)
     for v in (player, rr_sync, rr_live):
         wait_for_app(v)
+    work = {"player": MainThread(player), "rr_sync": MainThread(rr_sync)}
+    if base is not None:
+        work["player0"] = MainThread(player0)
     offsets = {"player": clock_offset(sd, player), "floor": clock_offset(sd, floor),
                "rr_sync": clock_offset(rr, rr_sync), "rr_live": clock_offset(rr, rr_live)}
     if base is not None:
         offsets["player0"] = clock_offset(sd0, player0)
+    for w in work.values():
+        w.start()
     for r in range(args.rounds):
         for k in range(len(apps)):  # every page goes first in turn
             interact(apps[(r + k) % len(apps)], f"{app}{r}", args.pause / 1000)
     time.sleep(args.tail)  # (c) plays everything a second late, or later
+    main_thread = {name: w.stop() for name, w in work.items()}
     marks_sd, marks_rr = sd.evaluate("bench.marks"), rr.evaluate("bench.marks")
     got = {name: v.evaluate("bench.got") for name, v in
            (("player", player), ("floor", floor), ("rr_sync", rr_sync), ("rr_live", rr_live))}
@@ -364,7 +400,7 @@ def run_app(app: str, args: argparse.Namespace, server: ServerProcess, base: Ser
         for k, t in sorted(marks_rr.items(), key=lambda x: x[1]):
             print(f"    {k:16s} (c) {got['rr_live'].get(k, float('nan')) - offsets['rr_live'] - t:9.1f} ms")
     return {"samples": out, "stages": stages, "offsets": offsets, "missing": missing,
-            "player_iframe_installs": installs}
+            "player_iframe_installs": installs, "main_thread": main_thread}
 
 
 def report(app: str, res: dict[str, Any]) -> dict[str, Any]:
@@ -398,10 +434,16 @@ def report(app: str, res: dict[str, Any]) -> dict[str, Any]:
           f"{'ok' if pa['p50'] <= TARGET_RATIO * pb['p50'] else 'MISSED'}; p99 (a) <= {TARGET_P99_MS:g} ms: "
           f"{pa['p99']:.2f} {'ok' if pa['p99'] <= TARGET_P99_MS else 'MISSED'}; "
           f"(c)/(a) at p50: {pct['rrweb_live']['p50'] / pa['p50']:.0f}x")
+    for path, tag in (("player", "(a) "), ("rr_sync", "(b) "), ("player0", "(a0)")):
+        w = res["main_thread"].get(path)
+        if w:
+            print(f"  {tag} viewer main thread over the rounds: {w['style_recalcs']:6.0f} style recalcs, "
+                  f"{w['layouts']:6.0f} layouts, tasks {w['task_ms']:7.0f} ms (script {w['script_ms']:6.0f} ms)")
     if any(res["missing"].values()):
         print(f"  changes never seen: {res['missing']}")
     return {"percentiles_ms": pct, "stages_ms": res["stages"], "offsets_ms": res["offsets"],
-            "missing": res["missing"], "player_iframe_installs": res["player_iframe_installs"]}
+            "missing": res["missing"], "player_iframe_installs": res["player_iframe_installs"],
+            "viewer_main_thread": res["main_thread"]}
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:

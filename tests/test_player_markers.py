@@ -16,7 +16,7 @@ import pytest
 from playwright.sync_api import Browser, Page
 
 from streamdom.testing import ServerProcess
-from tests.browser import replayer_text
+from tests.browser import replayer_text, screenshot_dir
 from tests.helpers import TEST_SERVER_ARGS, Recorder, event, wait_for
 
 SID = "markers-1"
@@ -126,6 +126,9 @@ def test_markers_and_event_list_live_and_replay(srv: ServerProcess, browser: Bro
     replay.goto(f"{srv.http}/sessions/{SID}?t=0")
     wait_for(lambda: len(listed(replay)) == 9, timeout=15, what="replay's event list")
     assert markers(replay) == {"error": 1, "network": 1, "rage": 1, "dead": 3}
+    shots = screenshot_dir()
+    shots.mkdir(parents=True, exist_ok=True)
+    replay.screenshot(path=str(shots / "player-markers.png"))
     replay.click('[data-filter="click"]')
     assert replay.locator('[data-testid="event"][data-kind="click"]').first.is_hidden()
     assert replay.locator('[data-testid="event"][data-kind="error"]').is_visible()

@@ -26,6 +26,7 @@ function showMeta(info: SessionInfo): void {
     `started ${formatStart(info.started_at)}`,
     info.live ? '' : `${formatDuration(durationOf(info))} long`,
     info.user_id ? `user ${info.user_id}` : '',
+    ...Object.entries(info.traits ?? {}).slice(0, 3).map(([k, v]) => `${k}: ${String(v)}`),
     (info.tabs ?? 0) > 1 ? `${info.tabs} tabs` : '',
     info.live ? '' : `${info.event_count} events`,
     describeUserAgent(info.user_agent),

@@ -32,7 +32,14 @@ export interface ReplayOptions {
   onEnd(): void;
   /** The tab on screen changed. */
   onShow(streamId: string | null): void;
+  /** Jump over stretches with no event in any tab (replays; a rewind keeps real time). */
+  skipIdle: boolean;
 }
+
+/** No event in any tab for longer than this is idle time, skipped while playing a replay... */
+const IDLE_MS = 3000;
+/** ...up to this long before the next event, so what comes next is seen arriving. */
+const IDLE_LEAD_MS = 500;
 
 export class ReplayPlayer {
   private replayer: Replayer | null = null;
@@ -45,6 +52,7 @@ export class ReplayPlayer {
   private timer: ReturnType<typeof setTimeout> | undefined;
   private dims: { width: number; height: number } | null = null;
   private readonly onWindowResize = () => this.fit();
+  private idle: { from: number; to: number }[] | null = null;
   playing = false;
 
   constructor(private readonly opts: ReplayOptions) {
@@ -153,6 +161,8 @@ export class ReplayPlayer {
     let next = this.opts.end();
     const sw = this.pinned === null ? store.nextSwitch(origin + now) : null;
     if (sw !== null) next = Math.min(next, sw - origin);
+    const gap = this.nextIdle(origin + now);
+    if (gap) next = Math.min(next, gap.from - origin);
     this.timer = setTimeout(() => this.wake(), Math.max(0, (next - now) / this.speed) + 5);
   }
 
@@ -164,9 +174,28 @@ export class ReplayPlayer {
       this.opts.onEnd();
       return;
     }
-    const want = this.pinned ?? this.opts.store.focusAt((this.opts.store.origin ?? 0) + t);
+    const origin = this.opts.store.origin ?? 0;
+    const gap = this.nextIdle(origin + t);
+    if (gap && gap.from <= origin + t) return this.seek(gap.to - IDLE_LEAD_MS - origin);
+    const want = this.pinned ?? this.opts.store.focusAt(origin + t);
     if (want !== this.shown) this.seek(t);
     else this.schedule();
+  }
+
+  /** The first idle stretch that ends after `ts` (null if none, or not skipping). */
+  private nextIdle(ts: number): { from: number; to: number } | null {
+    if (!this.opts.skipIdle) return null;
+    if (!this.idle) {
+      // A replay's events no longer change: find the gaps once, over every tab's events.
+      const times: number[] = [];
+      for (const tab of this.opts.store.tabs.values()) for (const e of tab.events) times.push(e.timestamp);
+      times.sort((a, b) => a - b);
+      this.idle = [];
+      for (let i = 1; i < times.length; i++) {
+        if (times[i] - times[i - 1] > IDLE_MS) this.idle.push({ from: times[i - 1], to: times[i] });
+      }
+    }
+    return this.idle.find((g) => g.to - IDLE_LEAD_MS > ts) ?? null;
   }
 
   private fit(): void {

@@ -164,11 +164,15 @@ export class PlayerController implements FeedListener, TimelineHost {
 
   private newReplay(): ReplayPlayer {
     return new ReplayPlayer({
+      skipIdle: !this.info.live || this.machine?.state === 'ended',
       stage: this.ui.stage,
       store: this.store,
       speed: this.timeline.speed,
       end: () => this.end(),
-      onEnd: () => this.render(),
+      onEnd: () => {
+        if (this.machine.state === 'rewound') this.setStatus('Caught up with live: Go live (L) to follow it.');
+        this.render();
+      },
       onShow: () => this.tabBar.draw(),
     });
   }
@@ -257,6 +261,7 @@ export class PlayerController implements FeedListener, TimelineHost {
 
   /** From the live edge, rewind to `offset`; in a replay, seek. */
   seek(offset: number): void {
+    this.setStatus('');
     if (this.view.kind === 'replay') this.view.player.seek(offset);
     else if (!this.store.complete) this.startAt = offset; // opens there once the history is in
     else this.rewindTo(offset, true);
@@ -265,7 +270,8 @@ export class PlayerController implements FeedListener, TimelineHost {
 
   togglePlay(): void {
     const view = this.view;
-    if (view.kind === 'live') this.seek(this.liveEdge());
+    if (view.kind === 'live' && this.store.complete) this.rewindTo(this.liveEdge(), false); // pause here
+    else if (view.kind === 'live') this.startAt = this.liveEdge();
     else if (view.player.playing) view.player.pause();
     else view.player.play();
     this.render();
