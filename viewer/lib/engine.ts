@@ -110,7 +110,8 @@ export class ReplayPlayer {
   /** A live event, already in the store, for a rewind that goes on receiving them. */
   add(se: StreamEvent): void {
     if (se.streamId === this.shown && this.replayer) this.replayer.addEvent(se.event as never);
-    else if (this.shown === null && this.playing) this.seek(this.currentTime()); // the first tab arrived
+    else if (this.shown === null && this.playing) return this.seek(this.currentTime()); // the first tab arrived
+    if (this.playing) this.schedule(); // it may have brought a tab switch before the next wake-up
   }
 
   /** Builds the shown tab's DOM at the current time (rebuilding the Replayer when the tab changes). */

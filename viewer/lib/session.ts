@@ -146,8 +146,15 @@ export class SessionStore {
 
   /** The first tab switch stamped after `ts`, if any. */
   nextSwitch(ts: number): number | null {
-    for (const s of this.switches) if (s.ts > ts) return s.ts;
-    return null;
+    const s = this.switches;
+    let lo = 0;
+    let hi = s.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (s[mid].ts <= ts) lo = mid + 1;
+      else hi = mid;
+    }
+    return s[lo]?.ts ?? null;
   }
 
   /** Decides the dead clicks whose second has passed (`now` on the recorders' clock), or all with `final`. */
