@@ -3,6 +3,7 @@ event list (a click seeks), share links (live and replay), exact seeks to the en
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from urllib.parse import parse_qs, urlparse
 
@@ -85,6 +86,10 @@ def test_two_tabs_live_then_replay(srv: ServerProcess, browser: Browser, app_ser
     viewer = browser.new_page(viewport={"width": 1200, "height": 800})
     viewer.goto(f"{srv.http}/sessions/tabs-1")
     wait_for(lambda: len(tabs(viewer)) == 2, timeout=15, what="two tabs in the tab bar")
+    # Nobody has acted yet: the idle session shows its last event's delay, not "measuring…".
+    latency = viewer.locator('[data-testid="latency"]')
+    wait_for(lambda: re.search(r"^\d+ ms delayed \(last event\)", latency.text_content() or ""), timeout=15,
+             what="an idle session's last delay")
 
     # Follow the user (default): the player shows the tab the user acts in, live.
     add_todo(one)

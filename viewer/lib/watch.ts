@@ -91,13 +91,16 @@ export class PlayerController implements FeedListener, TimelineHost {
   // ---- history -------------------------------------------------------------------------
 
   private async loadHistory(): Promise<void> {
-    if (!(await this.store.load(this.info.id, (t) => this.setStatus(t)))) return;
+    // Live, the picture is already up: load the history quietly (the event list fills in).
+    const quiet = this.view.kind === 'live';
+    if (!(await this.store.load(this.info.id, (t) => (!quiet || t.startsWith('Could')) && this.setStatus(t)))) return;
     if (this.feed && this.store.origin !== null) this.feed.clocks.firstTimestamp = this.store.origin;
     if (!this.info.live || this.machine.state === 'ended') this.store.settle(0, true);
     if (this.store.tabs.size === 0) this.setStatus('Nothing to replay: this session has no events.');
     const at = this.startAt;
     this.startAt = null;
     if (this.view.kind === 'live') {
+      if (typeof at === 'number') this.setStatus('');
       this.view.live.pin(this.pinned); // every tab is now in the store: follow can switch
       if (typeof at === 'number') this.rewindTo(at, false);
     } else if (this.machine.state === 'replay' || this.machine.state === 'ended') {
@@ -181,6 +184,7 @@ export class PlayerController implements FeedListener, TimelineHost {
   private showLive(): void {
     this.destroyView();
     this.chrome.banner('');
+    this.setStatus('');
     const live = this.newLive();
     this.view = { kind: 'live', live };
     if (!this.store.complete) for (const se of this.feed!.backlog) live.push(se, true);
@@ -200,6 +204,7 @@ export class PlayerController implements FeedListener, TimelineHost {
   /** The session ended at the live edge: the replay view at its last frame. */
   private showEnded(): void {
     this.destroyView();
+    this.setStatus('');
     const player = this.newReplay();
     this.view = { kind: 'replay', player };
     player.pin(this.pinned);
@@ -263,7 +268,10 @@ export class PlayerController implements FeedListener, TimelineHost {
   seek(offset: number): void {
     this.setStatus('');
     if (this.view.kind === 'replay') this.view.player.seek(offset);
-    else if (!this.store.complete) this.startAt = offset; // opens there once the history is in
+    else if (!this.store.complete) {
+      this.startAt = offset; // opens there once the history is in
+      this.setStatus('Loading history…');
+    }
     else this.rewindTo(offset, true);
     this.render();
   }
@@ -271,7 +279,7 @@ export class PlayerController implements FeedListener, TimelineHost {
   togglePlay(): void {
     const view = this.view;
     if (view.kind === 'live' && this.store.complete) this.rewindTo(this.liveEdge(), false); // pause here
-    else if (view.kind === 'live') this.startAt = this.liveEdge();
+    else if (view.kind === 'live') this.seek(this.liveEdge()); // once the history is in
     else if (view.player.playing) view.player.pause();
     else view.player.play();
     this.render();
