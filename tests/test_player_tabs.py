@@ -182,7 +182,8 @@ def test_seek_to_the_end_shows_the_last_change(srv: ServerProcess, browser: Brow
     ctx = browser.new_context()
     app = ctx.new_page()
     app.goto(app_server.add("/clear.html", app_html(srv.http, "clear-1", CLEAR_PAGE)))
-    app.wait_for_timeout(300)  # the list and the removal land in different events
+    # The 20 items are stored before the one change that removes them all.
+    wait_for(lambda: "todo 20" in str(srv.get_json("/api/sessions/clear-1/events")), what="items stored")
     app.evaluate("clearAll(); 0")
     recorded = app.evaluate(f"({DOM_SHAPE})(document)")
     wait_for(lambda: "all done" in str(srv.get_json("/api/sessions/clear-1/events")), what="last change stored")

@@ -2,18 +2,20 @@
 // list both the handler and the panel read.
 import { h } from './format';
 
-/** What the shortcuts act on (the page's controller). */
-export interface KeyTarget {
-  /** Space: play/pause (at the live edge: pause = rewind paused here); false leaves the key alone. */
-  playPause(): boolean;
-  /** ← / →: move by `ms`. */
-  seekBy(ms: number): void;
-  /** L: back to live (while rewound). */
+/** What the shortcuts act on: the page's controller. */
+export interface PlayerCommands {
+  /** Play/pause (at the live edge: pause = rewind paused there). */
+  togglePlay(): void;
+  /** Go to `offset` (from the live edge: a rewind). */
+  seek(offset: number): void;
+  /** The moment on screen (the live edge while live). */
+  moment(): number;
+  /** Back to live (while rewound). */
   goLive(): void;
-  /** F: follow the user; 1–9: show tab N. */
-  follow(): void;
-  showTab(n: number): void;
-  /** C: copy a link to the moment on screen. */
+  /** Show a tab (null: follow the user). */
+  pin(streamId: string | null): void;
+  tabIds(): string[];
+  /** Copy a link to the moment on screen. */
   share(): void;
 }
 
@@ -38,8 +40,8 @@ function isShortcut(ev: KeyboardEvent): boolean {
   return true;
 }
 
-/** Routes the shortcuts to `target()`; `help` is the panel that ? toggles. */
-export function bindPlayerKeys(target: () => KeyTarget | null, help: HTMLElement): void {
+/** Routes the shortcuts to `c`; `help` is the panel that ? toggles. */
+export function bindPlayerKeys(c: PlayerCommands, help: HTMLElement): void {
   help.replaceChildren(
     h('h2', {}, 'Keyboard shortcuts'),
     h('dl', {}, ...SHORTCUTS.flatMap(([k, what]) => [h('dt', {}, h('kbd', {}, k)), h('dd', {}, what)])),
@@ -57,17 +59,16 @@ export function bindPlayerKeys(target: () => KeyTarget | null, help: HTMLElement
       help.hidden = true;
       return;
     }
-    const t = target();
-    if (!t) return;
     const key = ev.key.length === 1 ? ev.key.toLowerCase() : ev.key;
     let handled = true;
-    if (ev.key === ' ' || ev.code === 'Space') handled = t.playPause();
-    else if (key === 'ArrowLeft' || key === 'ArrowRight') t.seekBy((key === 'ArrowLeft' ? -1 : 1) * (ev.shiftKey ? 1000 : 5000));
-    else if (ev.shiftKey) handled = false;
-    else if (key === 'l') t.goLive();
-    else if (key === 'f') t.follow();
-    else if (key === 'c') t.share();
-    else if (/^[1-9]$/.test(key)) t.showTab(Number(key));
+    if (ev.key === ' ' || ev.code === 'Space') c.togglePlay();
+    else if (key === 'ArrowLeft' || key === 'ArrowRight') {
+      c.seek(Math.max(0, c.moment() + (key === 'ArrowLeft' ? -1 : 1) * (ev.shiftKey ? 1000 : 5000)));
+    } else if (ev.shiftKey) handled = false;
+    else if (key === 'l') c.goLive();
+    else if (key === 'f') c.pin(null);
+    else if (key === 'c') c.share();
+    else if (/^[1-9]$/.test(key) && c.tabIds()[Number(key) - 1] !== undefined) c.pin(c.tabIds()[Number(key) - 1]);
     else handled = false;
     if (handled) ev.preventDefault();
   });

@@ -14,9 +14,6 @@
 //          rewound --ended--> ended (the rewind plays on)
 //          ended --live-again--> rewound (Go live shows again)
 //          replay: a session that had ended before the page opened; nothing leaves it
-//
-// The page's state, as one name, is the feed's while the PM is at the live edge and the
-// view's otherwise: connecting | live | caught-up | rewound | ended | replay.
 import type { ReplayPlayer } from './engine';
 
 interface Transition<S extends string, A extends string> {
@@ -91,7 +88,7 @@ export const FEED: Table<FeedState, FeedEvent, FeedAction> = {
 export type ViewState = 'edge' | 'rewound' | 'ended' | 'replay';
 export type ViewEvent =
   | { type: 'rewind-loaded'; player: ReplayPlayer; offset: number; play: boolean } // history in: show offset
-  | { type: 'go-live' } // the Go live button, or the rewind reached the live edge
+  | { type: 'go-live' } // the Go live button (or L)
   | { type: 'ended' } // the server says the session ended (or the recorder's grace ran out)
   | { type: 'live-again' }; // the server says the session is live again
 export type ViewAction = 'showLive' | 'showRewind' | 'showReplay' | 'bannerEnded' | 'bannerLiveAgain';
@@ -110,10 +107,3 @@ export const VIEW: Table<ViewState, ViewEvent, ViewAction> = {
   },
   replay: {},
 };
-
-/** The page's state as one name. */
-export type WatchState = FeedState | Exclude<ViewState, 'edge'>;
-
-export function watchState(view: ViewState, feed: FeedState): WatchState {
-  return view === 'edge' ? feed : view;
-}

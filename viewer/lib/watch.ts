@@ -9,8 +9,8 @@ import { getSession } from './api';
 import { Timeline, type Position, type TimelineHost, type TimelineUI } from './timeline';
 import { EventList } from './eventlist';
 import { TabBar, type TabState } from './tabs';
-import { bindPlayerKeys, type KeyTarget } from './keys';
-import { Machine, VIEW, watchState, type FeedEvent, type ViewAction, type ViewEvent, type ViewState, type WatchState } from './machine';
+import { bindPlayerKeys } from './keys';
+import { Machine, VIEW, type FeedEvent, type ViewAction, type ViewEvent, type ViewState } from './machine';
 import { report } from './hook';
 import { LiveStatus } from './livestatus';
 import { Chrome, type ChromeUI } from './chrome';
@@ -68,14 +68,9 @@ export class PlayerController implements FeedListener, TimelineHost {
       void this.loadHistory();
     }
     ui.goLive.addEventListener('click', () => this.goLive());
-    bindPlayerKeys(() => this.keys(), ui.help);
+    bindPlayerKeys(this, ui.help);
     report({ currentTime: () => this.currentTime() });
     this.render();
-  }
-
-  /** The page's state: connecting | live | caught-up | rewound | ended | replay. */
-  get state(): WatchState {
-    return watchState(this.machine.state, this.feed?.state ?? 'connecting');
   }
 
   /** Position in ms from the session's first event (null at the live edge). */
@@ -93,14 +88,14 @@ export class PlayerController implements FeedListener, TimelineHost {
   private async loadHistory(): Promise<void> {
     // Live, the picture is already up: load the history quietly (the event list fills in).
     const quiet = this.view.kind === 'live';
-    if (!(await this.store.load(this.info.id, (t) => (!quiet || t.startsWith('Could')) && this.setStatus(t)))) return;
+    if (!(await this.store.load(this.info.id, (t) => (!quiet || t.startsWith('Could')) && this.chrome.status(t)))) return;
     if (this.feed && this.store.origin !== null) this.feed.clocks.firstTimestamp = this.store.origin;
     if (!this.info.live || this.machine.state === 'ended') this.store.settle(0, true);
-    if (this.store.tabs.size === 0) this.setStatus('Nothing to replay: this session has no events.');
+    if (this.store.tabs.size === 0) this.chrome.status('Nothing to replay: this session has no events.');
     const at = this.startAt;
     this.startAt = null;
     if (this.view.kind === 'live') {
-      if (typeof at === 'number') this.setStatus('');
+      if (typeof at === 'number') this.chrome.status('');
       this.view.live.pin(this.pinned); // every tab is now in the store: follow can switch
       if (typeof at === 'number') this.rewindTo(at, false);
     } else if (this.machine.state === 'replay' || this.machine.state === 'ended') {
@@ -120,7 +115,7 @@ export class PlayerController implements FeedListener, TimelineHost {
   }
 
   onFeed(event: FeedEvent): void {
-    if (event.type === 'open' && !this.feed!.waiting) this.setStatus('');
+    if (event.type === 'open' && !this.feed!.waiting) this.chrome.status('');
     if (event.type === 'caughtup') {
       if (this.view.kind === 'live') this.view.live.player.flush();
       this.liveStatus!.caughtUp();
@@ -130,9 +125,9 @@ export class PlayerController implements FeedListener, TimelineHost {
       }
     }
     if (event.type === 'down') {
-      if (event.code === CLOSE_UNKNOWN_SESSION) this.setStatus('This session is no longer known to the server.');
+      if (event.code === CLOSE_UNKNOWN_SESSION) this.chrome.status('This session is no longer known to the server.');
       else if (event.code === 1000 && this.machine.state === 'ended') this.feed!.close(); // not live: nothing will come
-      else if (this.machine.state !== 'ended') this.setStatus('Connection lost — reconnecting…');
+      else if (this.machine.state !== 'ended') this.chrome.status('Connection lost — reconnecting…');
     }
     this.render();
   }
@@ -151,7 +146,7 @@ export class PlayerController implements FeedListener, TimelineHost {
   }
 
   onStatus(text: string): void {
-    this.setStatus(text);
+    this.chrome.status(text);
   }
 
   onLiveAgain(): void {
@@ -173,7 +168,7 @@ export class PlayerController implements FeedListener, TimelineHost {
       speed: this.timeline.speed,
       end: () => this.end(),
       onEnd: () => {
-        if (this.machine.state === 'rewound') this.setStatus('Caught up with live: Go live (L) to follow it.');
+        if (this.machine.state === 'rewound') this.chrome.status('Caught up with live: Go live (L) to follow it.');
         this.render();
       },
       onShow: () => this.tabBar.draw(),
@@ -184,7 +179,7 @@ export class PlayerController implements FeedListener, TimelineHost {
   private showLive(): void {
     this.destroyView();
     this.chrome.banner('');
-    this.setStatus('');
+    this.chrome.status('');
     const live = this.newLive();
     this.view = { kind: 'live', live };
     if (!this.store.complete) for (const se of this.feed!.backlog) live.push(se, true);
@@ -204,7 +199,7 @@ export class PlayerController implements FeedListener, TimelineHost {
   /** The session ended at the live edge: the replay view at its last frame. */
   private showEnded(): void {
     this.destroyView();
-    this.setStatus('');
+    this.chrome.status('');
     const player = this.newReplay();
     this.view = { kind: 'replay', player };
     player.pin(this.pinned);
@@ -222,7 +217,7 @@ export class PlayerController implements FeedListener, TimelineHost {
     if (!this.machine.send({ type: 'rewind-loaded', player, offset, play })) player.destroy();
   }
 
-  private goLive(): void {
+  goLive(): void {
     this.machine.send({ type: 'go-live' });
   }
 
@@ -266,11 +261,11 @@ export class PlayerController implements FeedListener, TimelineHost {
 
   /** From the live edge, rewind to `offset`; in a replay, seek. */
   seek(offset: number): void {
-    this.setStatus('');
+    this.chrome.status('');
     if (this.view.kind === 'replay') this.view.player.seek(offset);
     else if (!this.store.complete) {
       this.startAt = offset; // opens there once the history is in
-      this.setStatus('Loading history…');
+      this.chrome.status('Loading history…');
     }
     else this.rewindTo(offset, true);
     this.render();
@@ -307,18 +302,13 @@ export class PlayerController implements FeedListener, TimelineHost {
     this.tabBar.draw();
   }
 
-  private keys(): KeyTarget {
-    return {
-      playPause: () => (this.togglePlay(), true),
-      seekBy: (ms) => this.seek(Math.max(0, this.moment() + ms)),
-      goLive: () => this.goLive(),
-      follow: () => this.pin(null),
-      showTab: (n) => {
-        const id = [...this.store.tabs.keys()][n - 1];
-        if (id !== undefined) this.pin(id);
-      },
-      share: () => this.ui.share.click(),
-    };
+  /** The tabs' stream ids, in order (keys 1-9). */
+  tabIds(): string[] {
+    return [...this.store.tabs.keys()];
+  }
+
+  share(): void {
+    this.ui.share.click();
   }
 
   // ---- what the page shows -------------------------------------------------------------
@@ -330,7 +320,4 @@ export class PlayerController implements FeedListener, TimelineHost {
     this.tabBar.draw();
   }
 
-  private setStatus(text: string): void {
-    this.chrome.status(text);
-  }
 }
