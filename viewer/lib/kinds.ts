@@ -18,11 +18,13 @@ function incremental(e: RREvent): Record<string, unknown> | null {
   return e.type === EventType.IncrementalSnapshot && isObject(e.data) ? e.data : null;
 }
 
-/** A click's target node id and position, or null. */
-export function clickOf(e: RREvent): { id: number; x: number; y: number } | null {
+/** A click's target node id, position and the control's text the recorder sent (if any), or null. */
+export function clickOf(e: RREvent): { id: number; x: number; y: number; hasXY: boolean; text: string } | null {
   const d = incremental(e);
   if (!d || d.source !== IncrementalSource.MouseInteraction || d.type !== MouseInteractions.Click) return null;
-  return { id: Number(d.id), x: Number(d.x) || 0, y: Number(d.y) || 0 };
+  const hasXY = typeof d.x === 'number' && typeof d.y === 'number' && Number.isFinite(d.x) && Number.isFinite(d.y);
+  const text = typeof d.text === 'string' ? d.text.replace(/\s+/g, ' ').trim() : '';
+  return { id: Number(d.id), x: hasXY ? Number(d.x) : 0, y: hasXY ? Number(d.y) : 0, hasXY, text };
 }
 
 /** An Input event's node id and text (masked by the recorder), or null. */

@@ -80,13 +80,13 @@ export class NodeIndex {
     return out;
   }
 
-  /** What a PM would call the element: its visible text, else a CSS-like selector. */
-  label(id: number): string {
+  /** What a PM would call the element: its visible text, else (or with `text` false) a CSS-like selector. */
+  label(id: number, text = true): string {
     const n = this.nodes.get(id);
     if (!n) return `node ${id}`;
-    const text = this.textOf(id).replace(/\s+/g, ' ').trim();
+    if (!text) return selector(n);
     const a = n.attrs;
-    const named = text || String(a['aria-label'] ?? a.title ?? a.placeholder ?? a.alt ?? a.value ?? '').trim();
+    const named = this.textOf(id).replace(/\s+/g, ' ').trim() || String(a['aria-label'] ?? a.title ?? a.placeholder ?? a.alt ?? a.value ?? '').trim();
     const sel = selector(n);
     if (!named) return sel;
     const quoted = named.length > MAX_LABEL ? named.slice(0, MAX_LABEL - 1) + '…' : named;

@@ -157,11 +157,6 @@ export class SessionStore {
     return s[lo]?.ts ?? null;
   }
 
-  /** Decides the dead clicks whose second has passed (`now` on the recorders' clock), or all with `final`. */
-  settle(now: number, final = false): void {
-    for (const [streamId, sig] of this.signals) this.signalMarkers(streamId, sig.settle(now, [], final));
-  }
-
   private derive(tab: Tab, e: RREvent): void {
     const nodes = this.nodes.get(tab.id)!;
     if (e.type === EventType.Meta && isObject(e.data)) {
@@ -174,7 +169,11 @@ export class SessionStore {
     } else if (e.type === EventType.IncrementalSnapshot && isObject(e.data)) {
       if (e.data.source === IncrementalSource.Mutation) nodes.mutation(e.data);
       const click = clickOf(e);
-      if (click) this.addItem({ kind: 'click', streamId: tab.id, ts: e.timestamp, text: nodes.label(click.id), nodeId: click.id });
+      if (click) {
+        // The recorder's own text for the control (masked by its privacy options), else our mirror's.
+        const text = click.text ? `"${click.text.slice(0, 60)}" (${nodes.label(click.id, false)})` : nodes.label(click.id);
+        this.addItem({ kind: 'click', streamId: tab.id, ts: e.timestamp, text, nodeId: click.id });
+      }
       const input = inputOf(e);
       if (input) this.addInput(tab.id, e.timestamp, input.id, input.text, nodes);
     } else {

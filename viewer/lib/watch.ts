@@ -90,7 +90,6 @@ export class PlayerController implements FeedListener, TimelineHost {
     const quiet = this.view.kind === 'live';
     if (!(await this.store.load(this.info.id, (t) => (!quiet || t.startsWith('Could')) && this.chrome.status(t)))) return;
     if (this.feed && this.store.origin !== null) this.feed.clocks.firstTimestamp = this.store.origin;
-    if (!this.info.live || this.machine.state === 'ended') this.store.settle(0, true);
     if (this.store.tabs.size === 0) this.chrome.status('Nothing to replay: this session has no events.');
     const at = this.startAt;
     this.startAt = null;
@@ -255,7 +254,6 @@ export class PlayerController implements FeedListener, TimelineHost {
 
   onDraw(offset: number, live: boolean): void {
     this.eventList.follow(live ? Infinity : offset);
-    if (live && this.store.origin !== null && this.store.complete) this.store.settle(this.store.origin + offset - 100);
     this.tabBar.draw();
   }
 
