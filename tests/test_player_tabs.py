@@ -3,8 +3,10 @@ event list (a click seeks), share links (live and replay), exact seeks to the en
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
+from urllib.error import HTTPError
 from urllib.parse import parse_qs, urlparse
 
 import pytest
@@ -39,9 +41,12 @@ def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     s.stop()
 
 
-def ui(page: Page, js: str) -> object:
-    """Evaluate `js` in the player page."""
-    return page.evaluate(js)
+def stored(srv: ServerProcess, sid: str) -> str:
+    """The session's stored events as text ('' while the server does not know the session yet)."""
+    try:
+        return json.dumps(srv.get_json(f"/api/sessions/{sid}/events"))
+    except HTTPError:
+        return ""
 
 
 def tabs(page: Page) -> list[dict]:
@@ -183,10 +188,10 @@ def test_seek_to_the_end_shows_the_last_change(srv: ServerProcess, browser: Brow
     app = ctx.new_page()
     app.goto(app_server.add("/clear.html", app_html(srv.http, "clear-1", CLEAR_PAGE)))
     # The 20 items are stored before the one change that removes them all.
-    wait_for(lambda: "todo 20" in str(srv.get_json("/api/sessions/clear-1/events")), what="items stored")
+    wait_for(lambda: "todo 20" in stored(srv, "clear-1"), what="items stored")
     app.evaluate("clearAll(); 0")
     recorded = app.evaluate(f"({DOM_SHAPE})(document)")
-    wait_for(lambda: "all done" in str(srv.get_json("/api/sessions/clear-1/events")), what="last change stored")
+    wait_for(lambda: "all done" in stored(srv, "clear-1"), what="last change stored")
     ctx.close()
     wait_for(lambda: srv.get_json("/api/sessions/clear-1")["live"] is False, timeout=15, what="ended")
 
