@@ -16,7 +16,7 @@ import pytest
 from playwright.sync_api import Browser, Page
 
 from streamdom.testing import ServerProcess
-from tests.browser import replayer_text, screenshot_dir
+from tests.browser import AppServer, app_html, replayer_text, screenshot_dir
 from tests.helpers import TEST_SERVER_ARGS, Recorder, event, wait_for
 
 SID = "markers-1"
@@ -127,9 +127,8 @@ def test_markers_and_event_list_live_and_replay(srv: ServerProcess, browser: Bro
     replay.goto(f"{srv.http}/sessions/{SID}?t=0")
     wait_for(lambda: len(listed(replay)) == 9, timeout=15, what="replay's event list")
     assert markers(replay) == {"error": 1, "network": 1, "rage": 1, "dead": 3}
-    summary = srv.get_json(f"/api/sessions/{SID}")
-    if "rage_clicks" in summary:  # the server's counts (pm-data): one rule, the same figures
-        assert (summary["rage_clicks"], summary["dead_clicks"]) == (1, 3)
+    summary = srv.get_json(f"/api/sessions/{SID}")  # the server's counts: one rule, the same figures
+    assert (summary["rage_clicks"], summary["dead_clicks"], summary["errors"]) == (1, 3, 1)
     shots = screenshot_dir()
     shots.mkdir(parents=True, exist_ok=True)
     replay.screenshot(path=str(shots / "player-markers.png"))
@@ -141,4 +140,37 @@ def test_markers_and_event_list_live_and_replay(srv: ServerProcess, browser: Bro
     error.dispatch_event("click")  # markers of one moment overlap: the topmost would take a real click
     offset = int(error.get_attribute("data-offset") or -1)
     wait_for(lambda: abs(replay.evaluate("window.__streamdom.currentTime()") - offset) <= 1, what="marker seeks")
+    replay.close()
+
+
+# A real page, recorded by the real recorder: a button that throws, one that fetches a missing URL.
+FAILING_PAGE = """<button id="boom">Pay</button><button id="load">Load</button>
+<script>
+document.getElementById('boom').addEventListener('click', () => { throw new TypeError('payment is undefined'); });
+document.getElementById('load').addEventListener('click', () => { fetch('/missing.json').catch(() => {}); });
+</script>"""
+
+
+def test_a_thrown_error_and_a_failed_fetch_are_marked(srv: ServerProcess, browser: Browser,
+                                                      app_server: AppServer) -> None:
+    sid = "markers-real"
+    ctx = browser.new_context()
+    page = ctx.new_page()
+    page.goto(app_server.add(f"/{sid}.html", app_html(srv.http, sid, FAILING_PAGE)))
+    page.wait_for_function("window.StreamDOM && StreamDOM.status().connected")
+    page.click("#boom")
+    page.click("#load")
+    wait_for(lambda: srv.get_json(f"/api/sessions/{sid}")["network_errors"] == 1, what="the failed fetch stored")
+    ctx.close()
+    wait_for(lambda: srv.get_json(f"/api/sessions/{sid}")["live"] is False, timeout=15, what="ended")
+
+    replay = browser.new_page()
+    replay.goto(f"{srv.http}/sessions/{sid}?t=0")
+    wait_for(lambda: markers(replay).get("error") == 1 and markers(replay).get("network") == 1,
+             timeout=15, what="error and network markers")
+    items = listed(replay)
+    assert any(k == "error" and "payment is undefined" in text for k, text in items), items
+    assert any(k == "network" and "/missing.json" in text and "404" in text for k, text in items), items
+    summary = srv.get_json(f"/api/sessions/{sid}")
+    assert (summary["errors"], summary["network_errors"]) == (markers(replay)["error"], markers(replay)["network"])
     replay.close()

@@ -13,7 +13,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page
 
 from streamdom.testing import ServerProcess
-from tests.browser import AppServer, app_html, replayer_text, screenshot_dir
+from tests.browser import AppServer, app_html, replayer_text
 from tests.helpers import TEST_SERVER_ARGS, wait_for
 
 # One page per tab: its <h1> names the tab; typing a todo and pressing Add appends an <li>.
@@ -139,9 +139,6 @@ def test_two_tabs_live_then_replay(srv: ServerProcess, browser: Browser, app_ser
     for i, want in enumerate(["Tab one", "Tab two", "Tab one", "Tab two"]):
         clicks.nth(i).click()  # seeks to the click: the tab the user was in shows
         wait_for(lambda w=want: shown_title(replay) == w, what=f"{want} at click {i + 1}")
-    shots = screenshot_dir()
-    shots.mkdir(parents=True, exist_ok=True)
-    replay.screenshot(path=str(shots / "player.png"))  # the README's: two tabs, events, markers
     replay.click(f'[data-testid="tab"][data-stream-id="{one_id}"]')
     wait_for(lambda: shown_title(replay) == "Tab one" and replayer_text(replay, "#list") == "item 1item 2",
              what="pinned tab one in replay")
