@@ -17,7 +17,13 @@ from playwright.sync_api import Browser, Page
 
 from streamdom.testing import ServerProcess
 from tests.browser import AppServer, app_html, replayer_text, screenshot_dir
-from tests.helpers import TEST_SERVER_ARGS, Recorder, event, wait_for
+from tests.helpers import TEST_SERVER_ARGS, Recorder, event
+from tests.helpers import wait_for as _wait_for
+
+
+def wait_for(pred: Any, timeout: float = 30, what: str = "condition") -> Any:
+    """tests.helpers.wait_for with at least 30 s: pages, recorders and viewers share a loaded machine."""
+    return _wait_for(pred, timeout=max(timeout, 30), what=what)
 
 SID = "markers-1"
 DOC = {"type": 0, "id": 1, "childNodes": [
@@ -167,7 +173,7 @@ def test_a_thrown_error_and_a_failed_fetch_are_marked(srv: ServerProcess, browse
     replay = browser.new_page()
     replay.goto(f"{srv.http}/sessions/{sid}?t=0")
     wait_for(lambda: markers(replay).get("error") == 1 and markers(replay).get("network") == 1,
-             timeout=15, what="error and network markers")
+             what="error and network markers (a short session: under a second)")
     items = listed(replay)
     assert any(k == "error" and "payment is undefined" in text for k, text in items), items
     assert any(k == "network" and "/missing.json" in text and "404" in text for k, text in items), items

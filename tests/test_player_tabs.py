@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from typing import Any
 from urllib.error import HTTPError
 from urllib.parse import parse_qs, urlparse
 
@@ -14,7 +15,13 @@ from playwright.sync_api import Browser, BrowserContext, Page
 
 from streamdom.testing import ServerProcess
 from tests.browser import AppServer, app_html, replayer_text
-from tests.helpers import TEST_SERVER_ARGS, wait_for
+from tests.helpers import TEST_SERVER_ARGS
+from tests.helpers import wait_for as _wait_for
+
+
+def wait_for(pred: Any, timeout: float = 30, what: str = "condition") -> Any:
+    """tests.helpers.wait_for with at least 30 s: pages, recorders and viewers share a loaded machine."""
+    return _wait_for(pred, timeout=max(timeout, 30), what=what)
 
 # One page per tab: its <h1> names the tab; typing a todo and pressing Add appends an <li>.
 TAB_PAGE = """<h1 id="title">%s</h1><input id="new" placeholder="What needs doing?">
@@ -39,6 +46,14 @@ def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     s = ServerProcess(tmp_path_factory.mktemp("tabs") / "data", *TEST_SERVER_ARGS).start()
     yield s
     s.stop()
+
+
+def stored_summary(srv: ServerProcess, sid: str) -> dict:
+    """The session's summary ({} while the server does not know it yet)."""
+    try:
+        return srv.get_json(f"/api/sessions/{sid}")
+    except HTTPError:
+        return {}
 
 
 def stored(srv: ServerProcess, sid: str) -> str:
@@ -73,6 +88,9 @@ def open_tabs(browser: Browser, app: AppServer, srv: ServerProcess, sid: str) ->
     one.goto(app.add(f"/{sid}-1.html", app_html(srv.http, sid, TAB_PAGE % "Tab one")))
     two = ctx.new_page()
     two.goto(app.add(f"/{sid}-2.html", app_html(srv.http, sid, TAB_PAGE % "Tab two")))
+    # The player's URL is a 404 page until the server knows the session.
+    wait_for(lambda: "live" in stored_summary(srv, sid) and len(srv.get_json(f"/api/sessions/{sid}/events?meta=1")) >= 2,
+             timeout=15, what="the session known")
     return ctx, one, two
 
 
@@ -157,7 +175,7 @@ def test_event_list_click_seeks_and_share_round_trips(srv: ServerProcess, browse
     page.goto(f"{srv.http}/sessions/tabs-2?t=0")
     clicks = page.locator('[data-testid="event"][data-kind="click"]')
     wait_for(lambda: clicks.count() == 3, timeout=15, what="three clicks listed")
-    assert 'button "Add"' in clicks.nth(1).inner_text()
+    assert '"Add" (button#add)' in clicks.nth(1).inner_text()  # the recorder's text, our selector
     # Tab two's page load: the player seeks there and shows tab two (the user's tab then).
     page.locator('[data-testid="event"][data-kind="page"]').nth(1).click()
     wait_for(lambda: shown_title(page) == "Tab two", what="seek to tab two's page load")

@@ -44,7 +44,7 @@ export class Timeline {
   private debounce: ReturnType<typeof setTimeout> | undefined;
   private tick: ReturnType<typeof setTimeout> | undefined;
   private markerList: Marker[] = [];
-  private markersFor = -1; // the total the markers were laid out for
+  private markersFor = -Infinity; // the total the markers were laid out for (-Infinity: redo)
 
   constructor(private readonly ui: TimelineUI, private readonly host: TimelineHost) {
     const { timeline, speed, playToggle } = ui;
@@ -76,13 +76,13 @@ export class Timeline {
 
   setMarkers(list: readonly Marker[]): void {
     this.markerList = list.slice();
-    this.markersFor = -1;
+    this.markersFor = -Infinity;
     this.draw();
   }
 
   addMarker(m: Marker): void {
     this.markerList.push(m);
-    this.markersFor = -1;
+    this.markersFor = -Infinity;
   }
 
   private onSlider(): void {
