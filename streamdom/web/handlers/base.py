@@ -40,6 +40,8 @@ PAGE_HEADERS = {
 }
 
 
+_INT = re.compile(r"-?[0-9]{1,16}")  # an integer query argument: digits, nothing else
+
 class PageError(HTTPError):
     """An HTTP error of a viewer page, with what the styled error page tells the PM."""
 
@@ -181,18 +183,16 @@ class ViewerHandler(PageHeaders, ServicesMixin, RequestHandler):
             raise HTTPError(404, reason="unknown session")
         return found
 
-    def int_arg(self, name: str, default: int | None, low: int, high: int) -> int | None:
-        """An integer query argument in [low, high], or 400."""
+    def int_arg(self, name: str, default: int | None, low: int, high: int = 2**53) -> int | None:
+        """An integer query argument in [low, high] (plain digits only), or 400."""
         raw = self.get_query_argument(name, None)
         if raw is None or raw == "":
             return default
-        try:
-            value = int(raw)
-        except ValueError:
-            raise HTTPError(400, reason=f"{name} must be an integer") from None
-        if not low <= value <= high:
-            raise HTTPError(400, reason=f"{name} must be between {low} and {high}")
-        return value
+        # int() would also take " 5", "+5" and "1_000": a query string holds digits or is wrong.
+        if not _INT.fullmatch(raw) or not low <= int(raw) <= high:
+            bound = f"{low}..{high}" if high < 2**53 else f">= {low}"
+            raise HTTPError(400, reason=f"{name} must be an integer {bound}")
+        return int(raw)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """Errors of /api/* as JSON, of pages as the styled error page."""
