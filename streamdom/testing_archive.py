@@ -56,7 +56,8 @@ class SeaweedS3:
         """The S3 endpoint URL."""
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, buckets: tuple[str, ...] = ("streamdom",), timeout: float = 60.0) -> SeaweedS3:
+    def start(self, buckets: tuple[str, ...] = ("streamdom",), timeout: float = 60.0,
+              retries: int = 3) -> SeaweedS3:
         """Start on free ports and wait until S3 answers."""
         self.root.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
@@ -81,7 +82,11 @@ class SeaweedS3:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"weed exited: {(self.root / 'weed.log').read_text()[-2000:]}")
+                out = (self.root / "weed.log").read_text()
+                if "Port allocation failed" in out and retries > 0:
+                    # Another process took one of its ports since free_port(): pick new ones.
+                    return self.start(buckets, deadline - time.monotonic(), retries - 1)
+                raise RuntimeError(f"weed exited: {out[-2000:]}")
             if self._bucket_ready(buckets[0]):
                 return self
             time.sleep(0.2)
