@@ -111,10 +111,10 @@ class Recorder:
             self.conn.close()
 
 
-def record(ws_url: str, session_id: str, events: list[dict]) -> str:
+def record(ws_url: str, session_id: str, events: list[dict], stream_id: str = "s1") -> str:
     """Record `events` as one stream (seqs 1..n); once all are acknowledged, return its resume secret."""
     async def go() -> str:
-        rec = Recorder(ws_url, session_id)
+        rec = Recorder(ws_url, session_id, stream_id)
         await rec.connect()
         await rec.send_events(1, events)
         await rec.wait_ack(len(events))

@@ -3,19 +3,22 @@ event list (a click seeks), share links (live and replay), exact seeks to the en
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.error import HTTPError
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page
+from playwright.sync_api import Browser, BrowserContext, Page, Route
 
 from streamdom.testing import ServerProcess
 from tests.browser import AppServer, app_html, replayer_text
-from tests.helpers import TEST_SERVER_ARGS
+from tests.helpers import TEST_SERVER_ARGS, Recorder, record, session_events
 from tests.helpers import wait_for as _wait_for
 
 
@@ -162,6 +165,80 @@ def test_two_tabs_live_then_replay(srv: ServerProcess, browser: Browser, app_ser
              what="pinned tab one in replay")
     assert next(t for t in tabs(replay) if t["id"] == one_id)["active"]
     replay.close()
+
+
+def test_tabs_numbered_in_the_order_the_user_opened_them(srv: ServerProcess, browser: Browser) -> None:
+    """The tab opened second reached the server first (a slow first tab): it is still tab 2, and
+    every item's offset counts from the first tab's start."""
+    t0 = int(time.time() * 1000) - 60_000
+    record(srv.ws, "tabs-order", session_events(4, t0 + 5_000, href="http://app.test/second"), stream_id="b")
+    record(srv.ws, "tabs-order", session_events(4, t0, href="http://app.test/first"), stream_id="a")
+    wait_for(lambda: srv.get_json("/api/sessions/tabs-order")["live"] is False, what="ended")
+    page = browser.new_page(viewport={"width": 1200, "height": 800})
+    page.goto(f"{srv.http}/sessions/tabs-order?t=0")
+    pages = page.locator('[data-testid="event"][data-kind="page"]')
+    wait_for(lambda: pages.count() == 2 and len(tabs(page)) == 2, timeout=15, what="both page loads listed")
+    listed = page.evaluate("""[...document.querySelectorAll('[data-testid="event"][data-kind="page"]')]
+        .map(e => [e.querySelector('.ev-text').textContent, e.querySelector('.ev-tab').textContent,
+                   Number(e.dataset.offset)])""")
+    # The page load is listed at its full snapshot, 1 ms after its Meta.
+    assert listed == [["http://app.test/first", "tab 1", 1], ["http://app.test/second", "tab 2", 5_001]], listed
+    assert [t["id"] for t in tabs(page)] == ["a", "b"]
+    page.close()
+
+
+def open_stream(srv: ServerProcess, sid: str, stream_id: str, events: list[dict]) -> Callable[[], None]:
+    """Record `events` on a stream that stays connected; return what closes it."""
+    acked, close = threading.Event(), threading.Event()
+
+    async def go() -> None:
+        rec = Recorder(srv.ws, sid, stream_id)
+        await rec.connect()
+        await rec.send_events(1, events)
+        await rec.wait_ack(len(events))
+        acked.set()
+        await asyncio.to_thread(close.wait)
+        rec.close()
+
+    thread = threading.Thread(target=asyncio.run, args=(go(),))
+    thread.start()
+    assert acked.wait(30), "the stream's events were not acknowledged"
+
+    def stop() -> None:
+        close.set()
+        thread.join()
+    return stop
+
+
+def test_a_session_ending_as_the_player_opens_replays(srv: ServerProcess, browser: Browser) -> None:
+    """The page's summary said live, but the session ended before the live feed said hello, so no
+    backlog will come: the player loads the history itself and opens at ?t=."""
+    sid = "ends-on-open"
+    t0 = int(time.time() * 1000) - 60_000
+    record(srv.ws, sid, session_events(4, t0, href="http://app.test/earlier"), stream_id="a")
+    wait_for(lambda: srv.get_json(f"/api/sessions/{sid}")["live"] is False, what="first stream ended")
+    said_live: list[bool] = []
+
+    def stale_summary(route: Route) -> None:
+        if said_live:
+            route.continue_()
+            return
+        stop = open_stream(srv, sid, "b", session_events(4, t0 + 5_000, href="http://app.test/later"))
+        response = route.fetch()  # the session is live now: the page acts on this answer
+        said_live.append(response.json()["live"])
+        stop()
+        wait_for(lambda: srv.get_json(f"/api/sessions/{sid}")["live"] is False, what="ended again")
+        route.fulfill(response=response)
+
+    page = browser.new_page(viewport={"width": 1200, "height": 800})
+    page.route(lambda url: urlparse(url).path == f"/api/sessions/{sid}", stale_summary)
+    page.goto(f"{srv.http}/sessions/{sid}?t=0")
+    pages = page.locator('[data-testid="event"][data-kind="page"]')
+    wait_for(lambda: pages.count() == 2, what="the history loaded")
+    assert said_live == [True]
+    wait_for(lambda: page.evaluate("window.__streamdom.mode") == "replay", what="replay")
+    assert page.evaluate("window.__streamdom.currentTime()") == 0
+    page.close()
 
 
 def test_event_list_click_seeks_and_share_round_trips(srv: ServerProcess, browser: Browser,

@@ -38,9 +38,23 @@ export class EventList {
     root.replaceChildren(chips, this.list);
     root.dataset.testid = 'event-list';
     for (let i = 0; i < store.items.length; i++) this.onItem(store.items[i], i, false);
-    const tabs = () => root.classList.toggle('single-tab', store.tabs.size < 2);
+    let drawnFor = this.layoutKey();
+    const tabs = () => {
+      root.classList.toggle('single-tab', store.tabs.size < 2);
+      // A tab opened earlier than those already shown renumbers the tabs and may move the
+      // session's start: redraw the items' numbers and offsets (tabs appear rarely).
+      const key = this.layoutKey();
+      if (key === drawnFor) return;
+      drawnFor = key;
+      for (let i = 0; i < this.els.length; i++) this.onItem(store.items[i], i, true);
+    };
     tabs();
     store.listen({ item: (item, index, changed) => this.onItem(item, index, changed), tabs });
+  }
+
+  /** What the items' tab numbers and offsets depend on. */
+  private layoutKey(): string {
+    return `${[...this.store.tabs.keys()].join(' ')}@${this.store.origin}`;
   }
 
   private onItem(item: Item, index: number, changed: boolean): void {

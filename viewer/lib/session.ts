@@ -108,9 +108,11 @@ export class SessionStore {
     const e = se.event;
     let tab = this.tabs.get(se.streamId);
     if (tab && se.seq <= tab.seq) return false;
+    // Before a new tab is announced, so that listeners see the session's start it brings.
+    if (this.origin === null || e.timestamp < this.origin) this.origin = e.timestamp;
     if (!tab) {
       tab = { id: se.streamId, href: '', first: e.timestamp, last: e.timestamp, events: [], seq: 0 };
-      this.tabs.set(se.streamId, tab);
+      this.insertTab(tab);
       this.nodes.set(se.streamId, new NodeIndex());
       this.signals.set(se.streamId, new ClickSignals());
       this.emitTabs();
@@ -119,7 +121,6 @@ export class SessionStore {
     tab.events.push(e);
     tab.last = Math.max(tab.last, e.timestamp);
     this.latest = Math.max(this.latest, e.timestamp);
-    if (this.origin === null || e.timestamp < this.origin) this.origin = e.timestamp;
     this.derive(tab, e);
     return true;
   }
@@ -219,6 +220,15 @@ export class SessionStore {
   private addMarker(m: Marker): void {
     this.markers.push(m);
     for (const l of this.listeners) l.marker?.(m);
+  }
+
+  /** Keeps tabs in the order the user opened them (their first events' times), whichever
+   * stream's events the server happened to send first. */
+  private insertTab(tab: Tab): void {
+    const later = [...this.tabs.values()].filter((t) => t.first > tab.first);
+    for (const t of later) this.tabs.delete(t.id);
+    this.tabs.set(tab.id, tab);
+    for (const t of later) this.tabs.set(t.id, t);
   }
 
   private emitTabs(): void {

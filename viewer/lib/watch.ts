@@ -65,7 +65,7 @@ export class PlayerController implements FeedListener, TimelineHost {
     } else {
       this.view = { kind: 'replay', player: this.newReplay() };
       this.machine = new Machine(VIEW, 'replay', actions, () => this.render());
-      void this.loadHistory();
+      this.ensureHistory();
     }
     ui.goLive.addEventListener('click', () => this.goLive());
     bindPlayerKeys(this, ui.help);
@@ -84,6 +84,13 @@ export class PlayerController implements FeedListener, TimelineHost {
   }
 
   // ---- history -------------------------------------------------------------------------
+
+  /** Loads the history, once. */
+  private ensureHistory(): void {
+    if (this.loadingHistory) return;
+    this.loadingHistory = true;
+    void this.loadHistory();
+  }
 
   private async loadHistory(): Promise<void> {
     // Live, the picture is already up: load the history quietly (the event list fills in).
@@ -118,10 +125,7 @@ export class PlayerController implements FeedListener, TimelineHost {
     if (event.type === 'caughtup') {
       if (this.view.kind === 'live') this.view.live.player.flush();
       this.liveStatus!.caughtUp();
-      if (!this.store.complete && !this.loadingHistory) {
-        this.loadingHistory = true; // after the backlog: history + what follows leave no gap
-        void this.loadHistory();
-      }
+      this.ensureHistory(); // after the backlog: history + what follows leave no gap
     }
     if (event.type === 'down') {
       if (event.code === CLOSE_UNKNOWN_SESSION) this.chrome.status('This session is no longer known to the server.');
@@ -202,8 +206,14 @@ export class PlayerController implements FeedListener, TimelineHost {
     const player = this.newReplay();
     this.view = { kind: 'replay', player };
     player.pin(this.pinned);
-    if (!this.store.complete) this.startAt = 'end';
-    else player.seek(this.end());
+    if (this.store.complete) {
+      player.seek(this.end());
+      return;
+    }
+    // A moment asked for (?t=) still holds; else the last frame. The session may have ended
+    // before the feed caught up (it was live when the page asked): no backlog will come.
+    this.startAt ??= 'end';
+    this.ensureHistory();
   }
 
   private destroyView(): void {
