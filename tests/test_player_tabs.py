@@ -231,6 +231,8 @@ def test_a_session_ending_as_the_player_opens_replays(srv: ServerProcess, browse
         route.fulfill(response=response)
 
     page = browser.new_page(viewport={"width": 1200, "height": 800})
+    feeds: list[str] = []
+    page.on("websocket", lambda ws: feeds.append(ws.url))
     page.route(lambda url: urlparse(url).path == f"/api/sessions/{sid}", stale_summary)
     page.goto(f"{srv.http}/sessions/{sid}?t=0")
     pages = page.locator('[data-testid="event"][data-kind="page"]')
@@ -238,6 +240,10 @@ def test_a_session_ending_as_the_player_opens_replays(srv: ServerProcess, browse
     assert said_live == [True]
     wait_for(lambda: page.evaluate("window.__streamdom.mode") == "replay", what="replay")
     assert page.evaluate("window.__streamdom.currentTime()") == 0
+    # The feed said "not live" and closed (1000): it stays closed. A reconnect would come within
+    # ~0.6 s (ws.ts' first backoff), so 2 s without one shows there is no reconnect loop.
+    page.wait_for_timeout(2000)
+    assert [urlparse(u).path for u in feeds] == [f"/watch/{sid}"], feeds
     page.close()
 
 
