@@ -4,7 +4,7 @@ A StreamDOM server runs in a subprocess on a fresh data dir; a small shop app on
 server records itself with the server's /streamdom.js. Each session is a real browser context:
 users identify themselves, click (a rage click, a dead click), throw an error, fail a request,
 open a second tab; one stays open (LIVE). Then the list (1280 px and 390 px wide) and the player
-are captured, so the README's pictures can be made again after any change to the viewer:
+are captured (live, and a finished session's replay), so the README's pictures can be made again after any change to the viewer:
 
     .venv/bin/python benchmarks/screenshots.py [--out docs/screenshots] [--only list|player]
 """
@@ -23,6 +23,7 @@ from support import CHROMIUM, CHROMIUM_ARGS, ROOT, PageServer, ServerProcess
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
 
+REPLAYED = "pricing-d04e"  # ends with a failed request and an error: the replay screenshot
 HOST = "shop.acme.test"  # mapped to 127.0.0.1 by Chromium's host resolver rules
 FIREFOX = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:125.0) Gecko/20100101 Firefox/125.0"
 SAFARI = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 "
@@ -56,7 +57,7 @@ document.getElementById('pay').onclick = async () => {
 
 
 def wait_for(pred: Any, timeout: float = 30, what: str = "condition") -> None:
-    """Poll `pred` until true."""
+    """Poll `pred` until true (the viewer's CSP forbids eval, so no page.wait_for_function there)."""
     deadline = time.monotonic() + timeout
     while not pred():
         if time.monotonic() > deadline:
@@ -103,8 +104,12 @@ def act(browser: Browser, app: PageServer) -> tuple[list[Page], str]:
     signup.click("#add")
     signup.wait_for_timeout(300)
 
-    blog = recorded(browser, app, "pricing-d04e", "Pricing", SAFARI, (390, 700))
+    blog = recorded(browser, app, REPLAYED, "Pricing", SAFARI, (390, 700))
     blog.click("#add")
+    blog.wait_for_timeout(1500)
+    for _ in range(4):  # spread out: the replay's markers stand apart on its timeline
+        blog.click("#coupon", delay=20)
+    blog.wait_for_timeout(1500)
     blog.click("#pay")
     blog.wait_for_timeout(600)
 
@@ -159,8 +164,9 @@ def capture(browser: Browser, server: ServerProcess, featured: str, only: str | 
         for name, width, height in (("list.png", 1280, 640), ("list-390.png", 390, 844)):
             page = browser.new_page(viewport={"width": width, "height": height}, device_scale_factor=1)
             page.goto(server.http + "/")
-            page.wait_for_function("document.querySelectorAll('#list [data-session-id]').length >= 6"
-                                   " && !document.getElementById('list').hasAttribute('aria-busy')")
+            wait_for(lambda p=page: p.evaluate("document.querySelectorAll('#list [data-session-id]').length >= 6"
+                                           " && !document.getElementById('list').hasAttribute('aria-busy')"),
+                     what="the list")
             if width > 800:  # one row open: traits and metadata
                 page.locator(f'[data-session-id="{featured}"] [data-testid="traits-toggle"]').click()
             page.wait_for_timeout(300)
@@ -172,11 +178,20 @@ def capture(browser: Browser, server: ServerProcess, featured: str, only: str | 
         page.goto(f"{server.http}/sessions/{featured}")
         page.locator(".replayer-wrapper iframe").wait_for(timeout=30_000)
         # The event list filled and the tab bar up: the player has caught up with the session.
-        page.wait_for_function("document.querySelectorAll('[data-testid=event]').length >= 8"
-                               " && document.querySelector('[data-testid=tab]')", timeout=30_000)
+        wait_for(lambda: page.evaluate("document.querySelectorAll('[data-testid=event]').length >= 8"
+                                       " && !!document.querySelector('[data-testid=tab]')"), what="the player")
         page.wait_for_timeout(1000)
         page.screenshot(path=str(out / "player.png"))
         shots.append(out / "player.png")
+        page.close()
+        # A finished session at its end: the timeline's markers (failed request, error) and the list.
+        page = browser.new_page(viewport={"width": 1200, "height": 800})
+        page.goto(f"{server.http}/sessions/{REPLAYED}?t=99999999")
+        wait_for(lambda: page.evaluate("document.querySelectorAll('[data-testid=marker]').length >= 2"),
+                 what="the replay's markers")
+        page.wait_for_timeout(500)
+        page.screenshot(path=str(out / "player-markers.png"))
+        shots.append(out / "player-markers.png")
         page.close()
     return shots
 

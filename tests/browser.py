@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import os
-import tempfile
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
@@ -94,11 +92,3 @@ def replayer_text(page: Page, selector: str) -> str | None:
         """(sel) => { const f = document.querySelector('.replayer-wrapper iframe');
              const d = f && f.contentDocument; const el = d && d.querySelector(sel);
              return el ? el.textContent : null; }""", selector)
-
-
-def screenshot_dir() -> Path:
-    """Where tests save screenshots: docs/screenshots (the README's) with
-    STREAMDOM_UPDATE_SCREENSHOTS=1, else a temporary folder, so `make test` leaves the tree clean."""
-    if os.environ.get("STREAMDOM_UPDATE_SCREENSHOTS") == "1":
-        return Path(__file__).resolve().parent.parent / "docs" / "screenshots"
-    return Path(tempfile.gettempdir()) / "streamdom-screenshots"

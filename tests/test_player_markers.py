@@ -16,7 +16,7 @@ import pytest
 from playwright.sync_api import Browser, Page
 
 from streamdom.testing import ServerProcess
-from tests.browser import AppServer, app_html, replayer_text, screenshot_dir
+from tests.browser import AppServer, app_html, replayer_text
 from tests.helpers import TEST_SERVER_ARGS, Recorder, event
 from tests.helpers import wait_for as _wait_for
 
@@ -135,9 +135,6 @@ def test_markers_and_event_list_live_and_replay(srv: ServerProcess, browser: Bro
     assert markers(replay) == {"error": 1, "network": 1, "rage": 1, "dead": 3}
     summary = srv.get_json(f"/api/sessions/{SID}")  # the server's counts: one rule, the same figures
     assert (summary["rage_clicks"], summary["dead_clicks"], summary["errors"]) == (1, 3, 1)
-    shots = screenshot_dir()
-    shots.mkdir(parents=True, exist_ok=True)
-    replay.screenshot(path=str(shots / "player-markers.png"))
     replay.click('[data-filter="click"]')
     assert replay.locator('[data-testid="event"][data-kind="click"]').first.is_hidden()
     assert replay.locator('[data-testid="event"][data-kind="error"]').is_visible()
