@@ -183,7 +183,7 @@ def main() -> None:
                     help="afterwards run latency_browser.py (browser to browser, with its floor)")
     args = ap.parse_args()
 
-    print(f"machine: {machine_note()}")
+    print(f"machine: {machine_note(args.root)}")
     micro = server_cpu_per_event(args.sample)
     print(f"server CPU per event before relaying (in-process, sample frames, mean "
           f"{micro['mean_frame_bytes']:.0f} B): parse_frame+parse_events+make_record "
@@ -214,7 +214,7 @@ def main() -> None:
     print(f"targets at N={max(ns)}: p50 {big['p50']:.2f} ms (<= {TARGET_P50_MS:g}: "
           f"{'ok' if ok50 else 'MISSED'}), p99 {big['p99']:.2f} ms (<= {TARGET_P99_MS:g}: "
           f"{'ok' if ok99 else 'MISSED'})")
-    out: dict[str, object] = {"machine": machine_note(), "args": vars(args) | {"sample": str(args.sample)},
+    out: dict[str, object] = {"machine": machine_note(args.root), "args": vars(args) | {"sample": str(args.sample)},
                               "server_cpu_per_event": micro, "summary": summary,
                               "results": results}
     if args.browser:

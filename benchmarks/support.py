@@ -117,8 +117,8 @@ def self_cpu_seconds() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def machine_note() -> str:
-    """One line about the machine, for the record."""
+def machine_note(root: Path | None = None) -> str:
+    """One line about the machine and the server code measured (`root`'s; default this checkout)."""
     model = ""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -129,17 +129,17 @@ def machine_note() -> str:
         pass
     load = os.getloadavg()
     return (f"{os.cpu_count()} CPUs ({model or 'unknown'}), load avg {load[0]:.2f}, "
-            f"Python {sys.version.split()[0]}, server code {code_state()}")
+            f"Python {sys.version.split()[0]}, server code {code_state(root or ROOT)}")
 
 
-def code_state() -> str:
-    """The server code measured: HEAD commit, plus a hash of uncommitted changes under streamdom/."""
+def code_state(root: Path) -> str:
+    """A checkout's server code: HEAD commit, plus a hash of uncommitted changes under streamdom/."""
     import hashlib
 
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
                               text=True, timeout=10).stdout.strip()
-        diff = subprocess.run(["git", "diff", "HEAD", "--", "streamdom"], cwd=ROOT,
+        diff = subprocess.run(["git", "diff", "HEAD", "--", "streamdom"], cwd=root,
                               capture_output=True, timeout=10).stdout
     except (OSError, subprocess.SubprocessError):
         return "unknown"
