@@ -16,10 +16,11 @@ from tornado.httputil import responses
 from tornado.iostream import IOStream, StreamClosedError
 from tornado.log import app_log
 from tornado.web import HTTPError, RequestHandler
-from tornado.websocket import WebSocketHandler
+from tornado.websocket import WebSocketHandler, WebSocketProtocol, WebSocketProtocol13
 
 from streamdom.config import Config
 from streamdom.web.built import error_page
+from streamdom.web.sockets import ChunkedFramesProtocol, write_now
 from streamdom.wire import valid_id, ws_text_frame
 
 if TYPE_CHECKING:
@@ -232,6 +233,13 @@ class ServerSocket(ServicesMixin, WebSocketHandler):
         self.services.sockets.add(self)
         self.stream = self.request.connection.stream  # type: ignore[attr-defined]
 
+    def get_websocket_protocol(self) -> WebSocketProtocol | None:
+        """Tornado's protocol, reading frames a buffer at a time (web/sockets.py)."""
+        proto = super().get_websocket_protocol()
+        if type(proto) is WebSocketProtocol13:  # Tornado builds it (its params); our read loop
+            proto.__class__ = ChunkedFramesProtocol
+        return proto
+
     def on_connection_close(self) -> None:
         """The socket is gone: it no longer counts against any cap."""
         if self.stream is not None:
@@ -285,8 +293,11 @@ class FrameSocket(ServerSocket):
         self.pending += size
         try:
             # Straight to the stream: the frame is complete (we negotiate no compression).
-            fut = conn.stream.write(data)  # type: ignore[attr-defined]
+            fut = write_now(conn.stream, data)  # type: ignore[attr-defined]
         except StreamClosedError:
+            fut = None
+        if fut is None:  # sent whole (or the stream is closed): nothing pending
+            self.pending -= size
             return
         fut.add_done_callback(lambda f: self._sent(size, f))
 

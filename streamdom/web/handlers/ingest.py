@@ -15,6 +15,7 @@ from streamdom.bus.base import BusUnavailable, Producer
 from streamdom.ingest import access, frames, validate
 from streamdom.ingest.limits import TokenBucket
 from streamdom.web.handlers.base import ServerSocket
+from streamdom.web.sockets import write_now
 from streamdom.wire import CloseCode, ProtocolError
 
 log = logging.getLogger(__name__)
@@ -182,7 +183,7 @@ class IngestHandler(ServerSocket):
             return
         try:
             # A prebuilt frame straight to the stream, as for viewers: no per-ack framing work.
-            conn.stream.write(wire.ws_text_frame(f'{{"type":"ack","seq":{self._acked_seq}}}'))  # type: ignore[attr-defined]
+            write_now(conn.stream, wire.ws_text_frame(f'{{"type":"ack","seq":{self._acked_seq}}}'))  # type: ignore[attr-defined]
         except StreamClosedError:
             pass
 
