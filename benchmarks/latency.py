@@ -7,8 +7,12 @@ burstiness (and a new snapshot pair every --checkout seconds, as rrweb's checkou
 session has one watcher on /watch/<id>, and --extra-watchers more watchers sit on random
 sessions. Latency is the time from write_message on the recorder socket to the watcher's
 message callback for the same (session, seq), both in the same client process and clock.
-Also reported: send-to-ack (WAL fsync) latency, client and server CPU. --browser runs
-latency_browser.py (browser to browser, with a bare-relay floor) afterwards.
+Also reported: send-to-ack (WAL fsync) latency, client and server CPU, and the server's
+capacity: events in per second per core of its CPU (events/s in / server CPU cores used).
+--baseline CHECKOUT runs another checkout's server on the same load, taking turns (baseline,
+this, baseline, this...) so both see the same machine, and prints the ratios. --profile DIR
+runs each server under cProfile (its IOLoop thread) and prints where its time went.
+--browser runs latency_browser.py (browser to browser, with a bare-relay floor) afterwards.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from support import (
     ClientPlan,
     ClientStats,
     ServerProcess,
+    code_state,
     flush_times,
     fmt_pct,
     machine_note,
@@ -60,13 +65,17 @@ def plans_for(ws_url: str, n: int, extra: int, procs: int, args: argparse.Namesp
     return plans
 
 
-def run_one(n: int, args: argparse.Namespace) -> dict[str, Any]:
-    """Run one N against a fresh server and return its figures."""
+def run_one(n: int, args: argparse.Namespace, root: Path | None = None,
+            profile: Path | None = None) -> dict[str, Any]:
+    """Run one N against a fresh server (of checkout `root`, default this one) and return its figures."""
     extra = args.extra_watchers if args.extra_watchers >= 0 else max(1, n // 10)
     with tempfile.TemporaryDirectory(prefix="streamdom-lat-") as tmp:
         server = ServerProcess(Path(tmp) / "data", "--max-sessions-per-ip", str(max(1000, 2 * n)),
                                "--log-level", "WARNING", *args.server_arg, nice=args.nice,
-                               **({"root": args.root.resolve()} if args.root else {})).start()
+                               **({"root": root.resolve()} if root else {}))
+        if profile is not None:
+            server.python_args = ["-m", "cProfile", "-o", str(profile)]
+        server.start()
         try:
             plans = plans_for(server.ws, n, extra, args.procs, args, server.pid)
             stats: ClientStats = run_plans(plans, args.sample, args.nice)
@@ -87,6 +96,14 @@ def run_one(n: int, args: argparse.Namespace) -> dict[str, Any]:
         "sent_mb_per_s": stats.sent_bytes / (args.warmup + args.duration) / 1e6,
         "client_cpu_pct": 100 * stats.cpu_s / wall,
         "server_cpu_pct": 100 * stats.server_cpu_s / wall,
+        "server_tree_cpu_pct": 100 * stats.server_tree_cpu_s / wall,
+        "acked_per_s": stats.window_counts.get("acked", 0) / wall,
+        "relayed_per_s": stats.window_counts.get("relayed", 0) / wall,
+        # capacity: events the server took in and relayed (counted at each session's first
+        # watcher) per second per core of server CPU, i.e. 1e6 / µs of CPU per event, its
+        # flusher process included. Acks lag far behind on a saturated machine; relays do not.
+        "events_per_core_s": (stats.window_counts.get("relayed", 0) / stats.server_tree_cpu_s
+                              if stats.server_tree_cpu_s else float("nan")),
         "server_main_thread_cpu_pct": 100 * stats.server_main_cpu_s / wall,
         "server_main_thread_cpu_wait_pct": 100 * stats.server_main_wait_s / wall,
         "server_rss_mb": stats.server_rss_mb[-1][1] if stats.server_rss_mb else None,
@@ -128,9 +145,27 @@ def server_cpu_per_event(sample: Path) -> dict[str, float]:
     return out
 
 
+def print_profile(path: Path, top: int = 25) -> None:
+    """Where a profiled server's IOLoop thread spent its time: own time by module, top functions."""
+    import pstats
+    from collections import Counter
+
+    stats = pstats.Stats(str(path))
+    by_module: Counter[str] = Counter()
+    for (file, _, name), (_, _, own, _, _) in stats.stats.items():  # type: ignore[attr-defined]
+        by_module["idle (epoll)" if "poll" in name and file == "~" else
+                  file.split("site-packages/")[-1].split("streamdom/")[-1] if file != "~"
+                  else name] += own
+    total = sum(by_module.values()) or 1.0
+    print("  profile, own time by module: " + ", ".join(
+        f"{k} {100 * v / total:.0f}%" for k, v in by_module.most_common(12)))
+    stats.sort_stats("tottime").print_stats(top)
+
+
 def print_run(r: dict[str, Any], took: float, rep: int | None) -> None:
     """Print one run's figures."""
     tag = f" (repeat {rep + 1})" if rep is not None else ""
+    tag += f" [{r['code']}]" if r.get("code") else ""
     print(f"\nN={r['n_recorders']:<4} recorders, {r['n_watchers']} watchers{tag}  ({took:.0f} s)")
     print(f"  relay send->watch  {fmt_pct(r['relay_ms'])}")
     print(f"  ack   send->ack    {fmt_pct(r['ack_ms'])}")
@@ -140,6 +175,11 @@ def print_run(r: dict[str, Any], took: float, rep: int | None) -> None:
     print(f"  sent {r['sent_per_s']:.0f} ev/s ({r['sent_mb_per_s']:.2f} MB/s), delivered "
           f"{r['delivered_per_s']:.0f} ev/s, {r['ack_frames_per_s']:.0f} acks/s; server RSS "
           f"{r['server_rss_mb'] or 0:.0f} MB")
+    behind = "" if r["relayed_per_s"] >= 0.95 * r["sent_per_s"] else " (the server fell BEHIND the load)"
+    print(f"  relayed {r['relayed_per_s']:,.0f} ev/s{behind}; capacity: {r['events_per_core_s']:,.0f} "
+          f"events relayed per second per core of server CPU "
+          f"({1e6 / r['events_per_core_s']:.0f} µs per event; server {r['server_tree_cpu_pct']:.0f}% "
+          f"of a core with its flusher process)")
     print(f"  CPU (% of one core): client {r['client_cpu_pct']:.0f}%, server "
           f"{r['server_cpu_pct']:.0f}% (IOLoop thread {r['server_main_thread_cpu_pct']:.0f}% "
           f"on CPU + {r['server_main_thread_cpu_wait_pct']:.0f}% runnable but waiting for a CPU)")
@@ -178,12 +218,20 @@ def main() -> None:
                          "--server-arg=--flush-interval=3600")
     ap.add_argument("--sample", type=Path, default=SAMPLE, help="recorded session to take event shapes from")
     ap.add_argument("--root", type=Path, help="the checkout whose server runs (default: this one)")
+    ap.add_argument("--baseline", type=Path, metavar="CHECKOUT",
+                    help="also run this checkout's server on the same load, taking turns, and "
+                         "print the ratios (e.g. a `git worktree` of main)")
+    ap.add_argument("--profile", type=Path, metavar="DIR",
+                    help="run each server under cProfile, write DIR/<code>-n<N>-r<repeat>.prof "
+                         "and print its IOLoop thread's top functions")
     ap.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     ap.add_argument("--browser", action="store_true",
                     help="afterwards run latency_browser.py (browser to browser, with its floor)")
     args = ap.parse_args()
 
     print(f"machine: {machine_note(args.root)}")
+    if args.baseline:
+        print(f"baseline: server code {code_state(args.baseline.resolve())}")
     micro = server_cpu_per_event(args.sample)
     print(f"server CPU per event before relaying (in-process, sample frames, mean "
           f"{micro['mean_frame_bytes']:.0f} B): parse_frame+parse_events+make_record "
@@ -192,24 +240,45 @@ def main() -> None:
     print(f"{args.rate:g} events/s per recorder, one event per frame, {args.warmup:g} s warmup + "
           f"{args.duration:g} s measured per N, {args.procs} client process(es)")
     ns = [int(x) for x in args.n.split(",") if x.strip()]
+    # (label, checkout): the baseline first in every turn, so "this / baseline" reads as a change.
+    codes: list[tuple[str, Path | None]] = [("this", args.root)]
+    if args.baseline:
+        codes.insert(0, ("baseline", args.baseline))
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
     results: list[dict[str, Any]] = []
     for rep in range(args.repeat):
         for n in ns:
-            t = time.monotonic()
-            r = run_one(n, args)
-            r["repeat"] = rep
-            results.append(r)
-            print_run(r, time.monotonic() - t, rep if args.repeat > 1 else None)
+            for code, root in codes:
+                t = time.monotonic()
+                prof = args.profile / f"{code}-n{n}-r{rep + 1}.prof" if args.profile else None
+                r = run_one(n, args, root, prof)
+                r["repeat"], r["code"] = rep, code if args.baseline else ""
+                results.append(r)
+                print_run(r, time.monotonic() - t, rep if args.repeat > 1 else None)
+                if prof is not None:
+                    print_profile(prof)
     summary = []
-    print(f"\nsummary (median over {args.repeat} repeat(s) of each percentile), relay send->watch:")
+    print(f"\nsummary (median over {args.repeat} repeat(s) of each figure), relay send->watch:")
     for n in ns:
-        runs = [r for r in results if r["n_recorders"] == n]
-        med = {q: median([r["relay_ms"][q] for r in runs]) for q in ("p50", "p90", "p99", "max")}
-        ack = {q: median([r["ack_ms"][q] for r in runs]) for q in ("p50", "p99")}
-        summary.append({"n_recorders": n, "relay_ms": med, "ack_ms": ack})
-        print(f"  N={n:<4} p50 {med['p50']:8.2f} ms  p90 {med['p90']:8.2f}  p99 {med['p99']:8.2f}  "
-              f"max {med['max']:8.2f}   (ack p50 {ack['p50']:.1f}, p99 {ack['p99']:.1f} ms)")
-    big = summary[ns.index(max(ns))]["relay_ms"]
+        for code, _ in codes:
+            runs = [r for r in results if r["n_recorders"] == n and r["code"] in (code, "")]
+            med = {q: median([r["relay_ms"][q] for r in runs]) for q in ("p50", "p90", "p99", "max")}
+            ack = {q: median([r["ack_ms"][q] for r in runs]) for q in ("p50", "p99")}
+            cap = median([r["events_per_core_s"] for r in runs])
+            sent = median([r["sent_per_s"] for r in runs])
+            summary.append({"n_recorders": n, "code": code, "relay_ms": med, "ack_ms": ack,
+                            "sent_per_s": sent, "events_per_core_s": cap})
+            tag = f" {code:<8}" if args.baseline else ""
+            print(f"  N={n:<4}{tag} p50 {med['p50']:8.2f} ms  p90 {med['p90']:8.2f}  p99 {med['p99']:8.2f}  "
+                  f"max {med['max']:8.2f}   (ack p50 {ack['p50']:.1f}, p99 {ack['p99']:.1f} ms); "
+                  f"{sent:,.0f} events/s in, {cap:,.0f} per core of server CPU")
+        if args.baseline:
+            base, this = summary[-2], summary[-1]
+            print(f"  N={n:<4} this / baseline: events per core {this['events_per_core_s'] / base['events_per_core_s']:.2f}x, "
+                  f"p50 {this['relay_ms']['p50'] / base['relay_ms']['p50']:.2f}x, "
+                  f"p99 {this['relay_ms']['p99'] / base['relay_ms']['p99']:.2f}x")
+    big = next(x for x in reversed(summary) if x["n_recorders"] == max(ns))["relay_ms"]
     ok50, ok99 = big["p50"] <= TARGET_P50_MS, big["p99"] <= TARGET_P99_MS
     print(f"targets at N={max(ns)}: p50 {big['p50']:.2f} ms (<= {TARGET_P50_MS:g}: "
           f"{'ok' if ok50 else 'MISSED'}), p99 {big['p99']:.2f} ms (<= {TARGET_P99_MS:g}: "

@@ -76,6 +76,21 @@ def proc_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def proc_tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of a process and its live descendants (the server's flusher child)."""
+    total = 0.0
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            total += proc_cpu_seconds(p)
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, ValueError, IndexError):
+            pass  # gone meanwhile
+    return total
+
+
 def proc_thread_cpu(pid: int) -> dict[int, float]:
     """CPU seconds per thread of a process (tid -> seconds); the main thread's tid is the pid."""
     out: dict[int, float] = {}
@@ -255,6 +270,7 @@ class ClientStats:
     frames_in: int = 0  # watcher frames received
     sent_bytes: int = 0
     delivered: int = 0
+    relayed: int = 0  # events delivered to the first watcher of each session: what the server relayed
     acked: int = 0
     errors: list[str] = field(default_factory=list)
     cpu_s: float = 0.0
@@ -263,6 +279,7 @@ class ClientStats:
     timeline: list[tuple[float, int, int, int]] = field(default_factory=list)
     lat_by_window: list[list[float]] = field(default_factory=list)
     server_cpu_s: float = 0.0  # server CPU over the measured window (first client process only)
+    server_tree_cpu_s: float = 0.0  # the same with its child processes (the flusher)
     server_main_cpu_s: float = 0.0  # of which the main (IOLoop) thread
     server_main_wait_s: float = 0.0  # time the main thread was runnable but had no CPU
     ack_frames: int = 0  # ack frames received
@@ -409,6 +426,7 @@ class Watcher:
         self.stats = stats
         self.sent_at = sent_at
         self.caught_up = asyncio.Event()
+        self.primary = False  # the first watcher of its session: counts what the server relayed
         self.record_latency = False
         self.window: list[float] | None = None
         self.conn: Any = None
@@ -445,6 +463,8 @@ class Watcher:
             # and take one latency sample per recorder frame it completes (per user action).
             n = len(json.loads(msg)["events"]) if msg.startswith('{"type":"events"') else 1
             self.stats.delivered += n
+            if self.primary:
+                self.stats.relayed += n
             self.stats.frames_in += 1
             k, end = seq, seq + n
             while k < end:
@@ -522,6 +542,10 @@ async def run_clients(plan: ClientPlan, shapes: EventShapes) -> ClientStats:
 
     await asyncio.gather(*(open_rec(r, k * gap) for k, r in enumerate(recs)))
     watchers = [Watcher(plan.watch_url or plan.ws_url, sid, stats, sent_at) for sid in plan.watchers]
+    firsts: set[str] = set()
+    for w in watchers:
+        w.primary = w.session_id not in firsts
+        firsts.add(w.session_id)
 
     async def open_w(w: Watcher, delay: float) -> None:
         await asyncio.sleep(delay)
@@ -544,8 +568,10 @@ async def run_clients(plan: ClientPlan, shapes: EventShapes) -> ClientStats:
             x.record_latency = True
         cpu0, wall0 = self_cpu_seconds(), time.perf_counter()
         base = (stats.sent, stats.delivered, stats.acked)
+        relayed0 = stats.relayed
         pid = plan.server_pid
         scpu0 = proc_cpu_seconds(pid) if pid else 0.0
+        tcpu0 = proc_tree_cpu_seconds(pid) if pid else 0.0
         smain0 = proc_thread_cpu(pid).get(pid, 0.0) if pid else 0.0
         swait0 = proc_schedstat(pid)[1] if pid else 0.0
         acks0 = stats.ack_frames
@@ -572,10 +598,12 @@ async def run_clients(plan: ClientPlan, shapes: EventShapes) -> ClientStats:
         stats.wall_s = time.perf_counter() - wall0
         if pid:
             stats.server_cpu_s = proc_cpu_seconds(pid) - scpu0
+            stats.server_tree_cpu_s = proc_tree_cpu_seconds(pid) - tcpu0
             stats.server_main_cpu_s = proc_thread_cpu(pid).get(pid, 0.0) - smain0
             stats.server_main_wait_s = proc_schedstat(pid)[1] - swait0
         stats.window_counts = {"ack_frames": stats.ack_frames - acks0, "sent": stats.sent - base[0],
-                               "delivered": stats.delivered - base[1], "acked": stats.acked - base[2]}
+                               "delivered": stats.delivered - base[1], "acked": stats.acked - base[2],
+                               "relayed": stats.relayed - relayed0}
 
     await asyncio.gather(measure(), *tasks)
     await asyncio.sleep(0.3)  # let the last frames and acks arrive
@@ -610,11 +638,13 @@ def merge_stats(parts: list[ClientStats]) -> ClientStats:
         out.frames_in += p.frames_in
         out.sent_bytes += p.sent_bytes
         out.delivered += p.delivered
+        out.relayed += p.relayed
         out.acked += p.acked
         out.errors += p.errors
         out.cpu_s += p.cpu_s
         out.wall_s = max(out.wall_s, p.wall_s)
         out.server_cpu_s = max(out.server_cpu_s, p.server_cpu_s)
+        out.server_tree_cpu_s = max(out.server_tree_cpu_s, p.server_tree_cpu_s)
         out.server_main_cpu_s = max(out.server_main_cpu_s, p.server_main_cpu_s)
         out.server_main_wait_s = max(out.server_main_wait_s, p.server_main_wait_s)
         out.ack_frames += p.ack_frames

@@ -65,6 +65,7 @@ class ServerProcess(Endpoints):
         self.args = list(args)
         self.env = {**os.environ, **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
+        self.python_args: list[str] = []  # interpreter options before `-m streamdom` (a profiler)
         self.port = 0
         self.log_path = self.data_dir.parent / (self.data_dir.name + ".log")
         self._log: Any = None
@@ -72,7 +73,7 @@ class ServerProcess(Endpoints):
     def start(self, port: int = 0, timeout: float = 60) -> ServerProcess:
         """Start (on `port`, else the last one, else a free one) and wait for the 'listening' line."""
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "streamdom", "--port", str(port or self.port),
+        cmd = [sys.executable, *self.python_args, "-m", "streamdom", "--port", str(port or self.port),
                "--data-dir", str(self.data_dir), *self.args]
         self._close_log()
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed when the process ends
