@@ -11,7 +11,8 @@
    long the servers' main threads waited for a core (the shared cores' contention). A watcher
    counts every event of a frame and times each recorder frame it completes (a node relaying
    another node's events sends consecutive recorder frames as one). `--baseline CHECKOUT` runs
-   the cluster relay first with another checkout's server code (before/after in one run).
+   the cluster relay with another checkout's server code too (before/after in one run);
+   `--rounds R` runs every variant R times, taking turns, and prints the medians.
 2. Throughput: one cluster node with --workers 1, then --workers 2, driven by --tp-n recorders
    at --tp-rate events/s each, watchers on the same port (so on either worker). Prints events/s
    in and delivered, and events/s per core of StreamDOM CPU (all workers) and NATS CPU.
@@ -24,9 +25,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +41,7 @@ from support import (
     ServerProcess,
     fmt_pct,
     machine_note,
+    median,
     percentiles,
     proc_cpu_seconds,
     proc_schedstat,
@@ -61,6 +65,96 @@ def tree_cpu_seconds(pid: int) -> float:
         except OSError:
             pass
     return total
+
+
+STAGEHOOK = Path(__file__).resolve().parent / "stagehook"
+
+
+def stage_env(tmp: Path, tag: str, on: bool) -> tuple[dict[str, str] | None, Path | None]:
+    """Environment that loads benchmarks/stagehook into a node, and where it writes its stamps."""
+    if not on:
+        return None, None
+    out = tmp / f"stages-{tag}"
+    out.mkdir(parents=True, exist_ok=True)
+    return {"SD_STAGES": str(out), "PYTHONPATH": str(STAGEHOOK)}, out
+
+
+def stage_report(out: Path, skip_s: float) -> dict[str, dict[str, float]]:
+    """Where an event's time goes inside the nodes, per stage (ms), from stagehook's stamps.
+
+    Per ingest batch (its last event: what the ack waits for): waiting behind its stream's
+    message in flight; the publish task's wait for its first turn; -> in nats-py's buffer; -> JetStream's ack back in the
+    publisher; -> the ack frame written to the recorder; and across nodes: in nats-py's buffer
+    -> the other node's follower has it; -> relayed to its watchers. Batches of the first
+    `skip_s` seconds (ramp and warmup) and the last second are left out.
+    """
+    import bisect
+    import json
+
+    pub: list[Any] = []
+    msgs: dict[tuple[str, str], list[Any]] = {}
+    acks: dict[tuple[str, str], list[Any]] = {}
+    recv: dict[tuple[str, str, int, int], Any] = {}
+    lag: list[float] = []
+    for f in out.glob("*.json"):
+        d = json.loads(f.read_text())
+        pub += d["pub"]
+        for m in d["msg"]:
+            msgs.setdefault((m[0], m[1]), []).append(m)
+        for a in d["ack"]:
+            acks.setdefault((a[0], a[1]), []).append(a)
+        for r in d["recv"]:
+            recv[(r[0], r[1], r[2], r[3])] = r
+        lag += d["lag"]
+    for v in msgs.values():
+        v.sort(key=lambda m: m[2])
+    for v in acks.values():
+        v.sort(key=lambda a: a[3])
+    firsts = {k: [m[2] for m in v] for k, v in msgs.items()}
+    ack_times = {k: [a[3] for a in v] for k, v in acks.items()}
+    if not pub:
+        return {}
+    t0, t1 = min(p[4] for p in pub) + skip_s, max(p[4] for p in pub) - 1.0
+    st: dict[str, list[float]] = {k: [] for k in (
+        "wait_in_flight", "task_turn", "task_to_buffer", "buffer_to_js_ack", "js_ack_to_ack_sent",
+        "ingest_to_ack_sent", "buffer_to_follower", "follower_to_relayed",
+        "ingest_to_remote_relay")}
+    for sid, stream, _first, last, t in pub:
+        if not t0 <= t <= t1:
+            continue
+        ms = msgs.get((sid, stream), [])
+        i = bisect.bisect_right(firsts.get((sid, stream), []), last) - 1
+        if i < 0 or ms[i][3] < last or not ms[i][6]:
+            continue
+        m = ms[i]
+        sent = m[7] if len(m) > 7 and m[7] else m[4]  # no task: sent from the callback
+        st["wait_in_flight"].append(1000 * (sent - t))
+        st["task_turn"].append(1000 * (m[4] - sent))
+        st["task_to_buffer"].append(1000 * (m[5] - m[4]))
+        st["buffer_to_js_ack"].append(1000 * (m[6] - m[5]))
+        out_acks = acks.get((sid, stream), [])
+        for a in out_acks[bisect.bisect_left(ack_times.get((sid, stream), []), m[6]):]:
+            if a[2] >= last:
+                st["js_ack_to_ack_sent"].append(1000 * (a[3] - m[6]))
+                st["ingest_to_ack_sent"].append(1000 * (a[3] - t))
+                break
+        r = recv.get((sid, stream, m[2], m[3]))
+        if r is not None:
+            st["buffer_to_follower"].append(1000 * (r[4] - m[5]))
+            st["follower_to_relayed"].append(1000 * (r[5] - r[4]))
+            st["ingest_to_remote_relay"].append(1000 * (r[5] - t))
+    res = {k: percentiles(v) for k, v in st.items()}
+    res["ioloop_timer_lateness"] = percentiles(lag)
+    return res
+
+
+def print_stages(stages: dict[str, dict[str, float]]) -> None:
+    """One line per stage."""
+    if not stages:
+        return
+    print("  inside the nodes (stagehook, ms; per ingest batch):")
+    for k, v in stages.items():
+        print(f"    {k:24s} {fmt_pct(v)}")
 
 
 def stream_state(urls: list[str]) -> tuple[int, int]:
@@ -129,12 +223,13 @@ class CpuMeter:
                 "main_wait_pct": 100 * wait / wall / len(self.servers)}
 
 
-def relay_embedded(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
+def relay_embedded(tmp: Path, args: argparse.Namespace, tag: str = "emb") -> dict[str, Any]:
     """The embedded default, same clients."""
-    srv = ServerProcess(tmp / "embedded", *server_args(args.n)).start()
+    env, _ = stage_env(tmp, tag, args.stages)
+    srv = ServerProcess(tmp / tag, *server_args(args.n), env=env).start()
     try:
         meter = CpuMeter([srv.pid])
-        stats = run_plans(plans([srv.ws] * 2, [srv.ws] * 2, args.n, args, "emb"), args.sample)
+        stats = run_plans(plans([srv.ws] * 2, [srv.ws] * 2, args.n, args, tag), args.sample)
         return {**figures(stats), "cpu": meter.figures(stats)}
     finally:
         srv.stop()
@@ -146,8 +241,9 @@ def relay_cluster(tmp: Path, args: argparse.Namespace, root: Path = ROOT, tag: s
     watcher on the other node."""
     nats = NatsCluster(tmp / f"nats-{tag}").start()
     archive = tmp / f"archive-{tag}"
-    a = ServerProcess(archive, "--bus", nats.bus, *server_args(args.n), root=root).start()
-    b = ServerProcess(archive, "--bus", nats.bus, *server_args(args.n), root=root).start()
+    env, stages = stage_env(tmp, tag, args.stages)
+    a = ServerProcess(archive, "--bus", nats.bus, *server_args(args.n), root=root, env=env).start()
+    b = ServerProcess(archive, "--bus", nats.bus, *server_args(args.n), root=root, env=env).start()
     try:
         meter = CpuMeter([a.pid, b.pid], nats.nodes[0].proc.pid)  # type: ignore[union-attr]
         stats = run_plans(plans([a.ws, b.ws], [b.ws, a.ws], args.n, args, tag), args.sample)
@@ -155,22 +251,24 @@ def relay_cluster(tmp: Path, args: argparse.Namespace, root: Path = ROOT, tag: s
         nbytes, msgs = stream_state(nats.urls)
         out["stream_bytes_per_event"] = nbytes / max(1, stats.sent)
         out["events_per_message"] = stats.sent / max(1, msgs)
-        return out
     finally:
         a.stop()
         b.stop()
         nats.stop()
+    if stages is not None:
+        out["stages"] = stage_report(stages, args.warmup + 1.0)
+    return out
 
 
-def throughput(tmp: Path, workers: int, args: argparse.Namespace) -> dict[str, Any]:
+def throughput(tmp: Path, workers: int, args: argparse.Namespace, k: int = 0) -> dict[str, Any]:
     """One node with `workers` workers at a high event rate; CPU per event."""
-    nats = NatsCluster(tmp / f"nats-w{workers}").start()
-    srv = ServerProcess(tmp / f"w{workers}", "--bus", nats.bus, "--workers", str(workers),
+    nats = NatsCluster(tmp / f"nats-w{workers}-{k}").start()
+    srv = ServerProcess(tmp / f"w{workers}-{k}", "--bus", nats.bus, "--workers", str(workers),
                         *server_args(args.tp_n)).start()
     nats_pid = nats.nodes[0].proc.pid  # type: ignore[union-attr]
     try:
         ps = plans([srv.ws] * 2, [srv.ws] * 2, args.tp_n, argparse.Namespace(
-            **{**vars(args), "rate": args.tp_rate}), f"tp{workers}")
+            **{**vars(args), "rate": args.tp_rate}), f"tp{workers}-{k}")
         cpu0, ncpu0, t0 = tree_cpu_seconds(srv.pid), proc_cpu_seconds(nats_pid), time.monotonic()
         stats = run_plans(ps, args.sample)
         wall = time.monotonic() - t0
@@ -186,6 +284,58 @@ def throughput(tmp: Path, workers: int, args: argparse.Namespace) -> dict[str, A
         nats.stop()
 
 
+def med(rs: list[dict[str, Any]], *path: str) -> float:
+    """The median over runs of one figure (a path of keys into each run's result)."""
+    vals = []
+    for r in rs:
+        v: Any = r
+        for key in path:
+            v = v.get(key, {}) if isinstance(v, dict) else {}
+        if isinstance(v, int | float):
+            vals.append(float(v))
+    return median(vals) if vals else float("nan")
+
+
+def print_run(name: str, r: dict[str, Any], emb: dict[str, Any] | None) -> None:
+    """One relay run's figures."""
+    c = r["cpu"]
+    print(f"\n{name}: sent {r['sent_per_s']:.0f} ev/s, delivered {r['delivered_per_s']:.0f} ev/s")
+    print(f"  relay send->watch  {fmt_pct(r['relay_ms'])}")
+    print(f"  ack   send->ack    {fmt_pct(r['ack_ms'])}")
+    print(f"  of the relay: recorder->server p50 {r['up_ms']['p50']:.1f} ms, server->watcher "
+          f"p50 {r['down_ms']['p50']:.1f} ms (wall clocks, ms resolution)")
+    print(f"  CPU per event: StreamDOM {c['server_us_per_event']:.0f} us, NATS "
+          f"{c['nats_us_per_event']:.0f} us, load generator {c['client_us_per_event']:.0f} us; "
+          f"StreamDOM {c['server_cpu_pct']:.0f}%, NATS {c['nats_cpu_pct']:.0f}%, load generator "
+          f"{c['client_cpu_pct']:.0f}% of a core; server main threads waited for a core "
+          f"{c['main_wait_pct']:.0f}% of the time")
+    if "stream_bytes_per_event" in r:
+        print(f"  stream: {r['stream_bytes_per_event']:.0f} bytes per event "
+              f"({r['events_per_message']:.2f} events per message)")
+    print_stages(r.get("stages", {}))
+    if r["n_errors"]:
+        print(f"  {r['n_errors']} errors, e.g. {r['errors'][:2]}")
+    if emb is not None:
+        r["relay_p50_ratio"] = r["relay_ms"]["p50"] / emb["relay_ms"]["p50"]
+        print(f"  /embedded of the same round: relay p50 x{r['relay_p50_ratio']:.2f}, "
+              f"p99 x{r['relay_ms']['p99'] / emb['relay_ms']['p99']:.2f}")
+
+
+def print_medians(name: str, rs: list[dict[str, Any]], emb: list[dict[str, Any]]) -> None:
+    """The median over rounds of a variant's main figures."""
+    line = (f"  {name:17s} relay p50 {med(rs, 'relay_ms', 'p50'):8.2f} p99 "
+            f"{med(rs, 'relay_ms', 'p99'):8.1f} ms; ack p50 {med(rs, 'ack_ms', 'p50'):8.2f} p99 "
+            f"{med(rs, 'ack_ms', 'p99'):8.1f} ms; delivered {med(rs, 'delivered_per_s'):.0f} of "
+            f"{med(rs, 'sent_per_s'):.0f} ev/s; main threads waiting {med(rs, 'cpu', 'main_wait_pct'):.0f}%")
+    if rs is not emb:
+        line += f"; relay p50 / embedded's x{med(rs, 'relay_p50_ratio'):.2f}"
+    print(line)
+    stages = rs[0].get("stages")
+    if stages:
+        print("    " + ", ".join(f"{k} p50 {med(rs, 'stages', k, 'p50'):.2f} / p99 "
+                                  f"{med(rs, 'stages', k, 'p99'):.1f}" for k in stages))
+
+
 def main() -> None:
     """Run everything once, print, optionally save JSON."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -197,7 +347,13 @@ def main() -> None:
     ap.add_argument("--tp-n", type=int, default=200, help="recorders in the throughput runs")
     ap.add_argument("--tp-rate", type=float, default=25.0,
                     help="events/s per recorder there (below saturation: CPU per event is the point)")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="run every variant this many times, taking turns, and print the medians "
+                         "(the load of a shared machine changes from minute to minute)")
     ap.add_argument("--skip-throughput", action="store_true")
+    ap.add_argument("--stages", action="store_true",
+                    help="stamp each stage inside the cluster nodes (benchmarks/stagehook) and "
+                         "print where an event's ack and cross-node relay time goes")
     ap.add_argument("--sample", type=Path, default=SAMPLE)
     ap.add_argument("--json", metavar="PATH")
     ap.add_argument("--baseline", type=Path, metavar="CHECKOUT",
@@ -209,45 +365,46 @@ def main() -> None:
           f"+ {args.duration:g} s measured; 2 client processes on the same 2 cores")
     with tempfile.TemporaryDirectory(prefix="streamdom-cluster-") as tmp:
         root = Path(tmp)
-        runs: dict[str, dict[str, Any]] = {}
+        variants: list[tuple[str, Callable[[int], dict[str, Any]]]] = [
+            ("embedded", lambda k: relay_embedded(root, args, f"emb{k}"))]
         if args.baseline:
-            runs["baseline cluster"] = relay_cluster(root, args, args.baseline, "base")
-        runs["embedded"] = relay_embedded(root, args)
-        runs["cluster"] = relay_cluster(root, args)
+            variants.append(("baseline cluster",
+                             lambda k: relay_cluster(root, args, args.baseline, f"base{k}")))
+        variants.append(("cluster", lambda k: relay_cluster(root, args, ROOT, f"clu{k}")))
+        runs: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in variants}
+        for k in range(args.rounds):  # variants take turns: each round sees the same load
+            for name, run in variants:
+                r = run(k)
+                r["load_avg"] = os.getloadavg()[0]
+                runs[name].append(r)
+                print_run(f"{name} (round {k + 1}, load avg {r['load_avg']:.1f})", r,
+                          runs["embedded"][k] if name != "embedded" else None)
         res: dict[str, Any] = dict(runs)
-        emb = runs["embedded"]
-        for name, r in runs.items():
-            c = r["cpu"]
-            print(f"\n{name}: sent {r['sent_per_s']:.0f} ev/s, delivered {r['delivered_per_s']:.0f} ev/s")
-            print(f"  relay send->watch  {fmt_pct(r['relay_ms'])}")
-            print(f"  ack   send->ack    {fmt_pct(r['ack_ms'])}")
-            print(f"  of the relay: recorder->server p50 {r['up_ms']['p50']:.1f} ms, server->watcher "
-                  f"p50 {r['down_ms']['p50']:.1f} ms (wall clocks, ms resolution)")
-            print(f"  CPU per event: StreamDOM {c['server_us_per_event']:.0f} us, NATS "
-                  f"{c['nats_us_per_event']:.0f} us, load generator {c['client_us_per_event']:.0f} us; "
-                  f"StreamDOM {c['server_cpu_pct']:.0f}%, NATS {c['nats_cpu_pct']:.0f}%, load generator "
-                  f"{c['client_cpu_pct']:.0f}% of a core; server main threads waited for a core "
-                  f"{c['main_wait_pct']:.0f}% of the time")
-            if "stream_bytes_per_event" in r:
-                print(f"  stream: {r['stream_bytes_per_event']:.0f} bytes per event "
-                      f"({r['events_per_message']:.2f} events per message)")
-            if r["n_errors"]:
-                print(f"  {r['n_errors']} errors, e.g. {r['errors'][:2]}")
-            if name != "embedded":
-                print(f"  {name}/embedded: relay p50 x{r['relay_ms']['p50'] / emb['relay_ms']['p50']:.2f}, "
-                      f"p99 x{r['relay_ms']['p99'] / emb['relay_ms']['p99']:.2f}")
+        if args.rounds > 1:
+            print(f"\nmedians over {args.rounds} rounds (each figure's median over the rounds):")
+            for name, rs in runs.items():
+                print_medians(name, rs, runs["embedded"])
         if not args.skip_throughput:
             print(f"\nthroughput: {args.tp_n} recorders at {args.tp_rate:g} events/s, watchers on the "
                   "same port (either worker)")
             res["throughput"] = []
-            for workers in (1, 2):
-                r = throughput(root, workers, args)
-                res["throughput"].append(r)
-                print(f"  --workers {workers}: in {r['sent_per_s']:.0f} ev/s, delivered "
-                      f"{r['delivered_per_s']:.0f} ev/s; StreamDOM CPU {r['streamdom_cpu_pct']:.0f}%, "
-                      f"NATS {r['nats_cpu_pct']:.0f}% of a core; {r['events_per_core_s']:.0f} events/s "
-                      f"per StreamDOM core ({r['events_per_core_s_incl_nats']:.0f} counting NATS); "
-                      f"relay {fmt_pct(r['relay_ms'])}")
+            for k in range(args.rounds):
+                for workers in (1, 2):
+                    r = throughput(root, workers, args, k)
+                    r["load_avg"] = os.getloadavg()[0]
+                    res["throughput"].append(r)
+                    print(f"  --workers {workers} (round {k + 1}, load avg {r['load_avg']:.1f}): in "
+                          f"{r['sent_per_s']:.0f} ev/s, delivered {r['delivered_per_s']:.0f} ev/s; "
+                          f"StreamDOM CPU {r['streamdom_cpu_pct']:.0f}%, NATS {r['nats_cpu_pct']:.0f}% "
+                          f"of a core; {r['events_per_core_s']:.0f} events/s per StreamDOM core "
+                          f"({r['events_per_core_s_incl_nats']:.0f} counting NATS); relay "
+                          f"{fmt_pct(r['relay_ms'])}; ack p50 {r['ack_ms']['p50']:.1f} ms")
+            if args.rounds > 1:
+                for workers in (1, 2):
+                    rs = [r for r in res["throughput"] if r["workers"] == workers]
+                    print(f"  --workers {workers}, medians: {med(rs, 'events_per_core_s'):.0f} events/s "
+                          f"per StreamDOM core, delivered {med(rs, 'delivered_per_s'):.0f} ev/s, relay "
+                          f"p50 {med(rs, 'relay_ms', 'p50'):.2f} / p99 {med(rs, 'relay_ms', 'p99'):.1f} ms")
         write_json(args.json, res)
 
 

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tornado.websocket import WebSocketClosedError
+
 from streamdom import testing
 from streamdom.rrweb import EventType
 
@@ -32,11 +34,18 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 # --- the server --------------------------------------------------------------------------------
+def _quiet(future: Any) -> None:
+    """Retrieve a write's outcome: a socket closed under it is counted where it is noticed."""
+    if not future.cancelled():
+        future.exception()
+
+
 class ServerProcess(testing.ServerProcess):
     """The tests' server subprocess, plus a nice value and its CPU and memory figures."""
 
-    def __init__(self, data_dir: Path, *args: str, nice: int = 0, root: Path = ROOT) -> None:
-        super().__init__(data_dir, *args, root=root)
+    def __init__(self, data_dir: Path, *args: str, nice: int = 0, root: Path = ROOT,
+                 env: dict[str, str] | None = None) -> None:
+        super().__init__(data_dir, *args, root=root, env=env)
         self.nice = nice
 
     def start(self, port: int = 0, timeout: float = 60) -> ServerProcess:
@@ -374,7 +383,13 @@ class SynthRecorder:
         self.sent_at[(self.session_id, first)] = (t, time.time() * 1000, len(events))
         self.seq += len(events)
         self.unacked.append((self.seq, t))
-        self.conn.write_message(frame)
+        try:
+            self.conn.write_message(frame).add_done_callback(_quiet)
+        except WebSocketClosedError:  # refused (e.g. 4507) before its close frame was read
+            if not self.closed:
+                self.stats.errors.append(f"recorder {self.session_id} closed: {self.conn.close_code}")
+            self.closed = True
+            return
         self.stats.sent += len(events)
         self.stats.frames += 1
         self.stats.sent_bytes += len(frame)

@@ -122,7 +122,7 @@ class Config:
     s3_credentials: S3Credentials | None = field(default=None, repr=False)
     catalog: str | None = None  # postgresql://user:password@host:port/db
     wal_sync_interval: float = 0.02  # seconds between WAL fsyncs; acks follow each fsync
-    ack_interval: float = 0.5  # at most one ack per recorder connection this often
+    ack_interval: float = 0.5  # acks: at once if none since the last tick, else with the next
     flush_interval: float = 5.0  # seconds between archive commits
     flusher_priority: str = "idle"  # idle: archive writes only on otherwise idle CPU; low: nice 10
     flush_max_events: int = 50_000  # flush early when this many events are pending

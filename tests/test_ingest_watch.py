@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from pathlib import Path
 
 from tornado.websocket import websocket_connect
 
+from streamdom.ingest.acks import AckBatcher
 from streamdom.testing import InProcessServer, ServerProcess
 from streamdom.wire import CloseCode
 from tests.helpers import (
@@ -17,6 +19,7 @@ from tests.helpers import (
     read_until,
     record,
     run_async,
+    server_config,
     session_events,
     wait_for,
     watched,
@@ -181,3 +184,48 @@ def test_updates_pushes_agree_with_the_api(app: InProcessServer) -> None:
         return item
 
     run_async(go())
+
+
+def test_a_quiet_recorder_is_acked_at_once_not_at_the_next_tick(tmp_path: Path) -> None:
+    # The ack timer ticks once an hour here: only the leading-edge ack can arrive.
+    srv = InProcessServer(server_config(tmp_path / "data", ack_interval=3600)).start()
+    try:
+        async def go() -> None:
+            for sid in ("quiet-a", "quiet-b"):
+                rec = Recorder(srv.ws, sid)
+                await rec.connect()
+                await rec.send_events(1, session_events(1))  # one event: one durable mark
+                await rec.wait_ack(1, timeout=60)
+                rec.close()
+
+        run_async(go())
+    finally:
+        srv.stop()
+
+
+class _Sink:
+    def __init__(self) -> None:
+        self.sent = 0
+
+    def send_ack(self) -> None:
+        self.sent += 1
+
+
+def test_acks_of_a_busy_connection_wait_for_the_tick() -> None:
+    batcher = AckBatcher(3600)  # never started: ticks are the explicit flush() calls
+    busy, other = _Sink(), _Sink()
+    batcher.due(busy)
+    batcher.due(busy)
+    batcher.due(busy)
+    batcher.due(other)
+    assert (busy.sent, other.sent) == (1, 1)  # the first of each at once, the rest wait
+    batcher.flush()
+    assert (busy.sent, other.sent) == (2, 1)  # one more for the one that was still due
+    batcher.due(busy)  # acked at that tick: waits for the next one
+    batcher.due(other)  # not acked since the tick: at once
+    assert (busy.sent, other.sent) == (2, 2)
+    batcher.forget(busy)  # its connection closed: nothing more for it
+    batcher.flush()
+    batcher.flush()
+    batcher.due(other)
+    assert (busy.sent, other.sent) == (2, 3)

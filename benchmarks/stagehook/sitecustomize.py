@@ -1,0 +1,133 @@
+"""Stage stamps for `benchmarks/cluster.py --stages`: loaded into a StreamDOM node through
+PYTHONPATH when $SD_STAGES names a directory; without it, this file does nothing.
+
+It wraps a few methods of the node (not the product code: the product stays as it is) and, at
+exit, writes `<pid>.json` with monotonic stamps (CLOCK_MONOTONIC, the same clock in every
+process of the machine, so stamps of two nodes compare):
+- `pub`: per ingest batch handed to the bus (key, first seq, last seq, t);
+- `msg`: per JetStream message (key, first, last, t_task: its publish task ran, t_handed: in
+  nats-py's buffer, t_acked: JetStream's ack resumed the publisher, t_sent: the publisher
+  made its task, or 0 for a message sent without one);
+- `ack`: per ack frame written to a recorder (key, seq, t);
+- `recv`: per message a follower received (key, first, last, t, t_relayed);
+- `lag`: how late a 10 ms IOLoop timer fired (ms), the length of a turn on this node.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import sys
+import time
+
+OUT = os.environ.get("SD_STAGES")
+
+
+def _install(out_dir: str) -> None:
+    sys.path.insert(0, os.getcwd())  # the checkout the node runs (--baseline runs another)
+    import asyncio
+
+    from streamdom.bus import follower, natsbus, publisher
+    from streamdom.bus import jetstream as J
+    from streamdom.records import ROW_SEQ
+    from streamdom.web.handlers import ingest
+
+    now = time.monotonic
+    data: dict[str, list] = {"pub": [], "msg": [], "ack": [], "recv": [], "lag": []}
+
+    orig_publish = natsbus.NatsBus.publish
+
+    def publish(self, producer, batch):  # type: ignore[no-untyped-def]
+        r = batch.records
+        data["pub"].append((producer.session_id, producer.stream_id, r[0].seq, r[-1].seq, now()))
+        return orig_publish(self, producer, batch)
+
+    natsbus.NatsBus.publish = publish  # type: ignore[method-assign]
+
+    orig_send = publisher.StreamPublisher._send
+    handed: dict[tuple[str, str], float] = {}  # stream -> when its message's task was made
+
+    def _send(self, key, st):  # type: ignore[no-untyped-def]
+        handed[key] = now()
+        return orig_send(self, key, st)
+
+    publisher.StreamPublisher._send = _send  # type: ignore[method-assign]
+
+    orig_task = publisher.StreamPublisher._publish
+    orig_within = publisher.within
+    current: dict[int, list] = {}  # task id -> its message's stamps
+
+    async def _publish(self, key, rows, snap):  # type: ignore[no-untyped-def]
+        rec = [key[0], key[1], rows[0][ROW_SEQ], rows[-1][ROW_SEQ], now(), 0.0, 0.0,
+               handed.pop(key, 0.0)]
+        current[id(asyncio.current_task())] = rec
+        try:
+            await orig_task(self, key, rows, snap)
+        finally:
+            current.pop(id(asyncio.current_task()), None)
+        data["msg"].append(rec)
+
+    async def within(future, timeout):  # type: ignore[no-untyped-def]
+        rec = current.get(id(asyncio.current_task()))
+        if rec is not None:
+            rec[5] = now()
+        result = await orig_within(future, timeout)
+        if rec is not None:
+            rec[6] = now()
+        return result
+
+    publisher.StreamPublisher._publish = _publish  # type: ignore[method-assign]
+    publisher.within = within
+
+    orig_send_ack = ingest.IngestHandler.send_ack
+
+    def send_ack(self):  # type: ignore[no-untyped-def]
+        if self.producer is not None:
+            data["ack"].append((self.producer.session_id, self.producer.stream_id,
+                                self._acked_seq, now()))
+        return orig_send_ack(self)
+
+    ingest.IngestHandler.send_ack = send_ack  # type: ignore[method-assign]
+
+    orig_on_msg = follower.SessionFollower._on_msg
+
+    async def _on_msg(self, msg):  # type: ignore[no-untyped-def]
+        t = now()
+        await orig_on_msg(self, msg)
+        h = msg.headers or {}
+        if h.get(J.HDR_NODE) != self.node_id and J.HDR_SEQ in h:
+            sid, stream = J.parse_subject(msg.subject)
+            first, last = h[J.HDR_SEQ].split("-")
+            data["recv"].append((sid, stream, int(first), int(last), t, now()))
+
+    follower.SessionFollower._on_msg = _on_msg  # type: ignore[method-assign]
+
+    def lag_probe() -> None:
+        loop = asyncio.get_running_loop()
+        due = [loop.time() + 0.01]
+
+        def tick() -> None:
+            data["lag"].append((loop.time() - due[0]) * 1000)
+            due[0] = loop.time() + 0.01
+            loop.call_at(due[0], tick)
+
+        loop.call_at(due[0], tick)
+
+    orig_start = natsbus.NatsBus.start
+
+    async def start(self):  # type: ignore[no-untyped-def]
+        await orig_start(self)
+        lag_probe()
+
+    natsbus.NatsBus.start = start  # type: ignore[method-assign]
+
+    def dump() -> None:
+        with open(os.path.join(out_dir, f"{os.getpid()}.json"), "w") as f:
+            json.dump(data, f)
+
+    atexit.register(dump)
+
+
+if OUT:
+    _install(OUT)
