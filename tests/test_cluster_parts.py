@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
+import time
 from pathlib import Path
 
 import nats
@@ -18,7 +20,7 @@ from streamdom.bus import jetstream as J
 from streamdom.bus.follower import SessionFollower
 from streamdom.bus.lease import Lease
 from streamdom.bus.presence import PresenceBoard
-from streamdom.bus.publisher import StreamPublisher, within
+from streamdom.bus.publisher import StreamPublisher, start_now
 from streamdom.records import Row
 from streamdom.testing_nats import NatsCluster
 from tests.helpers import run_async
@@ -96,32 +98,108 @@ def test_publisher_keeps_each_stream_in_order_and_flags_snapshots(nats1: NatsClu
     run_async(go())
 
 
-def test_an_ack_that_never_comes_times_out_and_its_future_is_released() -> None:
-    """The publisher's ack wait: the result when it comes; after the timeout a TimeoutError (so
-    the message is sent again) and the future cancelled (nats-py frees its slot); and the task
-    itself cancelled (shutdown) is a cancellation, not a timeout."""
+def test_start_now_runs_a_coroutine_at_once_and_the_rest_of_it_in_a_task() -> None:
+    """start_now: a coroutine that never suspends is done on return (no turn of the loop); one
+    that suspends goes on in a task, in order, and a cancellation reaches it; errors come
+    through the future."""
     async def go() -> None:
+        steps: list[str] = []
+
+        async def quick() -> int:
+            steps.append("quick")
+            return 1
+
+        done = start_now(quick())
+        assert done.done() and done.result() == 1 and steps == ["quick"]
+
+        async def broken() -> None:
+            raise ValueError("no")
+
+        failed = start_now(broken())
+        assert failed.done() and isinstance(failed.exception(), ValueError)
+
         loop = asyncio.get_running_loop()
-        acked: asyncio.Future[int] = loop.create_future()
-        loop.call_later(0.01, acked.set_result, 7)
-        assert await within(acked, 5) == 7
-        lost: asyncio.Future[int] = loop.create_future()
-        try:
-            await within(lost, 0.05)
-            raise AssertionError("no timeout")
-        except TimeoutError:
-            assert lost.cancelled()
-        pending: asyncio.Future[int] = loop.create_future()
-        waiting = asyncio.ensure_future(within(pending, 5))
+        first, second = loop.create_future(), loop.create_future()
+
+        async def slow() -> str:
+            steps.append("started")
+            a = await first
+            steps.append(a)
+            b = await second
+            return a + b
+
+        task = start_now(slow())
+        assert steps[-1] == "started" and not task.done()  # ran up to its first await, now
+        first.set_result("x")
         await asyncio.sleep(0.01)
-        waiting.cancel()
+        assert steps[-1] == "x" and not task.done()
+        second.set_result("y")
+        assert await task == "xy"
+
+        hold = loop.create_future()
+
+        async def cancelled() -> None:
+            try:
+                await hold
+            finally:
+                steps.append("cleaned up")
+
+        task = start_now(cancelled())
+        await asyncio.sleep(0)
+        task.cancel()
         try:
-            await waiting
+            await task
             raise AssertionError("not cancelled")
         except asyncio.CancelledError:
-            assert pending.cancelled()
+            assert steps[-1] == "cleaned up" and hold.cancelled()
 
     run_async(go())
+
+
+def all_threads_stopped(pid: int) -> bool:
+    """Whether every thread of a process is stopped (SIGSTOP delivered to all of them)."""
+    states = [(t / "stat").read_text().rsplit(")", 1)[1].split()[0]
+              for t in Path(f"/proc/{pid}/task").iterdir()]
+    return all(state == "T" for state in states)
+
+
+def test_a_message_whose_ack_does_not_come_is_sent_again_and_stored_once(tmp_path: Path) -> None:
+    """NATS frozen (SIGSTOP) past the ack timeout: the publisher sends the message again with the
+    same id; once NATS runs again it is stored once and the stream is acked up to its last seq."""
+    cluster = NatsCluster(tmp_path / "nats").start()
+    proc = cluster.nodes[0].proc
+    assert proc is not None
+
+    async def go() -> None:
+        nc, obj = await _objects(cluster)
+        durable: dict[tuple[str, str], int] = {}
+        pub = StreamPublisher(obj.js, "nodeA", lambda k, seq, snap: durable.__setitem__(k, seq),
+                              lambda k: ("", ""))
+        os.kill(proc.pid, signal.SIGSTOP)
+        try:
+            # The signal takes effect when the kernel next stops each of the server's threads:
+            # publish only once all are stopped, or a busy machine lets the ack out first.
+            deadline = time.monotonic() + 60
+            while not all_threads_stopped(proc.pid):
+                assert time.monotonic() < deadline, "nats-server did not stop"
+                await asyncio.sleep(0.01)
+            pub.add(("frozen", "t"), rows("frozen", "t", 1, 10))
+            deadline = time.monotonic() + 60
+            while pub.resent < 1:  # the ack timeout passed: sent again (into the frozen server)
+                assert time.monotonic() < deadline, "never sent again"
+                await asyncio.sleep(0.05)
+        finally:
+            os.kill(proc.pid, signal.SIGCONT)
+        assert await pub.drain(60)
+        assert durable == {("frozen", "t"): 10}
+        info = await obj.js.stream_info(J.STREAM, subjects_filter=J.session_subjects("frozen"))
+        assert info.state.messages == 1  # the resend was a duplicate
+        await nc.close()
+
+    try:
+        run_async(go())
+    finally:
+        cluster.stop()
 
 
 def test_an_event_over_the_nats_max_payload_does_not_stall_its_stream(nats1: NatsCluster) -> None:

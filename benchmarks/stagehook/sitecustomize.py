@@ -5,9 +5,9 @@ It wraps a few methods of the node (not the product code: the product stays as i
 exit, writes `<pid>.json` with monotonic stamps (CLOCK_MONOTONIC, the same clock in every
 process of the machine, so stamps of two nodes compare):
 - `pub`: per ingest batch handed to the bus (key, first seq, last seq, t);
-- `msg`: per JetStream message (key, first, last, t_task: its publish task ran, t_handed: in
-  nats-py's buffer, t_acked: JetStream's ack resumed the publisher, t_sent: the publisher
-  made its task, or 0 for a message sent without one);
+- `msg`: per JetStream message (key, first, last, t_task: its publish task ran (= its first
+  attempt, where messages go without a task), t_handed: in nats-py's buffer, t_acked:
+  JetStream's ack reached the publisher, t_sent: the publisher decided to send it);
 - `ack`: per ack frame written to a recorder (key, seq, t);
 - `recv`: per message a follower received (key, first, last, t, t_relayed);
 - `lag`: how late a 10 ms IOLoop timer fired (ms), the length of a turn on this node.
@@ -45,40 +45,65 @@ def _install(out_dir: str) -> None:
 
     natsbus.NatsBus.publish = publish  # type: ignore[method-assign]
 
-    orig_send = publisher.StreamPublisher._send
-    handed: dict[tuple[str, str], float] = {}  # stream -> when its message's task was made
+    P = publisher.StreamPublisher
+    orig_send = P._send
+    handed: dict[tuple[str, str], float] = {}  # stream -> when the publisher sent its message
 
     def _send(self, key, st):  # type: ignore[no-untyped-def]
         handed[key] = now()
         return orig_send(self, key, st)
 
-    publisher.StreamPublisher._send = _send  # type: ignore[method-assign]
+    P._send = _send  # type: ignore[method-assign]
 
-    orig_task = publisher.StreamPublisher._publish
-    orig_within = publisher.within
-    current: dict[int, list] = {}  # task id -> its message's stamps
+    if hasattr(P, "_attempt"):  # messages sent from callbacks (no task per message)
+        live: dict[int, list] = {}  # id(message) -> its stamps
 
-    async def _publish(self, key, rows, snap):  # type: ignore[no-untyped-def]
-        rec = [key[0], key[1], rows[0][ROW_SEQ], rows[-1][ROW_SEQ], now(), 0.0, 0.0,
-               handed.pop(key, 0.0)]
-        current[id(asyncio.current_task())] = rec
-        try:
-            await orig_task(self, key, rows, snap)
-        finally:
-            current.pop(id(asyncio.current_task()), None)
-        data["msg"].append(rec)
+        orig_attempt = P._attempt
 
-    async def within(future, timeout):  # type: ignore[no-untyped-def]
-        rec = current.get(id(asyncio.current_task()))
-        if rec is not None:
-            rec[5] = now()
-        result = await orig_within(future, timeout)
-        if rec is not None:
-            rec[6] = now()
-        return result
+        def _attempt(self, m):  # type: ignore[no-untyped-def]
+            t = now()
+            orig_attempt(self, m)
+            if id(m) not in live:  # its first attempt: sent from the caller's turn
+                live[id(m)] = [m.key[0], m.key[1], m.rows[0][ROW_SEQ], m.rows[-1][ROW_SEQ],
+                               t, now(), 0.0, handed.pop(m.key, t)]
 
-    publisher.StreamPublisher._publish = _publish  # type: ignore[method-assign]
-    publisher.within = within
+        orig_done = P._done
+
+        def _done(self, m, snap_seq):  # type: ignore[no-untyped-def]
+            rec = live.pop(id(m), None)
+            if rec is not None:
+                rec[6] = now()
+                data["msg"].append(rec)
+            return orig_done(self, m, snap_seq)
+
+        P._attempt = _attempt  # type: ignore[method-assign]
+        P._done = _done  # type: ignore[method-assign]
+    else:  # a task per message (the code before 2026-11-26 05:30 UTC)
+        orig_task = P._publish
+        orig_within = publisher.within
+        current: dict[int, list] = {}  # task id -> its message's stamps
+
+        async def _publish(self, key, rows, snap):  # type: ignore[no-untyped-def]
+            rec = [key[0], key[1], rows[0][ROW_SEQ], rows[-1][ROW_SEQ], now(), 0.0, 0.0,
+                   handed.pop(key, 0.0)]
+            current[id(asyncio.current_task())] = rec
+            try:
+                await orig_task(self, key, rows, snap)
+            finally:
+                current.pop(id(asyncio.current_task()), None)
+            data["msg"].append(rec)
+
+        async def within(future, timeout):  # type: ignore[no-untyped-def]
+            rec = current.get(id(asyncio.current_task()))
+            if rec is not None:
+                rec[5] = now()
+            result = await orig_within(future, timeout)
+            if rec is not None:
+                rec[6] = now()
+            return result
+
+        P._publish = _publish  # type: ignore[method-assign]
+        publisher.within = within
 
     orig_send_ack = ingest.IngestHandler.send_ack
 

@@ -15,13 +15,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+import types
+from collections.abc import Callable, Coroutine, Generator
 from dataclasses import dataclass, field
-from typing import TypeVar
+from functools import partial
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import nats.errors
 from nats.js import JetStreamContext
+from nats.js.api import PubAck
 from nats.js.errors import NoStreamResponseError
 
 from streamdom.bus import jetstream as J
@@ -50,28 +53,53 @@ def starts_segment(row: Row, previous: Row | None) -> bool:
         previous is not None and previous[ROW_TYPE] == EventType.Meta))
 
 
-async def within(future: asyncio.Future[T], timeout: float) -> T:
-    """`await future`, cancelling it and raising TimeoutError after `timeout` seconds.
+def start_now(coro: Coroutine[Any, Any, T]) -> asyncio.Future[T]:
+    """Run a coroutine now, up to its first suspension, and return a future of its result.
 
-    asyncio.wait_for does the same through a second future, which costs the ack one more turn
-    of the IOLoop; on a busy node every turn is milliseconds, and an ack waits for several.
+    What asyncio.eager_task_factory does from Python 3.12. nats-py's publish is a coroutine
+    that almost never suspends (only when its 2 MB output buffer is full); started in a task it
+    would wait for a turn of the IOLoop first, and on a busy node a turn takes milliseconds.
     """
-    timed_out = False
-
-    def expire() -> None:
-        nonlocal timed_out
-        timed_out = True
-        future.cancel()
-
-    timer = asyncio.get_running_loop().call_later(timeout, expire)
+    future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
     try:
-        return await future
-    except asyncio.CancelledError:
-        if timed_out:
-            raise TimeoutError from None
-        raise  # this task was cancelled
-    finally:
-        timer.cancel()
+        yielded = coro.send(None)
+    except StopIteration as done:
+        future.set_result(done.value)
+        return future
+    except Exception as exc:  # noqa: BLE001 - handed to the caller through the future
+        future.set_exception(exc)
+        return future
+    return asyncio.ensure_future(_resume(coro, yielded))
+
+
+@types.coroutine
+def _resume(coro: Coroutine[Any, Any, T], yielded: Any) -> Generator[Any, Any, T]:
+    # `yield from coro` for a coroutine already started: the Task running this waits on what
+    # the coroutine yielded (its flags are set as for any await), then steps it on.
+    while True:
+        try:
+            sent = yield yielded
+        except BaseException as exc:  # noqa: BLE001 - a cancellation goes to the coroutine
+            step = partial(coro.throw, exc)
+        else:
+            step = partial(coro.send, sent)
+        try:
+            yielded = step()
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+
+
+@dataclass(slots=True)
+class _Message:
+    """One message of a stream, sent (again, after a timeout or a refusal) until acked."""
+
+    key: StreamKey
+    rows: list[Row]
+    snap: bool  # starts a playable segment
+    subject: str
+    payload: bytes
+    headers: dict[str, str]
+    timer: asyncio.TimerHandle | None = None  # expires the ack wait
 
 
 @dataclass
@@ -97,6 +125,7 @@ class StreamPublisher:
         self._drained: asyncio.Event | None = None
         self.published_messages = 0
         self.published_events = 0
+        self.resent = 0  # messages sent again after their ack did not come in time
 
     def add(self, key: StreamKey, rows: list[Row]) -> None:
         """Queue new rows of one stream (in seq order) and send them as soon as it may."""
@@ -134,9 +163,9 @@ class StreamPublisher:
             st.size = 0
         st.in_flight = True
         self._oldest_wait[key] = time.monotonic()
-        asyncio.ensure_future(self._publish(key, rows, snap))
+        self._attempt(self._message(key, rows, snap))
 
-    async def _publish(self, key: StreamKey, rows: list[Row], snap: bool) -> None:
+    def _message(self, key: StreamKey, rows: list[Row], snap: bool) -> _Message:
         sid, stream = key
         first, last = rows[0][ROW_SEQ], rows[-1][ROW_SEQ]
         payload, compressed = J.encode_rows(rows)
@@ -148,39 +177,85 @@ class StreamPublisher:
             url, ua = self.info(key)
             headers.update({J.HDR_SNAP: "1", J.HDR_URL: quote(url, safe=_SAFE),
                             J.HDR_UA: quote(ua, safe=_SAFE)})
-        subject = J.stream_subject(sid, stream)
-        while True:
-            if not self.js._nc.is_connected:
-                # Published now, it would wait in the client's buffer and go out (again) on the
-                # reconnect; wait for the reconnect instead, then send it once.
-                await asyncio.sleep(RETRY_PAUSE)
-                continue
-            try:
-                future = await self.js.publish_async(subject, payload, headers=dict(headers))
-                ack = await within(future, ACK_TIMEOUT)
-                break
-            except TimeoutError:
-                log.info("no JetStream ack for %s %d-%d in %g s: sending it again", key, first,
-                         last, ACK_TIMEOUT)
-            except nats.errors.MaxPayloadError:
-                if len(rows) > 1:  # send it as two messages (each its own dedup id)
-                    half = len(rows) // 2
-                    st = self._streams[key]
-                    st.batches[:0], st.snap[:0] = [rows[half:]], [False]
-                    await self._publish(key, rows[:half], snap)
-                    return
-                # One event larger than NATS's max_payload even compressed: it cannot be
-                # stored. Say so loudly and go on, or the stream would stall behind it forever.
-                log.error("event %s %d is larger than the NATS max_payload (%d bytes compressed):"
-                          " not stored; raise max_payload in nats-server's config",
-                          key, first, len(payload))
-                ack = None
-                break
-            except (NoStreamResponseError, nats.errors.Error, OSError) as exc:
-                log.debug("publish of %s refused (%s): retrying", key, type(exc).__name__)
-                await asyncio.sleep(RETRY_PAUSE)
+        return _Message(key, rows, snap, J.stream_subject(sid, stream), payload, headers)
+
+    # A message's life is callbacks, not a task: published from the caller's own turn (the
+    # ingest of its first event, or the ack of the message before it), its ack handled in the
+    # turn that brings it. Each task would have cost a turn of the IOLoop (see start_now).
+    def _attempt(self, m: _Message) -> None:
+        loop = asyncio.get_running_loop()
+        if self.js._nc.is_closed:
+            return  # shutting down: what was not acked stays with its recorder, which resends
+        if not self.js._nc.is_connected:
+            # Published now, it would wait in the client's buffer and go out (again) on the
+            # reconnect; wait for the reconnect instead, then send it once.
+            loop.call_later(RETRY_PAUSE, self._attempt, m)
+            return
+        published = start_now(self.js.publish_async(m.subject, m.payload, headers=dict(m.headers)))
+        if published.done():
+            self._published(m, published)
+        else:  # nats-py's buffer was full: it went out when there was room
+            published.add_done_callback(partial(self._published, m))
+
+    def _published(self, m: _Message, published: asyncio.Future[asyncio.Future[PubAck]]) -> None:
+        loop = asyncio.get_running_loop()
+        if published.cancelled():  # its task was cancelled: the loop is shutting down
+            return
+        exc = published.exception()
+        if exc is None:
+            ack = published.result()
+            m.timer = loop.call_later(ACK_TIMEOUT, self._expire, m, ack)
+            ack.add_done_callback(partial(self._replied, m))
+        elif isinstance(exc, nats.errors.MaxPayloadError):
+            self._too_large(m)
+        else:
+            self._retry(m, exc)
+
+    def _expire(self, m: _Message, ack: asyncio.Future[PubAck]) -> None:
+        m.timer = None
+        self.resent += 1
+        log.info("no JetStream ack for %s %s in %g s: sending it again", m.key,
+                 m.headers[J.HDR_SEQ], ACK_TIMEOUT)
+        ack.cancel()  # nats-py frees its slot; _replied sends the message again
+
+    def _replied(self, m: _Message, ack: asyncio.Future[PubAck]) -> None:
+        if m.timer is not None:
+            m.timer.cancel()
+            m.timer = None
+        if ack.cancelled():  # expired (or the client closed its pending acks): again
+            self._attempt(m)
+        elif (exc := ack.exception()) is not None:
+            self._retry(m, exc)
+        else:
+            self._done(m, ack.result().seq if m.snap else None)
+
+    def _retry(self, m: _Message, exc: BaseException) -> None:
+        if isinstance(exc, NoStreamResponseError | nats.errors.Error | OSError):
+            # No stream leader yet (an election: JetStream answers at once), a connection
+            # lost meanwhile: ask again soon.
+            log.debug("publish of %s refused (%s): retrying", m.key, type(exc).__name__)
+        else:  # not expected: say so, and keep the stream going rather than stall it
+            log.error("publish of %s failed: %r; retrying", m.key, exc)
+        asyncio.get_running_loop().call_later(RETRY_PAUSE, self._attempt, m)
+
+    def _too_large(self, m: _Message) -> None:
+        if len(m.rows) > 1:  # send it as two messages (each its own dedup id)
+            half = len(m.rows) // 2
+            st = self._streams[m.key]
+            st.batches[:0], st.snap[:0] = [m.rows[half:]], [False]
+            self._attempt(self._message(m.key, m.rows[:half], m.snap))
+            return
+        # One event larger than NATS's max_payload even compressed: it cannot be stored.
+        # Say so loudly and go on, or the stream would stall behind it forever.
+        log.error("event %s %d is larger than the NATS max_payload (%d bytes compressed):"
+                  " not stored; raise max_payload in nats-server's config",
+                  m.key, m.rows[0][ROW_SEQ], len(m.payload))
+        self._done(m, None)
+
+    def _done(self, m: _Message, snap_seq: int | None) -> None:
+        key = m.key
         self.published_messages += 1
-        self.published_events += len(rows)
+        self.published_events += len(m.rows)
         self._oldest_wait.pop(key, None)
         st = self._streams[key]
         st.in_flight = False
@@ -190,7 +265,7 @@ class StreamPublisher:
             del self._streams[key]
             if not self._streams and self._drained is not None:
                 self._drained.set()
-        self.on_durable(key, last, ack.seq if snap and ack is not None else None)
+        self.on_durable(key, m.rows[-1][ROW_SEQ], snap_seq)
 
     async def drain(self, timeout: float) -> bool:
         """Wait until everything queued is acked (on shutdown); False if it took too long."""
