@@ -15,18 +15,28 @@ Then it times representative searches (first run and the median of --runs more),
 read-only connection like the server's readers: list pages (24 h, all days, deep offset), `q`
 over ids / URLs / users / browsers, exact user, trait, flags, URL, clicked text, durations, a
 combination, the /updates push (20 ids), and the 24-h list with --pending sessions not archived
-yet (the bus's rows, passed as the server passes them).
+yet (the bus's rows, passed as the server passes them). The first run of the first search
+builds the snapshot's per-session table (streamdom/archive/summaries.py; a server's first
+search after it starts); the last case commits --flush-sessions new sessions before each
+search, so each run advances that table by one flush.
+
+--baseline CHECKOUT times another checkout's searches (its streamdom through PYTHONPATH) on the
+same archive: each checkout in a fresh process, taking turns twice, then side by side.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 import pyarrow as pa
@@ -38,6 +48,7 @@ from streamdom.archive.layout import signal_values
 from streamdom.records import Row
 from streamdom.signals import Signals, SignalTracker
 
+ROOT = Path(__file__).resolve().parent.parent  # this checkout
 PATHS = ("/todos", "/todos/active", "/projects/42", "/inbox", "/reports", "/settings/billing")
 UA = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
       "Chrome/126.0.0.0 Safari/537.36")
@@ -211,6 +222,55 @@ def measure(loc: lake.Location, w: dict[str, Any], args: argparse.Namespace) -> 
     return out
 
 
+def measure_flushes(loc: lake.Location, w: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """Time the first 24-h list page after each of a few commits (which add sessions)."""
+    con = lake.connect(loc, read_only=True)
+    now = w["now_ms"]
+    day = now - DAY_MS
+    Q = queries.SessionQuery
+    queries.search_sessions(con, Q(since=day), None)
+    # The first search after each flush: the snapshot's table is the previous one advanced by
+    # what the flush added (summaries.py). Each run commits a flush's worth of new sessions
+    # (--flush-sessions, 5 s of activity each) through the server's commit, then searches.
+    writer = lake.connect(loc)
+    tracker = SignalTracker()
+    times = []
+    for run in range(args.runs + 1):
+        rows, info = [], {}
+        for j in range(args.flush_sessions):
+            _, r, i = session_rows(10_000_000 + run * args.flush_sessions + j, now + run * 5000, 5000, args.seed)
+            rows += r
+            info.update(i)
+        commits.commit(writer, rows, info, dedup=False, tracker=tracker)
+        t0 = time.perf_counter()
+        _, total = queries.search_sessions(con, Q(since=day), None)
+        times.append((time.perf_counter() - t0) * 1000)
+    writer.close()
+    name = f"list, last 24 h, after a flush of {args.flush_sessions} sessions"
+    row = {"search": name, "first_ms": times[0], "median_ms": median(times[1:]), "rows": 100, "total": total}
+    print(f"  {name:<52} {median(times[1:]):8.1f} ms median  (first {times[0]:7.1f} ms)  total {total:>7,}")
+    con.close()
+    return row
+
+
+def _merge_turns(turns: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Each search's row with the median of the turns' medians (and first runs)."""
+    out = []
+    for rows in zip(*turns, strict=True):
+        out.append(dict(rows[0], median_ms=median(r["median_ms"] for r in rows),
+                        first_ms=median(r["first_ms"] for r in rows)))
+    return out
+
+
+def run_measure_job(spec: str) -> None:
+    """--measure-job: time the searches on an existing archive with whatever streamdom is
+    imported (a baseline checkout's, through PYTHONPATH); print them, then them as JSON."""
+    job = json.loads(spec)
+    args = argparse.Namespace(runs=job["runs"], pending=job["pending"])
+    loc = lake.Location(job["data_path"], job["catalog"])
+    print(json.dumps(measure(loc, {"now_ms": job["now_ms"], "ids": job["ids"]}, args)))
+
+
 def main() -> None:
     """Build, measure, print, optionally save."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -218,11 +278,19 @@ def main() -> None:
     ap.add_argument("--days", type=int, default=7, help="default %(default)s")
     ap.add_argument("--batch-events", type=int, default=20_000, help="events per commit (default %(default)s)")
     ap.add_argument("--pending", type=int, default=500, help="unarchived sessions in the last cases (default %(default)s)")
+    ap.add_argument("--flush-sessions", type=int, default=50,
+                    help="new sessions per flush in the after-a-flush case (default %(default)s)")
     ap.add_argument("--runs", type=int, default=7, help="timed runs after the first (default %(default)s)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--keep", action="store_true", help="keep the archive (its directory is printed)")
     ap.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    ap.add_argument("--baseline", metavar="CHECKOUT",
+                    help="also time the searches with another checkout's streamdom, on the same archive")
+    ap.add_argument("--measure-job", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.measure_job:
+        run_measure_job(args.measure_job)
+        return
     args.long_minutes, args.long_rate = 30.0, 5.0  # plan_sessions' one long session
     print(f"machine: {machine_note()}")
     tmp = Path(tempfile.mkdtemp(prefix="streamdom-search-"))
@@ -231,10 +299,36 @@ def main() -> None:
         w = build(args, loc)
         print(f"index: {w['sessions']:,} sessions, {w['events']:,} events, {w['index_rows']:,} index rows "
               f"(generated in {w['gen_s']:.0f} s, committed in {w['commit_s']:.0f} s, merged in {w['merge_s']:.0f} s)")
-        print(f"searches (first run, then the median of {args.runs}):")
-        results = measure(loc, w, args)
+        base = None
+        if args.baseline:
+            # Each checkout's searches in a fresh process (its first run builds what it keeps),
+            # taking turns (baseline, this, baseline, this) so both see the same machine.
+            job = {"data_path": loc.data_path, "catalog": loc.catalog, "now_ms": w["now_ms"],
+                   "ids": w["ids"][-20:], "runs": args.runs, "pending": args.pending}
+            turns: dict[str, list[list[dict[str, Any]]]] = {"baseline": [], "this": []}
+            for turn in range(2):
+                for who, root in (("baseline", Path(args.baseline)), ("this", ROOT)):
+                    print(f"searches, turn {turn + 1}, {who} ({root}): first run, then the median of {args.runs}")
+                    done = subprocess.run([sys.executable, __file__, "--measure-job", json.dumps(job)],
+                                          env={**os.environ, "PYTHONPATH": str(root.resolve())},
+                                          capture_output=True, text=True, check=True)
+                    print(done.stdout.rsplit("\n", 2)[0])
+                    turns[who].append(json.loads(done.stdout.strip().splitlines()[-1]))
+            base, results = _merge_turns(turns["baseline"]), _merge_turns(turns["this"])
+        else:
+            print(f"searches (first run, then the median of {args.runs}):")
+            results = measure(loc, w, args)
+        results.append(measure_flushes(loc, w, args))
+        if base:
+            print("side by side (medians of the two turns' medians): baseline, this checkout, this / baseline")
+            theirs = {r["search"]: r for r in base}
+            for r in results:
+                b = theirs.get(r["search"])
+                if b:
+                    print(f"  {r['search']:<52} {b['median_ms']:8.1f} {r['median_ms']:8.1f} ms  "
+                          f"{r['median_ms'] / b['median_ms']:5.2f}x  (first {b['first_ms']:.0f} / {r['first_ms']:.0f} ms)")
         write_json(args.json, {"machine": machine_note(), "build": {k: v for k, v in w.items() if k != "ids"},
-                               "searches": results})
+                               "searches": results, "baseline": base})
     finally:
         if args.keep:
             print(f"kept the archive in {tmp}")

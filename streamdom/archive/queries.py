@@ -6,8 +6,9 @@ version its flusher last committed, so a read never sees a flush half-way (see r
 A session's page and the hello's high seqs scan the snapshot's Parquet files themselves: a
 DuckLake scan looks its table's files and their statistics up in the catalog on every query
 (~8 of a 12 ms hello lookup), so each connection asks the catalog once per snapshot for the
-file list and keeps it (`snapshot_files`; figures in docs/ARCHITECTURE.md). The list, which
-reads the whole index, measured no faster that way and stays a DuckLake scan.
+file list and keeps it (`snapshot_files`; figures in docs/ARCHITECTURE.md). The session
+search reads the snapshot's per-session table, kept in memory and advanced flush by flush
+(summaries.py).
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ from weakref import WeakKeyDictionary
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from streamdom import signals
-from streamdom.archive import lake, layout
+from streamdom.archive import lake, layout, summaries
 from streamdom.archive.lake import Location
 from streamdom.useragent import browser_of, os_of
 
@@ -85,24 +87,6 @@ EXTRA_SCHEMA = pa.schema([*(layout.INDEX_SCHEMA.field(c) for c in SEARCH_COLUMNS
                           pa.field("live", pa.bool_())]).remove_metadata()
 
 
-_SEP = "chr(31)"  # between the texts a search looks at: a match cannot span two of them
-
-
-def _joined(*exprs: str) -> str:
-    return f"concat_ws({_SEP}, {', '.join(exprs)})"
-
-
-def _list_text(expr: str) -> str:
-    return f"array_to_string({expr}, {_SEP})"
-
-
-# Everything `q` looks at in one index row, in one lowered text (one pass per row).
-_Q_TEXT = "lower(" + _joined(
-    "url", "user_id", "browser", "os", _list_text("urls"), _list_text("clicked"),
-    _list_text("json_extract_string(traits, '$.*')"),
-    _list_text("json_extract_string(metadata, '$.*')")) + ")"
-
-
 def json_pointer(key: str) -> str:
     """The JSON Pointer (RFC 6901) of a top-level key: no key can escape into a path."""
     return "/" + key.replace("~", "~0").replace("/", "~1")
@@ -111,130 +95,134 @@ def json_pointer(key: str) -> str:
 SUMMARY_COLUMNS = ("id", "live", "started_at", "last_event_at", "duration_ms", "event_count",
                    "bytes", "url", "user_agent", "browser", "os", "user_id", "traits", "metadata",
                    "tabs", "errors", "warnings", "network_errors", "rage_clicks", "dead_clicks")
-# A session's summary from its index rows (and rows not archived yet): see SUMMARY_COLUMNS.
-_SUMMARY = """
-    session_id AS id, coalesce(bool_or(live), false) AS live,
-    min(first_server_time) AS started_at, max(last_server_time) AS last_event_at,
-    (max(last_server_time) - min(first_server_time))::BIGINT AS duration_ms,
-    sum(event_count)::BIGINT AS event_count, sum(bytes)::BIGINT AS bytes,
-    coalesce(arg_min(url, first_server_time) FILTER (WHERE url <> ''), '') AS url,
-    coalesce(arg_min(user_agent, first_server_time) FILTER (WHERE user_agent <> ''), '') AS user_agent,
-    arg_min(browser, first_server_time) FILTER (WHERE browser <> '') AS browser,
-    arg_min(os, first_server_time) FILTER (WHERE os <> '') AS os,
-    coalesce(arg_max(user_id, last_server_time) FILTER (WHERE user_id <> ''), '') AS user_id,
-    list(traits ORDER BY last_server_time) FILTER (WHERE traits IS NOT NULL) AS traits,
-    list(metadata ORDER BY last_server_time) FILTER (WHERE metadata IS NOT NULL) AS metadata,
-    count(DISTINCT stream_id)::INTEGER AS tabs,
-    coalesce(sum(errors), 0)::INTEGER AS errors, coalesce(sum(warnings), 0)::INTEGER AS warnings,
-    coalesce(sum(network_errors), 0)::INTEGER AS network_errors,
-    coalesce(sum(rage_clicks), 0)::INTEGER AS rage_clicks,
-    coalesce(sum(dead_clicks), 0)::INTEGER AS dead_clicks"""
+# A session's summary (SUMMARY_COLUMNS) from its partial row (summaries.py).
+_SUMMARY = """id, coalesce(live, false), started_at, last_event_at,
+    (last_event_at - started_at)::BIGINT, event_count, bytes, coalesce(url, ''),
+    coalesce(user_agent, ''), browser, os, coalesce(user_id, ''),
+    list_transform(traits, lambda t: t.json), list_transform(metadata, lambda t: t.json),
+    coalesce(len(streams), 0)::INTEGER, coalesce(errors, 0), coalesce(warnings, 0),
+    coalesce(network_errors, 0), coalesce(rage_clicks, 0), coalesce(dead_clicks, 0)"""
 
 
 def search_sessions(con: duckdb.DuckDBPyConnection, query: SessionQuery, extra: pa.Table | None,
-                    version: int | None = None) -> tuple[list[dict[str, object]], int]:
+                    version: int | None = None, loc: Location | None = None
+                    ) -> tuple[list[dict[str, object]], int]:
     """One page of the sessions matching `query` and their true total: live first, then by most
-    recent activity (then id). `extra`: rows (EXTRA_SCHEMA) of what the archive does not hold yet.
+    recent activity (then id). `extra`: rows (EXTRA_SCHEMA) of what the archive does not hold
+    yet; `loc`: the archive `con` reads, whose per-session tables its readers share (summaries.py).
 
-    Two steps: the matches, ordered and counted, from only what the filters and the order need
-    (cheap aggregates over every index row in the window); then the full summaries of the
-    page's sessions alone.
+    The archive's sessions come one row each from the snapshot's summaries table; the few that
+    also have rows in `extra` are regrouped with them. Then two steps: the matches, ordered and
+    counted from the columns the filters need; then the page's summaries, from its rows alone
+    (taken by position: a join would read every column of every session).
     """
     if query.ids is not None and not query.ids:
         return [], 0
-    has_extra = extra is not None and len(extra) > 0
-    if has_extra:
-        con.register("search_extra", extra)
+    v = latest_version(con) if version is None else int(version)
+    # A few sessions by id (a page's summary, an /updates push) never wait for a whole build.
+    archived = summaries.at(con, loc, v, build=query.ids is None)
+    if archived is None:
+        archived = summaries.of_ids(con, snapshot_files(con, v).source("sessions"), query.ids)  # type: ignore[arg-type]
+    con.register("search_archived", archived)
     try:
-        page, total = _matches(con, query, has_extra, version)
-        if not page:
-            return [], total
-        found = {row[0]: row for row in con.execute(
-            f"SELECT {_SUMMARY} FROM ({_rows_sql(page, has_extra, version)}) GROUP BY session_id",
-            {"ids": page}).fetchall()}
+        regrouped, touched = _with_extra(con, archived, extra)
+        con.register("search_regrouped", regrouped)
+        try:
+            # The archived rows of the regrouped sessions give way to their regrouped rows.
+            source = "(SELECT * FROM search_archived WHERE NOT coalesce(stale, false)"
+            params: dict[str, object] = {}
+            if touched:
+                source += " AND coalesce(pos, -1) NOT IN (SELECT unnest($touched::BIGINT[]))"
+                params = {"touched": touched}
+            source += ")"
+            if len(regrouped):
+                source = f"(SELECT * FROM {source} UNION ALL BY NAME SELECT * FROM search_regrouped)"
+            page, total = _matches(con, query, source, params)
+            if not page:
+                return [], total
+            rows = pa.concat_tables([
+                summaries.take(archived, [pos for _, pos in page if pos is not None]),
+                regrouped.filter(pc.is_in(regrouped["id"], pa.array([i for i, pos in page if pos is None],
+                                                                   pa.string())))])
+            con.register("search_page", rows)
+            found = {row[0]: row for row in con.execute(f"SELECT {_SUMMARY} FROM search_page").fetchall()}
+            con.unregister("search_page")
+        finally:
+            con.unregister("search_regrouped")
     finally:
-        if has_extra:
-            con.unregister("search_extra")
-    return [_summary(dict(zip(SUMMARY_COLUMNS, found[i], strict=True))) for i in page if i in found], total
+        con.unregister("search_archived")
+    return [_summary(dict(zip(SUMMARY_COLUMNS, found[i], strict=True))) for i, _ in page if i in found], total
 
 
-def _rows_sql(ids: Sequence[str] | None, has_extra: bool, version: int | None,
-              window: bool = False) -> str:
-    """The index rows (and rows not archived yet) of these sessions, or of those active since
-    $since (`window`), or all."""
-    where = ""
-    if ids is not None:
-        where = " WHERE session_id IN (SELECT unnest($ids::VARCHAR[]))"
-    elif window:
-        # Found by the index rows of the window's days alone (DuckLake skips older files by
-        # their statistics), plus the sessions the bus knows now.
-        where = (f" WHERE (session_id IN (SELECT session_id FROM lake.sessions{_at(version)}"
-                 " WHERE last_server_time >= $since)"
-                 + (" OR session_id IN (SELECT session_id FROM search_extra))" if has_extra else ")"))
-    sql = (f"SELECT {', '.join(SEARCH_COLUMNS)}, NULL::BOOLEAN AS live "
-           f"FROM lake.sessions{_at(version)}{where}")
-    if has_extra:
-        sql += " UNION ALL BY NAME SELECT * FROM search_extra"
-        if ids is not None:
-            sql += " WHERE session_id IN (SELECT unnest($ids::VARCHAR[]))"
-    return sql
+def _with_extra(con: duckdb.DuckDBPyConnection, archived: pa.Table, extra: pa.Table | None
+                ) -> tuple[pa.Table, list[int]]:
+    """The partial rows of the sessions in `extra`, each regrouped with its archived row, and
+    the positions of those archived rows."""
+    if extra is None or not len(extra):
+        return archived.schema.empty_table(), []
+    touched = pc.indices_nonzero(pc.and_(pc.is_in(archived["id"], value_set=pc.unique(extra["session_id"])),
+                                         pc.invert(archived["stale"]))).to_pylist()
+    con.register("search_extra", extra)
+    con.register("search_touched", summaries.take(archived, touched))
+    try:
+        rows = ("(SELECT * EXCLUDE (stale, pos) FROM search_touched UNION ALL BY NAME "
+                f"SELECT * FROM {summaries.partials_of_rows('search_extra')})")
+        return (con.execute(f"SELECT *, false AS stale, NULL::BIGINT AS pos FROM ({summaries.combined(rows)})"
+                            ).to_arrow_table().cast(archived.schema), touched)
+    finally:
+        con.unregister("search_touched")
+        con.unregister("search_extra")
 
 
-def _matches(con: duckdb.DuckDBPyConnection, query: SessionQuery, has_extra: bool,
-             version: int | None) -> tuple[list[str], int]:
-    """The ids of the page's matches, in order, and the number of matches."""
-    params: dict[str, object] = {"since": query.since}
-    if query.ids is not None:
-        params["ids"] = sorted(query.ids)
-    aggs = ["coalesce(bool_or(live), false) AS live", "max(last_server_time) AS last_event_at"]
-    conds = ["(last_event_at >= $since" + (" AND last_event_at < $before)" if query.before else ")")]
+def _matches(con: duckdb.DuckDBPyConnection, query: SessionQuery, source: str,
+             params: dict[str, object]) -> tuple[list[tuple[str, int | None]], int]:
+    """The page's matches in `source` (with `params`) in order, each (id, its position in the
+    archived table, None if regrouped with rows not archived yet), and the number of matches."""
+    # Every condition tests an expression of the columns (coalesce), never a bare column: DuckDB
+    # hands filters on a registered Arrow table's bare columns to pyarrow's dataset scanner,
+    # which took 30-90 ms a query at 70k sessions (measured), against 2-6 ms scanning itself.
+    params = {**params, "since": query.since}
+    conds = ["(coalesce(last_event_at, 0) >= $since"
+             + (" AND coalesce(last_event_at, 0) < $before)" if query.before else ")")]
     if query.before:
         params["before"] = query.before
     else:
-        conds[0] = f"({conds[0]} OR live)"
+        conds[0] = f"({conds[0]} OR coalesce(live, false))"
 
-    def agg(expr: str, name: str, cond: str, **more: object) -> None:
-        aggs.append(f"{expr} AS {name}")
-        conds.append(cond)
+    def cond(sql: str, **more: object) -> None:
+        conds.append(sql)
         params.update(more)
 
+    if query.ids is not None:
+        cond("coalesce(id, '') IN (SELECT unnest($ids::VARCHAR[]))", ids=sorted(query.ids))
     if query.q:
-        agg(f"bool_or(contains({_Q_TEXT}, lower($q))) OR contains(lower(session_id), lower($q))",
-            "hit_q", "hit_q", q=query.q)
+        cond("(contains(q_text, lower($q)) OR contains(lower(id), lower($q)))", q=query.q)
     if query.url:
-        agg(f"bool_or(contains(lower({_joined('url', _list_text('urls'))}), lower($url)))",
-            "hit_url", "hit_url", url=query.url)
+        cond("contains(url_text, lower($url))", url=query.url)
     if query.clicked:
-        agg(f"bool_or(contains(lower({_list_text('clicked')}), lower($clicked)))",
-            "hit_clicked", "hit_clicked", clicked=query.clicked)
+        cond("contains(clicked_text, lower($clicked))", clicked=query.clicked)
     for i, (key, value) in enumerate(query.traits):
-        agg(f"coalesce(bool_or(json_extract_string(traits, $tk{i}) = $tv{i}), false)", f"hit_t{i}",
-            f"hit_t{i}", **{f"tk{i}": json_pointer(key), f"tv{i}": value})
+        cond(f"coalesce(list_bool_or(list_transform(traits, lambda t: json_extract_string(t.json, $tk{i}) = $tv{i})), false)",
+             **{f"tk{i}": json_pointer(key), f"tv{i}": value})
     if query.user is not None:
-        agg("arg_max(user_id, last_server_time) FILTER (WHERE user_id <> '')", "user_id",
-            "user_id = $user", user=query.user)
+        cond("coalesce(user_id, '') = $user", user=query.user)
     for flag, col in ((query.has_errors, "errors"), (query.has_rage, "rage_clicks"),
                       (query.has_dead, "dead_clicks")):
         if flag:
-            agg(f"sum({col})", col, f"{col} > 0")
+            conds.append(f"coalesce({col}, 0) > 0")
     if query.live is not None:
-        conds.append("live" if query.live else "NOT live")
-    if query.min_duration is not None or query.max_duration is not None:
-        aggs.append("max(last_server_time) - min(first_server_time) AS duration_ms")
+        conds.append("coalesce(live, false)" if query.live else "NOT coalesce(live, false)")
     if query.min_duration is not None:
-        conds.append("duration_ms >= $min_d")
-        params["min_d"] = query.min_duration
+        cond("last_event_at - started_at >= $min_d", min_d=query.min_duration)
     if query.max_duration is not None:
-        conds.append("duration_ms <= $max_d")
-        params["max_d"] = query.max_duration
-    rows = _rows_sql(query.ids, has_extra, version, window=query.ids is None and query.since > 0)
-    matches = (f"SELECT session_id AS id, {', '.join(aggs)} FROM ({rows}) GROUP BY session_id "
-               f"HAVING {' AND '.join(conds)}")
+        cond("last_event_at - started_at <= $max_d", max_d=query.max_duration)
+    matches = (f"SELECT id, pos, coalesce(live, false) AS live, last_event_at FROM {source} "
+               f"WHERE {' AND '.join(conds)}")
     found = con.execute(
-        f"SELECT id, count(*) OVER () FROM ({matches}) ORDER BY live DESC, last_event_at DESC, id "
+        f"SELECT id, pos, count(*) OVER () FROM ({matches}) ORDER BY live DESC, last_event_at DESC, id "
         "LIMIT $limit OFFSET $offset", {**params, "limit": query.limit, "offset": query.offset}).fetchall()
     if found:
-        return [r[0] for r in found], int(found[0][1])
+        return [(r[0], r[1]) for r in found], int(found[0][2])
     return [], int(con.execute(f"SELECT count(*) FROM ({matches})", params).fetchone()[0])
 
 
@@ -388,6 +376,13 @@ class SnapshotFiles:
         return "(" + " UNION ALL BY NAME ".join(parts) + ")"
 
 
+def latest_version(con: duckdb.DuckDBPyConnection) -> int:
+    """The archive's latest snapshot id."""
+    # From the catalog's table (DuckLake's spec): ~1.5 ms, where current_snapshot()
+    # (DuckLake's transaction set-up) took ~10 ms on a loaded machine.
+    return int(con.execute(f"SELECT max(snapshot_id) FROM {lake.METADATA}.ducklake_snapshot").fetchone()[0])
+
+
 def snapshot_files(con: duckdb.DuckDBPyConnection, version: int | None) -> SnapshotFiles:
     """The files of `version` (None: the latest), from this thread's cache or the catalog.
 
@@ -395,10 +390,7 @@ def snapshot_files(con: duckdb.DuckDBPyConnection, version: int | None) -> Snaps
     only DuckLake applies; retention drops whole files) and for inlined rows (off: the README's
     globs could not see them either).
     """
-    # The latest, from the catalog's table (DuckLake's spec): ~1.5 ms, where current_snapshot()
-    # (DuckLake's transaction set-up) took ~10 ms on a loaded machine.
-    v = int(con.execute(f"SELECT max(snapshot_id) FROM {lake.METADATA}.ducklake_snapshot"
-                        ).fetchone()[0]) if version is None else int(version)
+    v = latest_version(con) if version is None else int(version)
     per_con: WeakKeyDictionary[duckdb.DuckDBPyConnection, OrderedDict[int, SnapshotFiles]] = \
         _local.__dict__.setdefault("snapshots", WeakKeyDictionary())
     cache = per_con.setdefault(con, OrderedDict())  # a connection is one archive

@@ -41,7 +41,8 @@ class ArchiveReader:
     async def search(self, query: SessionQuery, extra: pa.Table | None
                      ) -> tuple[list[dict[str, object]], int]:
         """A page of matching sessions and their total (see queries.search_sessions)."""
-        return await self.run(queries.search_sessions, query, extra, self.version)  # type: ignore[return-value]
+        return await self.run(queries.search_sessions, query, extra, self.version,
+                              self.location)  # type: ignore[return-value]
 
     async def events(self, session_id: str, offset: int, limit: int | None,
                      max_bytes: int | None = None) -> ArchivedPage:
