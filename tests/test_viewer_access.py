@@ -86,25 +86,49 @@ def locked(tmp_path: Path) -> Iterator[InProcessServer]:
 
 def test_a_login_check_never_stalls_the_server_and_one_address_checks_one_at_a_time(tmp_path: Path) -> None:
     # Reproduction 3: the hash ran on the IOLoop, so login attempts stalled the live relay. A
-    # hash this slow (seconds) makes it plain: while one attempt is being checked, the server
-    # answers everything else at once, and a second attempt from the same address is refused.
-    slow = PasswordHash(b"salt", b"\0" * 32, iterations=10_000_000)  # matches no password
-    srv = InProcessServer(server_config(tmp_path / "data", password_hash=slow)).start()
+    # hash that takes as long as the test wants (real PBKDF2, started only once the gate opens)
+    # makes it plain: while one attempt is being checked, the server answers everything else at
+    # once, and a second attempt from the same address is refused.
+    gate = threading.Event()
+
+    class GatedHash(PasswordHash):
+        def verify(self, password: str) -> bool:
+            gate.wait(120)
+            return super().verify(password)
+
+    srv = InProcessServer(server_config(tmp_path / "data", password_hash=GatedHash(b"salt", b"\0" * 32))).start()
+    answers: list[tuple[int, dict[str, str], str] | BaseException] = []
+
+    def first_login() -> None:
+        try:
+            answers.append(first.login("guess", timeout=60))
+        except BaseException as exc:  # noqa: BLE001 - the test asserts what the server did
+            answers.append(exc)
+
+    first = Browserish(srv.http)
+    first.xsrf  # noqa: B018 - fetches the form's cookie before the check starts
+    attempt = threading.Thread(target=first_login, daemon=True)
+    attempt.start()
     try:
-        first = Browserish(srv.http)
-        first.xsrf  # noqa: B018 - fetches the form's cookie before the clock matters
-        threading.Thread(target=first.login, args=("guess",), kwargs={"timeout": 120}, daemon=True).start()
         assert srv.services is not None
         checker = srv.services.password_checker
         wait_for(lambda: checker is not None and checker._pending == 1, what="a check in flight")
-        with urllib.request.urlopen(srv.http + "/healthz", timeout=2) as r:
+        with urllib.request.urlopen(srv.http + "/healthz", timeout=10) as r:
             assert r.status == 200
         second = Browserish(srv.http)
-        code, headers, _ = second.login("another guess", timeout=2)
+        code, headers, _ = second.login("another guess", timeout=10)
         assert code == 429 and int(headers["Retry-After"]) >= 1
         record(srv.ws, "during-login", session_events(20))  # recorded and acked meanwhile
+        assert answers == []  # still being checked
     finally:
+        # A shutdown while the check is in flight answers it (503), never drops its connection
+        # (it did: RemoteDisconnected in the login's thread).
         srv.stop()
+        gate.set()
+        attempt.join(60)
+    assert len(answers) == 1 and not isinstance(answers[0], BaseException), answers
+    code, headers, body = answers[0]
+    assert code == 503 and headers["Retry-After"] == "1" and "try again" in body
 
 
 def test_failed_logins_back_off_per_address_with_429(locked: InProcessServer) -> None:

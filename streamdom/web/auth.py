@@ -39,6 +39,10 @@ class TooManyAttempts(Exception):
         self.retry_after = max(1, math.ceil(retry_after))
 
 
+class CheckerClosed(Exception):
+    """The server is shutting down: the attempt was not (or not fully) checked."""
+
+
 @dataclass
 class _Attempts:
     failures: int = 0
@@ -54,10 +58,16 @@ class PasswordChecker:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="streamdom-login")
         self._pending = 0
         self._by_address: OrderedDict[str, _Attempts] = OrderedDict()
+        self._checks: set[asyncio.Future[bool]] = set()  # hashes in flight, abandoned by close()
+        self._closed = False
+        self._idle = asyncio.Event()  # no check in flight (close waits for it)
+        self._idle.set()
 
     async def check(self, address: str, password: str) -> bool:
         """Whether `password` is right; raises TooManyAttempts instead of checking when this
-        address must wait (or too many checks are queued)."""
+        address must wait (or too many checks are queued), CheckerClosed once closed."""
+        if self._closed:
+            raise CheckerClosed
         now = time.monotonic()
         state = self._by_address.get(address)
         if state is None:
@@ -73,12 +83,21 @@ class PasswordChecker:
             raise TooManyAttempts(FIRST_WAIT)
         state.checking = True
         self._pending += 1
+        self._idle.clear()
+        verify = asyncio.get_running_loop().run_in_executor(self._pool, self._hash.verify, password)
+        self._checks.add(verify)
         try:
-            ok = await asyncio.get_running_loop().run_in_executor(self._pool, self._hash.verify,
-                                                                  password)
+            ok = await verify
+        except asyncio.CancelledError:
+            if self._closed:  # close() abandoned it: the caller still answers the request
+                raise CheckerClosed from None
+            raise
         finally:
+            self._checks.discard(verify)
             state.checking = False
             self._pending -= 1
+            if not self._pending:
+                self._idle.set()
         if ok:
             self._by_address.pop(address, None)
         else:
@@ -88,9 +107,15 @@ class PasswordChecker:
                 state.not_before = time.monotonic() + min(MAX_WAIT, FIRST_WAIT * 2 ** extra)
         return ok
 
-    def close(self) -> None:
-        """Stop the hashing thread."""
+    async def close(self) -> None:
+        """Abandon the checks in flight (their requests are answered: CheckerClosed), then stop
+        the hashing thread. Returns once every waiting caller has been resumed, so the server
+        answers them before it closes their connections."""
+        self._closed = True
+        for verify in list(self._checks):
+            verify.cancel()  # the hash itself runs to its end in the thread; nobody waits for it
         self._pool.shutdown(wait=False, cancel_futures=True)
+        await self._idle.wait()
 
 
 class LoginGenerations:

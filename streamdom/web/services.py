@@ -68,7 +68,7 @@ class Services:
             sock.close(CloseCode.GOING_AWAY, "server shutting down")
         self.acks.stop()
         if self.password_checker is not None:
-            self.password_checker.close()
+            await self.password_checker.close()  # logins in flight get 503, not a dropped socket
         await self.bus.close()
         if self.archiver is not None and self._archiving is not None:
             self.archiver.stop.set()  # it finishes the batch in hand: commit, then ack

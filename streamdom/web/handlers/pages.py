@@ -7,7 +7,7 @@ from typing import Any
 
 from tornado.web import HTTPError, RequestHandler, StaticFileHandler
 
-from streamdom.web.auth import TooManyAttempts
+from streamdom.web.auth import CheckerClosed, TooManyAttempts
 from streamdom.web.built import error_page, page
 from streamdom.web.handlers.base import (
     COOKIE,
@@ -113,6 +113,12 @@ class LoginPage(PageHeaders, ServicesMixin, RequestHandler):
             self.set_header("Retry-After", str(exc.retry_after))
             self.finish(page("login.html").replace(
                 "<!--error-->", f'<p class="error">Too many attempts: wait {exc.retry_after} s</p>'))
+            return
+        except CheckerClosed:  # shutting down: say so rather than drop the connection
+            self.set_status(503)
+            self.set_header("Retry-After", "1")
+            self.finish(page("login.html").replace(
+                "<!--error-->", '<p class="error">The server is restarting: try again</p>'))
             return
         if not ok:
             self.set_status(401)
