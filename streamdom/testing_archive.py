@@ -73,7 +73,11 @@ class SeaweedS3:
         args = [weed_binary(), "mini", f"-dir={self.root / 'data'}", "-ip=127.0.0.1",
                 "-ip.bind=127.0.0.1", f"-s3.port={self.port}", f"-s3.port.grpc={free_port()}",
                 f"-s3.config={cfg}", "-admin.ui=false", "-webdav=false",
-                f"-bucket={','.join(buckets)}", "-master.volumeSizeLimitMB=64"]
+                f"-bucket={','.join(buckets)}", "-master.volumeSizeLimitMB=64",
+                # No Iceberg or Lance catalog servers: they bind fixed ports (8181, 9101), where
+                # two test runs at once collided (weed "finds an alternative" only for Lance,
+                # and that search itself races with the other run).
+                "-s3.port.iceberg=0", "-s3.port.lance=0"]
         args += [f"-{k}={v}" for k, v in (ports | grpc).items()]
         (self.root / "data").mkdir(exist_ok=True)
         log = open(self.root / "weed.log", "wb")  # noqa: SIM115 - lives as long as the process

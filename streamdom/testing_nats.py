@@ -132,23 +132,33 @@ class NatsCluster:
 
     def __init__(self, root: Path, size: int = 1) -> None:
         self.root = Path(root)
-        if size == 1:
-            self.nodes = [NatsNode(self.root / "n1", "n1")]
-        else:
-            cports = [free_port() for _ in range(size)]
-            self.nodes = [NatsNode(self.root / f"n{i + 1}", f"n{i + 1}", cports[i],
-                                   tuple(p for j, p in enumerate(cports) if j != i))
-                          for i in range(size)]
+        self.size = size
+        self.nodes = self._make_nodes()
 
-    def start(self) -> NatsCluster:
+    def _make_nodes(self) -> list[NatsNode]:
+        if self.size == 1:
+            return [NatsNode(self.root / "n1", "n1")]
+        cports = [free_port() for _ in range(self.size)]
+        return [NatsNode(self.root / f"n{i + 1}", f"n{i + 1}", cports[i],
+                         tuple(p for j, p in enumerate(cports) if j != i))
+                for i in range(self.size)]
+
+    def start(self, retries: int = 3) -> NatsCluster:
         """Start every node and wait until JetStream is ready (see wait_jetstream); on failure
-        stop what started, so no nats-server outlives a failed fixture or benchmark."""
+        stop what started, so no nats-server outlives a failed fixture or benchmark. When a
+        route port was taken meanwhile (by another test run), start again on new ones."""
         try:
             for node in self.nodes:
                 node.start()
             wait_jetstream(self.urls, len(self.nodes))
-        except BaseException:
+        except BaseException as exc:
             self.stop()
+            taken = isinstance(exc, RuntimeError) and "address already in use" in str(exc)
+            if taken and retries > 0 and self.size > 1:
+                for node in self.nodes:  # a fresh store: its raft state names the old routes
+                    shutil.rmtree(node.root, ignore_errors=True)
+                self.nodes = self._make_nodes()
+                return self.start(retries - 1)
             raise
         return self
 
