@@ -6,6 +6,8 @@ PY_STAMP := $(VENV)/.installed
 NPM_STAMP := node_modules/.installed
 ARGS ?=
 PYTEST_ARGS ?=
+# Workers for the tests (pytest-xdist; tests/conftest.py groups those that share a server).
+PYTEST_XDIST ?= -n 4 --dist loadscope
 
 .PHONY: run test build lint bench clean
 
@@ -15,7 +17,7 @@ run: build
 test: build
 	$(BIN)/ruff check streamdom tests benchmarks
 	npx tsc --noEmit -p tsconfig.json
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PYTEST_XDIST) $(PYTEST_ARGS)
 
 build: $(PY_STAMP) $(NPM_STAMP)
 	node build.mjs

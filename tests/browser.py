@@ -66,6 +66,23 @@ def browser() -> Iterator[Browser]:
         b.close()
 
 
+@pytest.fixture(autouse=True)
+def _close_what_the_test_opened(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Close the browser contexts (and so pages) a test left open, failed or not: a recorded
+    page left ticking, or a viewer still live, would go on costing CPU (and reconnecting to a
+    stopped server) through every later test of the worker. Contexts of module fixtures,
+    opened before the test, stay."""
+    if "browser" not in request.fixturenames:
+        yield
+        return
+    b: Browser = request.getfixturevalue("browser")
+    before = set(b.contexts)
+    yield
+    for context in b.contexts:
+        if context not in before:
+            context.close()
+
+
 def app_html(server_http: str, session_id: str, body: str, options: str = "") -> str:
     """A page that loads /streamdom.js from the StreamDOM server and records itself."""
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>app</title>

@@ -1,8 +1,11 @@
 """Shared fixtures: a fresh data dir and a running server (in a process, or in this one) per
-test; NATS servers; an S3 server (SeaweedFS) and PostgreSQL databases for the archive."""
+test; NATS servers; an S3 server (SeaweedFS) and PostgreSQL databases for the archive. And how
+`make test` spreads the tests over pytest-xdist workers (pytest_xdist_make_scheduler)."""
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,9 +14,51 @@ import pytest
 from streamdom.testing import InProcessServer, ServerProcess
 from streamdom.testing_archive import PostgresServer, SeaweedS3
 from streamdom.testing_nats import NatsCluster, reset_jetstream
-from tests.browser import app_server, browser  # noqa: F401 - fixtures for the browser tests
+from tests.browser import (  # noqa: F401 - fixtures for the browser tests
+    _close_what_the_test_opened,
+    app_server,
+    browser,
+)
 from tests.cluster import kill_leftovers
 from tests.helpers import TEST_SERVER_ARGS, run_async, server_config
+
+# How `make test` (pytest-xdist, --dist loadscope) shares tests among workers: a module with a
+# module-scoped fixture (its own shared server) runs on one worker, so that server starts once;
+# so do all the modules using SeaweedFS or PostgreSQL (heavy session services), together. Every
+# other test goes to whichever worker is free. The scheduler sees only test ids (workers
+# collect), so this is read from the modules' source.
+ARCHIVE_SERVICES = re.compile(r"\b(seaweed|postgres|pg_url)\b")
+MODULE_FIXTURE = re.compile(r"@pytest\.fixture\(scope=\"module\"")
+
+
+@functools.cache
+def _module_scope(path: str) -> str | None:
+    """The scope all of a module's tests share (None: each test is its own)."""
+    source = (Path(__file__).parent.parent / path).read_text()
+    if ARCHIVE_SERVICES.search(source):
+        return "seaweedfs+postgresql"
+    return path if MODULE_FIXTURE.search(source) else None
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """--dist loadscope with the scopes above (xdist's own loadgroup marks cannot work with
+    pytest 9: they rename test ids, which pytest 9 does not allow)."""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedServers(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _module_scope(nodeid.split("::", 1)[0]) or nodeid
+
+    return SharedServers(config, log)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Browser modules first (the slowest), each module's tests in their own order (a test may
+    rely on an earlier one of its module, e.g. test_strict_archive)."""
+    browser_modules = {item.module for item in items if "browser" in item.fixturenames}
+    items.sort(key=lambda item: item.module not in browser_modules)
 
 
 @pytest.fixture
