@@ -62,6 +62,22 @@ def test_a_commit_skips_what_is_archived_and_repeats_within_the_batch(tmp_path: 
     assert queries.stream_high_seqs(con, [("s1", "tab-1")]) == {("s1", "tab-1"): 100}
 
 
+def test_rows_a_writer_inlined_into_the_catalog_are_read(tmp_path: Path) -> None:
+    """A writer with inlining on (as one that attached before the options existed had) puts small
+    commits in the catalog; session pages see them, and once flushed to files, read those."""
+    loc = lake.Location.local(tmp_path)
+    con = lake.connect(loc)
+    commits.commit(con, rows_for("s1", range(1, 41)), {})
+    inlining = lake.connect(loc, lake.Tuning(inlining_rows=10))
+    commits.commit(inlining, rows_for("s1", range(41, 46)), {})
+    lake.connect(loc).close()  # the catalog's option says 0 again, while 5 rows are inlined
+    assert lake.inlined_rows(con, queries.latest_version(con)) > 0
+    assert [r[1] for r in queries.session_page(con, "s1", 0, None).rows] == list(range(1, 46))
+    inlining.execute("CALL ducklake_flush_inlined_data('lake')")
+    assert lake.inlined_rows(con, queries.latest_version(con)) == 0
+    assert [r[1] for r in queries.session_page(con, "s1", 0, None).rows] == list(range(1, 46))
+
+
 def test_two_archivers_writing_at_once_store_every_event_once(s3_lake: lake.Location, seaweed: SeaweedS3) -> None:
     # Both get every batch (as two archivers do when a message is redelivered to the other),
     # in different sizes and opposite orders, so their commits overlap all the time.
@@ -74,6 +90,9 @@ def test_two_archivers_writing_at_once_store_every_event_once(s3_lake: lake.Loca
     assert new == 800
     con = lake.connect(s3_lake, read_only=True)
     assert counts(con) == (800, 800, 800)
+    # Nothing in the catalog: analysts' Parquet globs see every row (each writer, however late it
+    # attached, writes files), and the player's page reads them.
+    assert lake.inlined_rows(con, queries.latest_version(con)) == 0
     assert [r[1] for r in queries.session_page(con, "b", 0, None).rows] == list(range(1, 401))
 
 

@@ -193,8 +193,34 @@ def connect(loc: Location, tuning: Tuning = Tuning(), read_only: bool = False,
                 raise
             time.sleep(0.05 * (attempt + 1))
     if not read_only:
+        # DuckLake reads a lake's options once, at ATTACH. A writer that attached before another
+        # process created the tables would keep DuckLake's defaults (inlining small inserts into
+        # the catalog, where analysts' Parquet globs cannot see them): attach again once the
+        # options are in the catalog.
+        fresh = not _has_options(con)
         _create_tables(con, tuning)
+        if fresh:
+            con.execute(f"DETACH {LAKE}")
+            con.execute(f"ATTACH {_sql_str(loc.attach_target())} AS {LAKE} ({', '.join(opts)})")
     return con
+
+
+def _has_options(con: duckdb.DuckDBPyConnection) -> bool:
+    return bool(con.execute("SELECT count(*) FROM lake.options() WHERE option_name = "
+                            "'data_inlining_row_limit' AND scope_entry = 'main.sessions'").fetchone()[0])
+
+
+def inlined_rows(con: duckdb.DuckDBPyConnection, version: int) -> int:
+    """Rows of events and sessions at snapshot `version` stored in the catalog, not in Parquet."""
+    tables = con.execute(
+        f"""SELECT i.table_name FROM {METADATA}.ducklake_inlined_data_tables i
+            JOIN {METADATA}.ducklake_table t ON t.table_id = i.table_id
+            WHERE t.table_name IN ('events', 'sessions') AND t.begin_snapshot <= ?
+              AND (t.end_snapshot IS NULL OR t.end_snapshot > ?)""", [version, version]).fetchall()
+    return sum(int(con.execute(
+        f"""SELECT count(*) FROM {METADATA}.{name} WHERE begin_snapshot <= ?
+              AND (end_snapshot IS NULL OR end_snapshot > ?)""", [version, version]).fetchone()[0])
+        for (name,) in tables)
 
 
 def _prepare_sqlite(path: Path) -> None:

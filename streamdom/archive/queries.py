@@ -425,10 +425,9 @@ def _list_files(con: duckdb.DuckDBPyConnection, version: int) -> SnapshotFiles:
             rel = path.rsplit(f"/{table}/", 1)[-1]
             files.append(DataFile(path, day.group(1) if day else None, partial.get(rel)))
         tables[table] = files
-    inlined = con.execute(
-        "SELECT count(*) FROM lake.options() WHERE option_name = 'data_inlining_row_limit' "
-        "AND scope_entry IN ('main.events', 'main.sessions') AND value = '0'").fetchone()[0]
-    return SnapshotFiles(version, tables if inlined == 2 else None)
+    # The rows themselves, not the option: a writer may have inlined rows while the option said 0
+    # (see lake.connect), and inlined rows may have been flushed to files since.
+    return SnapshotFiles(version, None if lake.inlined_rows(con, version) else tables)
 
 
 def _sql_list(items: Sequence[str]) -> str:
