@@ -40,6 +40,7 @@ def _module_scope(path: str) -> str | None:
     return path if MODULE_FIXTURE.search(source) else None
 
 
+@pytest.hookimpl(optionalhook=True)  # plain pytest without xdist installed still runs
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
     """--dist loadscope with the scopes above (xdist's own loadgroup marks cannot work with
     pytest 9: they rename test ids, which pytest 9 does not allow)."""
