@@ -182,16 +182,7 @@ def connect(loc: Location, tuning: Tuning = Tuning(), read_only: bool = False,
     opts = [f"DATA_PATH {_sql_str(loc.data_path_slash())}"]
     if read_only:
         opts.append("READ_ONLY")
-    for attempt in range(COMMIT_RETRIES):
-        try:
-            con.execute(f"ATTACH {_sql_str(loc.attach_target())} AS {LAKE} ({', '.join(opts)})")
-            break
-        except duckdb.Error:
-            # Two processes attaching a new catalog at once both create its tables; the
-            # loser's transaction fails, and on the next attempt it finds them.
-            if attempt == COMMIT_RETRIES - 1:
-                raise
-            time.sleep(0.05 * (attempt + 1))
+    _attach(con, loc, opts)
     if not read_only:
         # DuckLake reads a lake's options once, at ATTACH. A writer that attached before another
         # process created the tables would keep DuckLake's defaults (inlining small inserts into
@@ -201,8 +192,21 @@ def connect(loc: Location, tuning: Tuning = Tuning(), read_only: bool = False,
         _create_tables(con, tuning)
         if fresh:
             con.execute(f"DETACH {LAKE}")
-            con.execute(f"ATTACH {_sql_str(loc.attach_target())} AS {LAKE} ({', '.join(opts)})")
+            _attach(con, loc, opts)
     return con
+
+
+def _attach(con: duckdb.DuckDBPyConnection, loc: Location, opts: list[str]) -> None:
+    for attempt in range(COMMIT_RETRIES):
+        try:
+            con.execute(f"ATTACH {_sql_str(loc.attach_target())} AS {LAKE} ({', '.join(opts)})")
+            return
+        except duckdb.Error:
+            # Two processes attaching a new catalog at once both create its tables; the
+            # loser's transaction fails, and on the next attempt it finds them.
+            if attempt == COMMIT_RETRIES - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
 
 
 def _has_options(con: duckdb.DuckDBPyConnection) -> bool:
