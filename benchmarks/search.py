@@ -16,9 +16,13 @@ read-only connection like the server's readers: list pages (24 h, all days, deep
 over ids / URLs / users / browsers, exact user, trait, flags, URL, clicked text, durations, a
 combination, the /updates push (20 ids), and the 24-h list with --pending sessions not archived
 yet (the bus's rows, passed as the server passes them). The first run of the first search
-builds the snapshot's per-session table (streamdom/archive/summaries.py; a server's first
-search after it starts); the last case commits --flush-sessions new sessions before each
-search, so each run advances that table by one flush.
+builds the snapshot's per-session table (streamdom/archive/summaries.py) on that connection.
+
+Then the list as a live server answers it, through the server's ArchiveReader: --start-delay
+seconds after a start (the reader warms its table up at a start, if the checkout does), and the
+first list after each of --runs + 1 flushes of --flush-sessions new sessions, each flush the
+server's own job (commits.flush_segments) handed to the reader as the server's flusher hands
+it: listed at once, then 100 ms later.
 
 --baseline CHECKOUT times another checkout's searches (its streamdom through PYTHONPATH) on the
 same archive: each checkout in a fresh process, taking turns twice, then side by side.
@@ -27,6 +31,7 @@ same archive: each checkout in a fresh process, taking turns twice, then side by
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import random
@@ -45,8 +50,10 @@ from support import machine_note, write_json
 
 from streamdom.archive import commits, lake, maintenance, queries
 from streamdom.archive.layout import signal_values
+from streamdom.archive.reads import ArchiveReader
+from streamdom.archive.wal import WriteAheadLog
 from streamdom.records import Row
-from streamdom.signals import Signals, SignalTracker
+from streamdom.signals import Signals, SignalTracker, by_stream
 
 ROOT = Path(__file__).resolve().parent.parent  # this checkout
 PATHS = ("/todos", "/todos/active", "/projects/42", "/inbox", "/reports", "/settings/billing")
@@ -222,35 +229,75 @@ def measure(loc: lake.Location, w: dict[str, Any], args: argparse.Namespace) -> 
     return out
 
 
-def measure_flushes(loc: lake.Location, w: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
-    """Time the first 24-h list page after each of a few commits (which add sessions)."""
-    con = lake.connect(loc, read_only=True)
-    now = w["now_ms"]
-    day = now - DAY_MS
+def measure_server(loc: lake.Location, w: dict[str, Any], args: argparse.Namespace, first_id: int
+                   ) -> list[dict[str, Any]]:
+    """The list as a live server answers it: through its ArchiveReader (reader threads, the
+    archive's shared per-session table), after a start and after each flush. A flush is the
+    server's own job (commits.flush_segments on WAL segments), handed to the reader as the
+    server's flusher hands it (whatever this checkout's reader takes)."""
+    return asyncio.run(_measure_server(loc, w, args, first_id))
+
+
+async def _measure_server(loc: lake.Location, w: dict[str, Any], args: argparse.Namespace,
+                          first_id: int) -> list[dict[str, Any]]:
+    day = w["now_ms"] - DAY_MS
     Q = queries.SessionQuery
-    queries.search_sessions(con, Q(since=day), None)
-    # The first search after each flush: the snapshot's table is the previous one advanced by
-    # what the flush added (summaries.py). Each run commits a flush's worth of new sessions
-    # (--flush-sessions, 5 s of activity each) through the server's commit, then searches.
-    writer = lake.connect(loc)
-    tracker = SignalTracker()
-    times = []
-    for run in range(args.runs + 1):
-        rows, info = [], {}
-        for j in range(args.flush_sessions):
-            _, r, i = session_rows(10_000_000 + run * args.flush_sessions + j, now + run * 5000, 5000, args.seed)
-            rows += r
-            info.update(i)
-        commits.commit(writer, rows, info, dedup=False, tracker=tracker)
+    out = []
+
+    def row(name: str, times: list[float], total: int) -> None:
+        out.append({"search": name, "first_ms": times[0], "median_ms": median(times[1:] or times),
+                    "rows": 100, "total": total})
+        print(f"  {name:<52} {median(times[1:] or times):8.1f} ms median  (first {times[0]:7.1f} ms)  total {total:>7,}")
+
+    # A start: the reader points at the archive's snapshot (and warms up, if it can); a PM
+    # opens the list --start-delay s later.
+    reader = ArchiveReader(loc, 2)
+    try:
+        started = time.perf_counter()
+        version = int(await reader.run(queries.latest_version))  # type: ignore[call-overload]
+        if hasattr(reader, "advance"):
+            reader.advance(version)
+            reader.warm_up()
+        else:
+            reader.version = version
+        await asyncio.sleep(max(0.0, args.start_delay - (time.perf_counter() - started)))
         t0 = time.perf_counter()
-        _, total = queries.search_sessions(con, Q(since=day), None)
-        times.append((time.perf_counter() - t0) * 1000)
-    writer.close()
-    name = f"list, last 24 h, after a flush of {args.flush_sessions} sessions"
-    row = {"search": name, "first_ms": times[0], "median_ms": median(times[1:]), "rows": 100, "total": total}
-    print(f"  {name:<52} {median(times[1:]):8.1f} ms median  (first {times[0]:7.1f} ms)  total {total:>7,}")
-    con.close()
-    return row
+        _, total = await reader.search(Q(since=day), None)
+        row(f"list, last 24 h, {args.start_delay:g} s after a start", [(time.perf_counter() - t0) * 1000], total)
+        # Each run flushes --flush-sessions new sessions (5 s of activity each), then lists at
+        # once (the worst case: nothing was done ahead) or after a pause.
+        wal = WriteAheadLog(Path(tempfile.mkdtemp(prefix="streamdom-search-wal-")))
+        tracker = SignalTracker()
+        next_id = first_id
+        for pause in (0.0, 0.1):
+            times = []
+            for run in range(args.runs + 1):
+                rows, info = [], {}
+                for _ in range(args.flush_sessions):
+                    _, r, i = session_rows(next_id, w["now_ms"] + run * 5000, 5000, args.seed)
+                    next_id += 1
+                    rows += r
+                    info.update(i)
+                wal.write_and_sync(rows)
+                segments = wal.rotate()
+                signals = by_stream(sorted(rows, key=lambda r: (r[0], r[1], r[2])), tracker)
+                flushed = commits.flush_segments(loc, segments, info, signals)
+                if hasattr(reader, "advance"):
+                    reader.advance(*flushed[1:])
+                else:
+                    reader.version = flushed[1]
+                for seg in segments:
+                    seg.unlink()
+                await asyncio.sleep(pause)
+                t0 = time.perf_counter()
+                _, total = await reader.search(Q(since=day), None)
+                times.append((time.perf_counter() - t0) * 1000)
+            when = "right after" if not pause else f"{pause * 1000:.0f} ms after"
+            row(f"list, last 24 h, {when} a flush of {args.flush_sessions}", times, total)
+        wal.close()
+    finally:
+        reader.close()
+    return out
 
 
 def _merge_turns(turns: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
@@ -266,9 +313,10 @@ def run_measure_job(spec: str) -> None:
     """--measure-job: time the searches on an existing archive with whatever streamdom is
     imported (a baseline checkout's, through PYTHONPATH); print them, then them as JSON."""
     job = json.loads(spec)
-    args = argparse.Namespace(runs=job["runs"], pending=job["pending"])
+    args = argparse.Namespace(**job["args"])
     loc = lake.Location(job["data_path"], job["catalog"])
-    print(json.dumps(measure(loc, {"now_ms": job["now_ms"], "ids": job["ids"]}, args)))
+    w = {"now_ms": job["now_ms"], "ids": job["ids"]}
+    print(json.dumps(measure(loc, w, args) + measure_server(loc, w, args, job["first_id"])))
 
 
 def main() -> None:
@@ -280,6 +328,8 @@ def main() -> None:
     ap.add_argument("--pending", type=int, default=500, help="unarchived sessions in the last cases (default %(default)s)")
     ap.add_argument("--flush-sessions", type=int, default=50,
                     help="new sessions per flush in the after-a-flush case (default %(default)s)")
+    ap.add_argument("--start-delay", type=float, default=5.0,
+                    help="seconds between a start and the first list (default %(default)s)")
     ap.add_argument("--runs", type=int, default=7, help="timed runs after the first (default %(default)s)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--keep", action="store_true", help="keep the archive (its directory is printed)")
@@ -304,11 +354,13 @@ def main() -> None:
             # Each checkout's searches in a fresh process (its first run builds what it keeps),
             # taking turns (baseline, this, baseline, this) so both see the same machine.
             job = {"data_path": loc.data_path, "catalog": loc.catalog, "now_ms": w["now_ms"],
-                   "ids": w["ids"][-20:], "runs": args.runs, "pending": args.pending}
+                   "ids": w["ids"][-20:], "args": {k: getattr(args, k) for k in (
+                       "runs", "pending", "flush_sessions", "start_delay", "seed")}}
             turns: dict[str, list[list[dict[str, Any]]]] = {"baseline": [], "this": []}
             for turn in range(2):
                 for who, root in (("baseline", Path(args.baseline)), ("this", ROOT)):
                     print(f"searches, turn {turn + 1}, {who} ({root}): first run, then the median of {args.runs}")
+                    job["first_id"] = 10_000_000 + 1_000_000 * len(turns["baseline"] + turns["this"])
                     done = subprocess.run([sys.executable, __file__, "--measure-job", json.dumps(job)],
                                           env={**os.environ, "PYTHONPATH": str(root.resolve())},
                                           capture_output=True, text=True, check=True)
@@ -317,8 +369,7 @@ def main() -> None:
             base, results = _merge_turns(turns["baseline"]), _merge_turns(turns["this"])
         else:
             print(f"searches (first run, then the median of {args.runs}):")
-            results = measure(loc, w, args)
-        results.append(measure_flushes(loc, w, args))
+            results = measure(loc, w, args) + measure_server(loc, w, args, 10_000_000)
         if base:
             print("side by side (medians of the two turns' medians): baseline, this checkout, this / baseline")
             theirs = {r["search"]: r for r in base}

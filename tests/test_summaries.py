@@ -4,6 +4,9 @@ anything else changed, and always the answer a fresh grouping of the whole index
 
 from __future__ import annotations
 
+import asyncio
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +16,13 @@ import pytest
 
 from streamdom.archive import commits, lake, maintenance, queries, summaries
 from streamdom.archive.queries import SessionQuery
-from streamdom.ingest.validate import make_record
-from streamdom.records import Row
+from streamdom.archive.reads import ArchiveReader
+from streamdom.archive.wal import WriteAheadLog
+from streamdom.ingest.validate import batch_of, make_record
+from streamdom.records import ROW_SEQ, ROW_SESSION, ROW_STREAM, Row
+from streamdom.signals import SignalTracker, by_stream
+from streamdom.web.services import Services
+from tests.helpers import run_async, server_config, session_events, wait_for
 from tests.lake_writer import T0, rows_for
 
 DAY_MS = 86_400_000
@@ -68,7 +76,7 @@ def test_a_commit_after_an_answer_shows_in_the_next_one_as_a_fresh_grouping_give
                          *custom_rows("a", 21, T0 + 500, ("streamdom-identify", {"userId": "ada", "traits": {"plan": "pro"}}),
                                       ("streamdom-error", {"source": "error", "message": "boom", "stack": ""}))], {})
     v2 = lake.current_version(con)
-    assert summaries._only_inserts(con, v1, v2)  # this is the advance, not a rebuild
+    assert summaries.only(con, v1, v2, summaries.INSERTS)  # this is the advance, not a rebuild
     after = answers(con, loc)
     (page, total), *_ = after
     assert sorted(s["id"] for s in page) == ["a", "b"] and total == 2
@@ -90,14 +98,14 @@ def test_after_a_merge_commits_still_advance_and_after_retention_the_table_is_re
     answers(con, loc)
     con.execute("CALL ducklake_merge_adjacent_files('lake')")
     commits.commit(con, rows_for("d0", range(11, 16)), {})
-    assert summaries._only_inserts(con, before, lake.current_version(con))
+    assert summaries.only(con, before, lake.current_version(con), summaries.INSERTS)
     assert answers(con, loc) == fresh(con, loc)
     maintenance.expire_snapshots(con)  # every snapshot but the latest: the next commit still advances
     commits.commit(con, rows_for("d1", range(11, 14)), {})
     assert answers(con, loc) == fresh(con, loc)
     kept = lake.current_version(con)
     maintenance.expire_days(con, "2025-11-25")  # drops d0's day (2025-11-24)
-    assert not summaries._only_inserts(con, kept, lake.current_version(con))
+    assert not summaries.only(con, kept, lake.current_version(con), summaries.INSERTS)
     (page, total), *_ = answers(con, loc)
     assert sorted(s["id"] for s in page) == ["d1", "d2"] and total == 2
     assert answers(con, loc) == fresh(con, loc)
@@ -164,3 +172,195 @@ def test_a_session_regrouped_after_a_commit_is_counted_once(archive: Any) -> Non
         assert total == 10 and [s["id"] for s in page].count("a") == 1
         assert next(s for s in page if s["id"] == "a")["event_count"] == start + 4
     assert answers(con, loc) == fresh(con, loc)
+
+
+def flush(loc: lake.Location, wal: WriteAheadLog, rows: list[Row]) -> summaries.Added | None:
+    """The server's flush job on these rows (WAL segments in, one commit, what the tail derived
+    from them as they arrived); what it says it added."""
+    wal.write_and_sync(rows)
+    segments = wal.rotate()
+    derived = by_stream(sorted(rows, key=lambda r: (r[ROW_SESSION], r[ROW_STREAM], r[ROW_SEQ])), SignalTracker())
+    _, version, added = commits.flush_segments(loc, segments, {}, derived)
+    for seg in segments:
+        seg.unlink()
+    assert added is None or added.version == version
+    return added
+
+
+def stale_rows(con: duckdb.DuckDBPyConnection, loc: lake.Location) -> int:
+    """Rows of the kept table at the latest snapshot that a later row replaced: 0 after a rebuild."""
+    table = summaries.at(con, loc, lake.current_version(con), build=False)
+    assert table is not None
+    return table["stale"].to_pylist().count(True)
+
+
+def test_what_the_server_committed_advances_the_table_when_the_catalog_no_longer_can(
+        archive: Any, tmp_path: Path) -> None:
+    # The flusher hands back the index rows it committed; the table advances by them alone, so
+    # it still advances (instead of being rebuilt) once the snapshots in between have expired
+    # from the catalog, and gives what a fresh grouping gives.
+    loc, con = archive
+    wal = WriteAheadLog(tmp_path / "wal")
+    fillers = [r for sid in (f"f{i}" for i in range(9)) for r in rows_for(sid, range(1, 4))]  # no compaction
+    assert flush(loc, wal, [*rows_for("a", range(1, 11)), *rows_for("old", range(1, 4)), *fillers]) is not None
+    answers(con, loc)
+    commits.writer(loc).execute("SELECT 1")  # the flush job's own connection, as in the flusher process
+    for rows in (
+            [*rows_for("a", range(11, 21)), *rows_for("b", range(1, 6)),
+             *custom_rows("a", 21, T0 + 500, ("streamdom-identify", {"userId": "ada", "traits": {"plan": "pro"}}),
+                          ("streamdom-error", {"source": "error", "message": "boom", "stack": ""}))],
+            [*rows_for("b", range(6, 9)),
+             *(make_record("b", "tab-2", s, {"type": 3, "data": {"source": 2, "type": 2, "id": 1, "x": 1, "y": 1},
+                                             "timestamp": T0 + 900 + s}, T0 + 900 + s).row() for s in range(1, 4))]):
+        kept = lake.current_version(con)
+        for half in (rows[:len(rows) // 2], rows[len(rows) // 2:]):  # two flushes between two lists
+            added = flush(loc, wal, half)
+            assert added is not None and added.rows is not None and len(added.rows)
+            summaries.record(loc, added)
+        maintenance.expire_snapshots(con)  # the catalog forgets every snapshot but the latest
+        assert not summaries.only(con, kept, lake.current_version(con), summaries.INSERTS)
+        after = answers(con, loc)
+        assert stale_rows(con, loc) == 1  # `a`, then `b`: advanced, not rebuilt
+        assert after == fresh(con, loc)
+        answers(con, loc)  # `fresh` dropped everything kept: keep a table again
+    (page, total), *_ = after
+    a, b = (next(s for s in page if s["id"] == sid) for sid in ("a", "b"))
+    assert (a["event_count"], a["user_id"], a["traits"], a["errors"]) == (22, "ada", {"plan": "pro"}, 1)
+    assert (b["event_count"], b["tabs"], total) == (11, 2, 12)
+    wal.close()
+
+
+def test_a_commit_the_server_did_not_record_is_asked_of_the_catalog(archive: Any, tmp_path: Path) -> None:
+    # Recorded steps must reach the version read without a gap: another writer's commit (or
+    # retention) between two flushes sends the advance to the catalog, or to a rebuild.
+    loc, con = archive
+    wal = WriteAheadLog(tmp_path / "wal")
+    flush(loc, wal, rows_for("a", range(1, 6)))
+    answers(con, loc)
+    summaries.record(loc, flush(loc, wal, rows_for("a", range(6, 9))))  # type: ignore[arg-type]
+    commits.commit(con, rows_for("other", range(1, 4)), {})  # not recorded
+    summaries.record(loc, flush(loc, wal, rows_for("b", range(1, 4))))  # type: ignore[arg-type]
+    (page, total), *_ = after = answers(con, loc)
+    assert sorted(s["id"] for s in page) == ["a", "b", "other"] and total == 3
+    assert stale_rows(con, loc) == 1 and after == fresh(con, loc)
+    answers(con, loc)
+    maintenance.expire_days(con, "2025-11-25")  # retention drops every row (all on 2025-11-24)
+    summaries.record(loc, flush(loc, wal, rows_for("c", range(1, 4))))  # type: ignore[arg-type]
+    (page, total), *_ = after = answers(con, loc)
+    assert [s["id"] for s in page] == ["c"] and total == 1
+    assert stale_rows(con, loc) == 0 and after == fresh(con, loc)  # rebuilt
+    wal.close()
+
+
+def test_a_maintenance_pass_that_only_merged_keeps_the_table(archive: Any, tmp_path: Path) -> None:
+    loc, con = archive
+    wal = WriteAheadLog(tmp_path / "wal")
+    for d in range(3):  # one session per day: three files to merge
+        rows = rows_for(f"d{d}", range(1, 11))
+        flush(loc, wal, [(*r[:5], r[5] + d * DAY_MS, *r[6:]) for r in rows])
+    answers(con, loc)
+    summaries.record(loc, flush(loc, wal, rows_for("d0", range(11, 16))))  # type: ignore[arg-type]
+    before = summaries.at(con, loc, lake.current_version(con))
+    version, added = maintenance.pass_job(loc, "2025-11-20", None)  # nothing that old: merges only
+    assert added is not None and added.version == version > added.base and added.rows is None
+    summaries.record(loc, added)
+    maintenance.expire_snapshots(con)
+    assert summaries.at(con, loc, version) is before  # the same rows: nothing regrouped or rebuilt
+    assert answers(con, loc) == fresh(con, loc)
+    version, added = maintenance.pass_job(loc, "2025-11-26", None)  # retention drops d0 and d1
+    assert added is None
+    (page, total), *_ = answers(con, loc)
+    assert [s["id"] for s in page] == ["d2"] and total == 1
+    wal.close()
+
+
+def test_a_list_during_the_warm_up_waits_for_its_table_and_a_summary_by_id_does_not(
+        archive: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A server warms its table up at a start, in a reader thread. The whole-index build is held
+    # at its start here, so that the searches surely arrive before it ends.
+    loc, con = archive
+    commits.commit(con, [*rows_for("a", range(1, 11)), *rows_for("b", range(1, 4))], {})
+    version = lake.current_version(con)
+    want_list = queries.search_sessions(con, SessionQuery(), None, version)  # per connection: a fresh grouping
+    want_a = queries.search_sessions(con, SessionQuery(ids=["a"]), None, version)
+    entered, release = threading.Event(), threading.Event()
+    builds: list[int] = []
+    build = summaries._build
+
+    def held_build(c: duckdb.DuckDBPyConnection, v: int) -> pa.Table:
+        builds.append(v)
+        entered.set()
+        assert release.wait(60)
+        return build(c, v)
+
+    monkeypatch.setattr(summaries, "_build", held_build)
+
+    async def go() -> None:
+        reader = ArchiveReader(loc, 2)
+        try:
+            reader.advance(version)
+            reader.warm_up()
+            assert await asyncio.to_thread(entered.wait, 60)
+            # A player page's summary is answered from the session's own rows meanwhile.
+            assert await asyncio.wait_for(reader.search(SessionQuery(ids=["a"]), None), 30) == want_a
+            listing = asyncio.ensure_future(reader.search(SessionQuery(), None))
+            await asyncio.sleep(0)
+            assert not listing.done()
+            release.set()
+            assert await asyncio.wait_for(listing, 60) == want_list
+            assert builds == [version]  # the list took the warm-up's table, not a build of its own
+            assert await reader.search(SessionQuery(ids=["a"]), None) == want_a  # now from the table
+        finally:
+            release.set()
+            await asyncio.to_thread(reader.close)
+
+    run_async(go())
+
+
+def test_a_servers_flushes_advance_its_table_with_what_they_committed(tmp_path: Path) -> None:
+    # The embedded server: its flusher process commits and hands back what it added; the
+    # reader advances its table with that in a reader thread, before any search asks.
+    async def go() -> None:
+        svc = Services(server_config(tmp_path, flush_interval=3600, compaction_interval=3600))
+        await svc.start()
+        loc = svc.archive.location
+        con = lake.connect(loc, read_only=True)
+        try:
+            producers: dict[str, Any] = {}
+            t0 = int(time.time() * 1000) - 60_000  # within retention: maintenance drops nothing
+
+            async def send(sid: str, first: int, n: int) -> None:
+                if sid not in producers:
+                    producers[sid] = await svc.bus.open_stream(sid, "tab-1", "", "", lambda seq: None)
+                evs = session_events(first + n, t0)[first:first + n]
+                svc.bus.publish(producers[sid], batch_of(
+                    [make_record(sid, "tab-1", first + i + 1, e, t0 + first + i) for i, e in enumerate(evs)]))
+
+            await send("a", 0, 20)
+            await svc.bus.flusher.flush()
+            query = SessionQuery()
+            await svc.archive.search(query, None)  # builds the table
+            for step in range(3):
+                before = svc.archive.version
+                await send("a", 20 + 10 * step, 10)
+                await send(f"n{step}", 0, 5)
+                await svc.bus.flusher.flush()
+                version = svc.archive.version
+                assert version == before + 1  # type: ignore[operator]
+                assert summaries._archive(loc).added[before].version == version  # type: ignore[index]
+                await asyncio.to_thread(wait_for, lambda: summaries.keeps(loc, version), 60,  # noqa: B023
+                                        what="the table advanced ahead of any search")
+                got = await svc.archive.search(query, None)
+                assert got == queries.search_sessions(con, query, None, version)  # a fresh grouping
+                assert got[1] == step + 2 and got[0][0]["event_count"] in (5, 30 + 10 * step)
+            kept = summaries.at(con, loc, svc.archive.version)  # type: ignore[arg-type]
+            await svc.bus.upkeep()  # merges the flushes' files: the same rows
+            assert svc.archive.version > version  # type: ignore[operator]
+            await asyncio.to_thread(wait_for, lambda: summaries.keeps(loc, svc.archive.version), 60)
+            assert summaries.at(con, loc, svc.archive.version) is kept  # type: ignore[arg-type]
+        finally:
+            con.close()
+            summaries.forget(loc)
+            await svc.close()
+
+    run_async(go())

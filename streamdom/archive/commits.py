@@ -14,7 +14,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from streamdom.archive import lake, layout
+from streamdom.archive import lake, layout, summaries
 from streamdom.archive.lake import Location
 from streamdom.archive.wal import read_segments
 from streamdom.records import (
@@ -38,6 +38,13 @@ StreamSignals = dict[tuple[str, str], Signals]
 def commit(con: duckdb.DuckDBPyConnection, rows: Sequence[Row], stream_info: StreamInfo,
            dedup: bool = True, signals: StreamSignals | None = None,
            tracker: SignalTracker | None = None) -> int:
+    """Archive record rows in one DuckLake commit (see `commit_index`); returns how many were new."""
+    return commit_index(con, rows, stream_info, dedup, signals, tracker)[0]
+
+
+def commit_index(con: duckdb.DuckDBPyConnection, rows: Sequence[Row], stream_info: StreamInfo,
+                 dedup: bool = True, signals: StreamSignals | None = None,
+                 tracker: SignalTracker | None = None) -> tuple[int, pa.Table | None]:
     """Archive record rows in one DuckLake commit, each (session, stream, seq) at most once ever.
 
     Rows already archived (by anyone, before or concurrently) are skipped inside the commit, so
@@ -47,26 +54,28 @@ def commit(con: duckdb.DuckDBPyConnection, rows: Sequence[Row], stream_info: Str
     `signals`: what the rows say per stream (streamdom/signals.py), when the caller derived it
     as they arrived (the embedded server's tail); else they are derived here from the new rows,
     with `tracker` (the caller's, so that clicks at the end of one commit are decided by the
-    next; a fresh one if None). Returns how many rows were new.
+    next; a fresh one if None). Returns how many rows were new, and the index rows the commit
+    added to `sessions` (None if none).
     """
     if not rows:
-        return 0
+        return 0, None
     # A conflict means another writer committed first (see WRITES_DDL): dedup again on its snapshot.
     keys = {(r[ROW_SESSION], r[ROW_STREAM]) for r in rows} if signals is None else set()
 
-    def attempt(c: duckdb.DuckDBPyConnection) -> tuple[int, SignalTracker]:
+    def attempt(c: duckdb.DuckDBPyConnection) -> tuple[tuple[int, pa.Table | None], SignalTracker]:
         # A commit that conflicts runs again: it feeds its rows to a fresh fork each time.
         mine = SignalTracker() if tracker is None else tracker.fork(keys)
         return _commit_once(c, rows, stream_info, dedup, signals, mine), mine
 
-    n, fork = lake.in_transaction(con, attempt)
+    done, fork = lake.in_transaction(con, attempt)
     if tracker is not None:
         tracker.absorb(fork)
-    return n
+    return done
 
 
 def _commit_once(con: duckdb.DuckDBPyConnection, rows: Sequence[Row], stream_info: StreamInfo,
-                 dedup: bool, signals: StreamSignals | None, tracker: SignalTracker) -> int:
+                 dedup: bool, signals: StreamSignals | None, tracker: SignalTracker
+                 ) -> tuple[int, pa.Table | None]:
     if dedup:
         con.execute("UPDATE lake.writes SET commits = commits + 1")
         fresh = new_rows(rows, archived_runs(con, {r[ROW_SESSION] for r in rows}))
@@ -85,7 +94,8 @@ def _commit_once(con: duckdb.DuckDBPyConnection, rows: Sequence[Row], stream_inf
         finally:
             con.unregister("fresh_events")
             con.unregister("fresh_index")
-    return len(fresh)
+        return len(fresh), index
+    return 0, None
 
 
 Runs = dict[tuple[str, str], list[tuple[int, int]]]
@@ -184,26 +194,37 @@ def writer(loc: Location) -> duckdb.DuckDBPyConnection:
 
 
 def flush_segments(loc: Location, segments: list[Path], stream_info: StreamInfo,
-                   signals: StreamSignals | None = None) -> tuple[int, int]:
-    """Commit the rows of closed WAL segments; returns (rows written, the archive's version).
+                   signals: StreamSignals | None = None) -> tuple[int, int, summaries.Added | None]:
+    """Commit the rows of closed WAL segments; returns (rows written, the archive's version,
+    what the commit added to the index if that version is the commit's own snapshot).
 
     The server is the archive's only writer and its WAL holds each event once (duplicates
     are refused at ingest, by seq), so this commit skips the exactly-once check. `signals`:
-    what the log's tail derived from these rows as they arrived.
+    what the log's tail derived from these rows as they arrived. The index rows go back to the
+    server, which advances its per-session table with them instead of asking the catalog
+    (summaries.py).
     """
     con = writer(loc)
     rows = read_segments(segments)
-    n = commit(con, rows, stream_info, dedup=False, signals=signals if signals is not None else {})
-    return n, lake.current_version(con)
+    before = lake.current_version(con)
+    n, index = commit_index(con, rows, stream_info, dedup=False,
+                            signals=signals if signals is not None else {})
+    version = lake.current_version(con)
+    # Snapshot ids go up by one per commit: only if nothing else committed between the two
+    # reads is `version` this commit's snapshot, made on `before` by adding these rows.
+    added = summaries.Added(before, version, index) if index is not None and version == before + 1 else None
+    return n, version, added
 
 
-def replay(loc: Location, segments: list[Path]) -> tuple[int, int, list[str]]:
+def replay(loc: Location, segments: list[Path]) -> tuple[int, int, list[str], bool]:
     """Start-up, with no other writer: delete the Parquet files of commits that never completed
     (a crash mid-flush: a glob over the data would see their events twice), then commit what the
     WAL still holds, skipping what a flush already archived (a crash between its commit and the
-    segments' deletion). Returns (new rows, the archive's version, the files deleted)."""
+    segments' deletion). Returns (new rows, the archive's version, the files deleted, whether
+    the archive holds any session)."""
     con = writer(loc)
     orphans = [r[0] for r in con.execute(
         "SELECT * FROM ducklake_delete_orphaned_files('lake', cleanup_all => true)").fetchall()]
     n = commit(con, read_segments(segments), {})
-    return n, lake.current_version(con), orphans
+    holds = con.execute("SELECT 1 FROM lake.sessions LIMIT 1").fetchone() is not None
+    return n, lake.current_version(con), orphans, holds

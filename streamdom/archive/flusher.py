@@ -64,7 +64,7 @@ class Flusher:
                 return  # the WAL is failing; everything stays in the tail and the log
             started = time.monotonic()
             try:
-                written, version = await self.process.run(  # type: ignore[misc]
+                written, version, added = await self.process.run(  # type: ignore[misc]
                     commits.flush_segments, self.location, segments, info, signals)
             except (OSError, duckdb.Error) as exc:
                 log.error("archive flush failed (events stay in memory and the WAL): %s", exc)
@@ -76,6 +76,6 @@ class Flusher:
             if written != count:  # would mean a bug: say so, the WAL was the truth either way
                 log.error("flush wrote %d events from the WAL, %d were pending", written, count)
             # On the IOLoop, in one step: readers now find these events in the archive, not the tail.
-            self.reader.version = version
+            self.reader.advance(version, added)
             self.tail.drop(mark)
             await self.wal.delete(segments)

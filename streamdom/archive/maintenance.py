@@ -14,7 +14,7 @@ from pathlib import Path
 
 import duckdb
 
-from streamdom.archive import commits, lake
+from streamdom.archive import commits, lake, summaries
 from streamdom.archive.lake import Location
 
 log = logging.getLogger(__name__)
@@ -28,8 +28,10 @@ def first_kept_day(retention_days: int, today: datetime | None = None) -> str:
     return (today - timedelta(days=retention_days - 1)).strftime("%Y-%m-%d")
 
 
-async def run(loc: Location, retention_days: int, keep_from: int | None, run_job: RunJob) -> int | None:
-    """One pass in the flusher process; returns the archive's version after it (None: failed)."""
+async def run(loc: Location, retention_days: int, keep_from: int | None, run_job: RunJob
+              ) -> tuple[int, summaries.Added | None] | None:
+    """One pass in the flusher process; returns the archive's version after it and, if the pass
+    only merged files, that it left the index's rows as they were (None: failed)."""
     try:
         return await run_job(pass_job, loc, first_kept_day(retention_days), keep_from)  # type: ignore[return-value]
     except (OSError, duckdb.Error) as exc:
@@ -37,11 +39,15 @@ async def run(loc: Location, retention_days: int, keep_from: int | None, run_job
         return None
 
 
-def pass_job(loc: Location, first_kept: str, keep_from: int | None) -> int:
+def pass_job(loc: Location, first_kept: str, keep_from: int | None) -> tuple[int, summaries.Added | None]:
     """The flusher process's side of `run`."""
     con = commits.writer(loc)
+    before = lake.current_version(con)
     maintain(con, first_kept, keep_from=keep_from)
-    return lake.current_version(con)
+    version = lake.current_version(con)
+    # Asked here, in the flusher process, so that the server's readers need not ask the catalog.
+    unchanged = version > before and summaries.only(con, before, version, summaries.MERGES)
+    return version, summaries.Added(before, version, None) if unchanged else None
 
 
 def maintain(con: duckdb.DuckDBPyConnection, first_kept: str | None = None,

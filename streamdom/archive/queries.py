@@ -24,6 +24,7 @@ from weakref import WeakKeyDictionary
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset  # noqa: F401 - imported by DuckDB at a first register (20-50 ms): not in a search
 
 from streamdom import signals
 from streamdom.archive import lake, layout, summaries
@@ -154,6 +155,23 @@ def search_sessions(con: duckdb.DuckDBPyConnection, query: SessionQuery, extra: 
     return [_summary(dict(zip(SUMMARY_COLUMNS, found[i], strict=True))) for i, _ in page if i in found], total
 
 
+def keep_summaries(con: duckdb.DuckDBPyConnection, version: int | None, loc: Location) -> None:
+    """Bring the archive's kept per-session table to `version` (None: the latest) ahead of the
+    searches: advanced from the one kept, else built."""
+    summaries.at(con, loc, latest_version(con) if version is None else int(version))
+
+
+def warm_up(con: duckdb.DuckDBPyConnection, version: int | None, loc: Location, build: bool) -> None:
+    """At a server's start, in a reader thread: with `build`, build the kept table; then search
+    once on this thread's connection (a connection's first search cost 10-15 ms more than the
+    next ones, measured): a list, or without `build` a search by id, which never waits for a
+    build (this thread stays free for the queries of the start meanwhile)."""
+    v = latest_version(con) if version is None else int(version)
+    if build:
+        summaries.at(con, loc, v)
+    search_sessions(con, SessionQuery(limit=1, ids=None if build else [""]), None, v, loc)
+
+
 def _with_extra(con: duckdb.DuckDBPyConnection, archived: pa.Table, extra: pa.Table | None
                 ) -> tuple[pa.Table, list[int]]:
     """The partial rows of the sessions in `extra`, each regrouped with its archived row, and
@@ -253,40 +271,33 @@ EventRow = tuple[str, int, int, str]  # stream id, seq, server time, the event's
 
 @dataclass
 class ArchivedPage:
-    """A page of a session's archived events, and what a reader needs to add unarchived ones."""
+    """A page of a session's archived events, and what a reader needs to add unarchived ones.
+
+    A session's summary is the search's (search_sessions, by id: summaries.py holds its one
+    rule); a page only needs these figures of the index.
+    """
 
     rows: list[EventRow]
-    summary: dict[str, object] | None  # None: the archive has none of its events
+    total: int  # archived events of the session (0: the archive has none)
     stream_highs: dict[str, int]  # stream id -> highest archived seq
-
-    @property
-    def total(self) -> int:
-        """Archived events of the session."""
-        return int(self.summary["event_count"]) if self.summary else 0  # type: ignore[call-overload]
 
 
 def session_page(con: duckdb.DuckDBPyConnection, session_id: str, offset: int, limit: int | None,
                  version: int | None = None, max_bytes: int | None = None) -> ArchivedPage:
-    """A session's summary (from the index) and one page of its events, in order; with
-    `max_bytes`, the page ends at the first event that would take it past that many bytes (it
-    always holds one event)."""
+    """One page of a session's archived events, in order, with their count and highest seqs
+    (from the index); with `max_bytes`, the page ends at the first event that would take it
+    past that many bytes (it always holds one event)."""
     snap = snapshot_files(con, version)
     found = con.execute(
-        f"""SELECT stream_id, min(first_server_time), max(last_server_time), sum(event_count)::BIGINT,
-                   sum(bytes)::BIGINT, arg_min(url, first_server_time),
-                   arg_min(user_agent, first_server_time), max(max_seq), list(DISTINCT day::VARCHAR)
+        f"""SELECT stream_id, sum(event_count)::BIGINT, max(max_seq), list(DISTINCT day::VARCHAR)
             FROM {snap.source("sessions")} WHERE session_id = ? GROUP BY stream_id""",
         [session_id]).fetchall()
     if not found:
-        return ArchivedPage([], None, {})
-    first = min(found, key=lambda r: r[1])
-    summary = {"id": session_id, "started_at": first[1], "last_event_at": max(r[2] for r in found),
-               "event_count": sum(r[3] for r in found), "bytes": sum(r[4] for r in found),
-               "url": first[5], "user_agent": first[6]}
-    page = ArchivedPage([], summary, {r[0]: int(r[7]) for r in found})
+        return ArchivedPage([], 0, {})
+    page = ArchivedPage([], sum(int(r[1]) for r in found), {r[0]: int(r[2]) for r in found})
     if offset >= page.total or limit == 0:
         return page
-    days = sorted({d for r in found for d in r[8]})
+    days = sorted({d for r in found for d in r[3]})
     # Only the session's days: whole partitions skipped before any file is opened.
     scan = f"""FROM {snap.source("events", days)}
                WHERE session_id = ? AND day IN ({", ".join("?::DATE" for _ in days)})"""

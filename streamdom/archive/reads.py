@@ -8,17 +8,20 @@ one of them, never both and never neither (None: the latest, e.g. a cluster node
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import pyarrow as pa
 
-from streamdom.archive import queries
+from streamdom.archive import queries, summaries
 from streamdom.archive.lake import Location
 from streamdom.archive.queries import ArchivedPage, EventRow, SessionQuery
 from streamdom.records import StreamKey
 
 __all__ = ["ArchiveReader", "ArchivedPage", "EventRow", "SessionQuery"]
+
+log = logging.getLogger(__name__)
 
 
 class ArchiveReader:
@@ -27,16 +30,43 @@ class ArchiveReader:
     def __init__(self, location: Location, threads: int) -> None:
         self.location = location
         self.version: int | None = None
+        self._threads = threads
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="streamdom-query")
         self._high_waiting: dict[StreamKey, list[asyncio.Future[int]]] = {}
         self._high_running = False
 
     async def run(self, fn: Callable[..., object], *args: object) -> object:
         """Run a query function (from `queries`) on the reader thread's connection."""
-        def job() -> object:
-            return fn(queries.cursor(self.location), *args)
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self._job, fn, *args)
 
-        return await asyncio.get_running_loop().run_in_executor(self._pool, job)
+    def _job(self, fn: Callable[..., object], *args: object) -> object:
+        return fn(queries.cursor(self.location), *args)
+
+    def advance(self, version: int, added: summaries.Added | None = None) -> None:
+        """Point reads at snapshot `version` (on the IOLoop, in the step that makes it theirs).
+
+        `added`: what the server's own commit or maintenance pass did to reach it, so the
+        search's per-session table advances without asking the catalog; it advances now, in a
+        reader thread, if one is kept (the next search then finds it ready).
+        """
+        if added is not None:
+            summaries.record(self.location, added)
+        self.version = version
+        if summaries.keeps(self.location):  # else the first search builds it (or warm_up does)
+            self._background(queries.keep_summaries, version, self.location)
+
+    def warm_up(self) -> None:
+        """Build the search's per-session table now, in a reader thread, not at the first list
+        after a start (seconds at 70k sessions). Searches that come first wait for it; searches
+        by id do not (queries.search_sessions). Meanwhile the pool's other threads open their
+        DuckDB connections (~0.4 s each); each thread then searches once (queries.warm_up)."""
+        for i in range(self._threads):
+            self._background(queries.warm_up, self.version, self.location, i == 0)
+
+    def _background(self, fn: Callable[..., object], *args: object) -> Future[object]:
+        fut = self._pool.submit(self._job, fn, *args)
+        fut.add_done_callback(_log_failure)
+        return fut
 
     async def search(self, query: SessionQuery, extra: pa.Table | None
                      ) -> tuple[list[dict[str, object]], int]:
@@ -91,3 +121,9 @@ class ArchiveReader:
     def close(self) -> None:
         """Wait for running queries and stop the pool (blocking)."""
         self._pool.shutdown(wait=True)
+
+
+def _log_failure(fut: Future[object]) -> None:
+    # Work nobody awaits: a failure only costs the next search the work (it retries it).
+    if not fut.cancelled() and fut.exception() is not None:
+        log.warning("keeping the session search's table failed: %s", fut.exception())

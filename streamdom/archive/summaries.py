@@ -98,41 +98,107 @@ def partials_of_rows(rows: str) -> str:
     return f"(SELECT {ROW_PARTIAL} FROM (SELECT * FROM {rows}) AS r)"
 
 
+@dataclass(frozen=True)
+class Added:
+    """What commits added to the index between two snapshots: `rows` (index rows; None: none)
+    took the archive from snapshot `base` to `version`, and nothing else changed it.
+
+    The server's flusher knows this of its own commits (commits.flush_segments), and says so
+    (`record`), so the search's table advances without asking the catalog.
+    """
+
+    base: int
+    version: int
+    rows: pa.Table | None
+
+
 @dataclass
 class _Archive:
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    lock: threading.Lock = field(default_factory=threading.Lock)  # held while a table is made
     tables: OrderedDict[int, pa.Table] = field(default_factory=OrderedDict)
+    building: bool = False  # a whole build holds `lock` (seconds): searches by id don't wait
+    added: OrderedDict[int, Added] = field(default_factory=OrderedDict)  # by base, the latest few
+    # Held for dict steps only, never across a build: guards `added`, and `tables` for `keeps`.
+    dict_lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 # Per archive (its Location: shared by every reader thread) or, without one, per connection;
 # dropped with the reader that holds the key.
 _archives: WeakKeyDictionary[Location | duckdb.DuckDBPyConnection, _Archive] = WeakKeyDictionary()
 _archives_lock = threading.Lock()
+ADDED_KEPT = 32  # commits remembered (a flush every few seconds: minutes of them)
+
+
+def _archive(key: Location | duckdb.DuckDBPyConnection) -> _Archive:
+    with _archives_lock:
+        return _archives.setdefault(key, _Archive())
+
+
+def record(loc: Location, added: Added) -> None:
+    """Note what commits added to the archive at `loc` (see Added). Never waits for a build:
+    the server calls it on its IOLoop."""
+    archive = _archive(loc)
+    with archive.dict_lock:
+        archive.added[added.base] = added
+        while len(archive.added) > ADDED_KEPT:
+            archive.added.popitem(last=False)
+
+
+def keeps(loc: Location, version: int | None = None) -> bool:
+    """Whether a table is kept for the archive at `loc` (a search has read one), at `version` if given."""
+    with _archives_lock:
+        archive = _archives.get(loc)
+    if archive is None:
+        return False
+    with archive.dict_lock:
+        return bool(archive.tables) if version is None else version in archive.tables
 
 
 def at(con: duckdb.DuckDBPyConnection, loc: Location | None, version: int,
        build: bool = True) -> pa.Table | None:
     """The sessions of the archive `con` reads at `version`, one partial row each (kept, or
     advanced from an older one; else built from the whole index, or None if not `build`);
-    `loc`: that archive, whose tables all its readers share (None: kept for this connection)."""
-    with _archives_lock:
-        archive = _archives.setdefault(con if loc is None else loc, _Archive())
-    with archive.lock:  # one thread builds; the others wait and take its table
+    `loc`: that archive, whose tables all its readers share (None: kept for this connection).
+
+    Without `build` it never waits for a build running in another thread (None then).
+    """
+    archive = _archive(con if loc is None else loc)
+    if not _enter(archive, wait=build):
+        return None
+    try:  # one thread makes a table; the others wait and take it
         table = archive.tables.get(version)
         if table is None:
             older = [v for v in archive.tables if v < version]
             base = max(older) if older else None
-            if base is not None and _only_inserts(con, base, version):
-                table = _advance(con, archive.tables[base], base, version)
+            added = None if base is None else _added(con, archive, base, version)
+            if added is not None:
+                table = _advance(con, archive.tables[base], added)  # type: ignore[index]
             elif build:
-                table = _framed(_build(con, version))
+                archive.building = True
+                try:
+                    table = _framed(_build(con, version))
+                finally:
+                    archive.building = False
             else:
                 return None
+        with archive.dict_lock:
             archive.tables[version] = table
+            archive.tables.move_to_end(version)
             while len(archive.tables) > VERSIONS_KEPT:
                 archive.tables.popitem(last=False)
-        archive.tables.move_to_end(version)
         return table
+    finally:
+        archive.lock.release()
+
+
+def _enter(archive: _Archive, wait: bool) -> bool:
+    if wait:
+        archive.lock.acquire()
+        return True
+    while not archive.lock.acquire(timeout=0.01):
+        if archive.building:
+            return False
+    return True
 
 
 def of_ids(con: duckdb.DuckDBPyConnection, index: str, ids: Sequence[str]) -> pa.Table:
@@ -206,28 +272,48 @@ def _build(con: duckdb.DuckDBPyConnection, version: int) -> pa.Table:
     return con.execute(combined(partials_of_rows(f"(SELECT *, NULL::BOOLEAN AS live FROM {rows})"))).to_arrow_table()
 
 
-def _advance(con: duckdb.DuckDBPyConnection, table: pa.Table, base: int, version: int) -> pa.Table:
-    """`table` (at `base`) with the sessions of the rows added up to `version` regrouped.
+def _added(con: duckdb.DuckDBPyConnection, archive: _Archive, base: int, version: int
+           ) -> Added | None:
+    """What took the archive from `base` to `version`, if that only added index rows: from
+    what the writer recorded (`record`), else from the catalog (a cluster node, a maintenance
+    pass in between); None if anything else happened."""
+    with archive.dict_lock:
+        steps, reached = [], base
+        while reached < version and (step := archive.added.get(reached)) is not None:
+            steps.append(step)
+            reached = step.version
+    if reached == version:
+        rows = [s.rows for s in steps if s.rows is not None and len(s.rows)]
+        return Added(base, version, pa.concat_tables(rows, promote_options="default") if rows else None)
+    if not only(con, base, version, INSERTS):
+        return None
+    return Added(base, version, con.execute(
+        f"SELECT * FROM ducklake_table_insertions('{lake.LAKE}', 'main', 'sessions', {int(base) + 1}, "
+        f"{int(version)})").to_arrow_table())
+
+
+def _advance(con: duckdb.DuckDBPyConnection, table: pa.Table, added: Added) -> pa.Table:
+    """`table` (at `added.base`) with the sessions of the added rows regrouped.
 
     The regrouped rows are appended and the rows they replace marked stale: the two tables share
     every other row's buffers (copying 70k sessions' texts took 35-300 ms a flush, measured).
-    Once a quarter of the rows are stale (or the chunks many), the table is compacted.
+    Once a quarter of the rows are stale (or the chunks many), the table is compacted. One
+    query: each DuckDB query of these expressions costs milliseconds before its first row.
     """
-    rows = (f"(SELECT *, NULL::BOOLEAN AS live FROM ducklake_table_insertions("
-            f"'{lake.LAKE}', 'main', 'sessions', {int(base) + 1}, {int(version)}))")
-    added = con.execute(f"SELECT * FROM {partials_of_rows(rows)}").to_arrow_table()
-    if not len(added):
+    rows = added.rows
+    if rows is None or not len(rows):
         return table
-    data = table.drop_columns(["stale", "pos"])
-    touched = pc.and_(pc.is_in(table["id"], value_set=pc.unique(added["id"])), pc.invert(table["stale"]))
-    con.register("summaries_touched", data.filter(touched))  # few rows: the copy is small
-    con.register("summaries_added", added)
+    touched = pc.and_(pc.is_in(table["id"], value_set=pc.unique(rows["session_id"])), pc.invert(table["stale"]))
+    con.register("summaries_touched", table.filter(touched))  # few rows: the copy is small
+    con.register("summaries_added", rows)
     try:
         regrouped = con.execute(combined(
-            "(SELECT * FROM summaries_touched UNION ALL BY NAME SELECT * FROM summaries_added)")).to_arrow_table()
+            "(SELECT * EXCLUDE (stale, pos) FROM summaries_touched UNION ALL BY NAME SELECT * FROM "
+            f"{partials_of_rows('(SELECT *, NULL::BOOLEAN AS live FROM summaries_added)')})")).to_arrow_table()
     finally:
         con.unregister("summaries_touched")
         con.unregister("summaries_added")
+    data = table.drop_columns(["stale", "pos"])
     data = pa.concat_tables([data, regrouped.cast(data.schema)])
     stale = pa.concat_arrays([pc.or_(table["stale"], touched).combine_chunks(),
                               pa.array([False] * len(regrouped), pa.bool_())])
@@ -236,9 +322,13 @@ def _advance(con: duckdb.DuckDBPyConnection, table: pa.Table, base: int, version
     return _framed(data, stale)
 
 
-def _only_inserts(con: duckdb.DuckDBPyConnection, base: int, version: int) -> bool:
-    """Whether every snapshot after `base` up to `version` is still known and only added rows
-    to the index or merged its files (a schema change alters the table: not that)."""
+INSERTS = frozenset({"tables_inserted_into", "merge_adjacent"})
+MERGES = frozenset({"merge_adjacent"})
+
+
+def only(con: duckdb.DuckDBPyConnection, base: int, version: int, kinds: frozenset[str] = MERGES) -> bool:
+    """Whether every snapshot after `base` up to `version` is still known and changed the index
+    only in these ways (DuckLake's change kinds; a schema change alters the table: never)."""
     table_id = con.execute(
         f"""SELECT table_id FROM {lake.METADATA}.ducklake_table WHERE table_name = 'sessions'
             AND begin_snapshot <= ? AND (end_snapshot IS NULL OR end_snapshot > ?)""",
@@ -251,6 +341,5 @@ def _only_inserts(con: duckdb.DuckDBPyConnection, base: int, version: int) -> bo
             WHERE snapshot_id > ? AND snapshot_id <= ? ORDER BY snapshot_id""", [base, version]).fetchall()
     if [s[0] for s in snaps] != list(range(base + 1, version + 1)):
         return False  # expired meanwhile: what happened is unknown
-    harmless = {"tables_inserted_into", "merge_adjacent"}
-    return all(kind in harmless or not names & set(ids)
+    return all(kind in kinds or not names & set(ids)
                for _, changes in snaps for kind, ids in changes.items())

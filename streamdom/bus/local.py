@@ -85,8 +85,10 @@ class LocalBus(Bus):
     async def start(self) -> None:
         """Replay the WAL into the archive, start the log and background work."""
         self.process.warm_up()
-        recovered, self.archive.version = await recovery.recover(
-            self.location, self.config.data_dir, self.process)
+        recovered, version, holds = await recovery.recover(self.location, self.config.data_dir, self.process)
+        self.archive.advance(version)
+        if holds:  # an empty archive's table is built in no time by the first search
+            self.archive.warm_up()
         if recovered:
             log.info("recovered %d events from the write-ahead log", recovered)
         await self.wal.open()
@@ -111,10 +113,11 @@ class LocalBus(Bus):
         # Readers got no snapshot older than the one they were given after the previous pass
         # (flushes only move it forward): older ones may expire now.
         keep_from = self._kept_version if self._kept_version is not None else self.archive.version
-        version = await maintenance.run(self.location, self.config.retention_days, keep_from,
-                                        self.process.run)
-        if version is not None:
-            self.archive.version = self._kept_version = version
+        done = await maintenance.run(self.location, self.config.retention_days, keep_from,
+                                     self.process.run)
+        if done is not None:
+            self._kept_version, added = done
+            self.archive.advance(self._kept_version, added)
 
     @property
     def failure(self) -> str | None:

@@ -114,6 +114,7 @@ class NatsBus(Bus):
         self.board = PresenceBoard(self.objects.presence, self.node_id, self._presence_changed,
                                    self.config.presence_heartbeat)
         await self.board.start()
+        self.archive.warm_up()
         for fn, seconds in ((self._heartbeat, self.config.presence_heartbeat),
                             (self._forget_idle, self.config.compaction_interval)):
             pc = PeriodicCallback(fn, seconds * 1000)
