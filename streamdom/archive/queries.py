@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset  # noqa: F401 - imported by DuckDB at a first register (20-50 ms): not in a search
 
 from streamdom import signals
-from streamdom.archive import lake, layout, summaries
+from streamdom.archive import lake, prepared, summaries
 from streamdom.archive.lake import Location
 from streamdom.useragent import browser_of, os_of
 
@@ -78,14 +78,10 @@ class SessionQuery:
     ids: list[str] | None = None  # only these sessions
 
 
-# The summary columns of the index (layout.INDEX_SCHEMA) that a search reads; rows of sessions
-# not archived yet (or live without events) come in a table of the same columns plus `live`.
-SEARCH_COLUMNS = ("session_id", "stream_id", "first_server_time", "last_server_time",
-                  "event_count", "bytes", "url", "user_agent", "browser", "os", "user_id", "traits",
-                  "metadata", "urls", "clicked", "errors", "warnings", "network_errors",
-                  "rage_clicks", "dead_clicks")
-EXTRA_SCHEMA = pa.schema([*(layout.INDEX_SCHEMA.field(c) for c in SEARCH_COLUMNS),
-                          pa.field("live", pa.bool_())]).remove_metadata()
+# Rows of sessions not archived yet (or live without events): the index's summary columns
+# plus `live` (summaries.py regroups them).
+SEARCH_COLUMNS = summaries.ROW_COLUMNS
+EXTRA_SCHEMA = summaries.ROWS_SCHEMA
 
 
 def json_pointer(key: str) -> str:
@@ -145,9 +141,8 @@ def search_sessions(con: duckdb.DuckDBPyConnection, query: SessionQuery, extra: 
                 summaries.take(archived, [pos for _, pos in page if pos is not None]),
                 regrouped.filter(pc.is_in(regrouped["id"], pa.array([i for i, pos in page if pos is None],
                                                                    pa.string())))])
-            con.register("search_page", rows)
-            found = {row[0]: row for row in con.execute(f"SELECT {_SUMMARY} FROM search_page").fetchall()}
-            con.unregister("search_page")
+            found = {row[0]: row for row in prepared.execute(
+                con, "search_page_summaries", f"SELECT {_SUMMARY} FROM search_page", {"search_page": rows}).fetchall()}
         finally:
             con.unregister("search_regrouped")
     finally:
@@ -180,16 +175,10 @@ def _with_extra(con: duckdb.DuckDBPyConnection, archived: pa.Table, extra: pa.Ta
         return archived.schema.empty_table(), []
     touched = pc.indices_nonzero(pc.and_(pc.is_in(archived["id"], value_set=pc.unique(extra["session_id"])),
                                          pc.invert(archived["stale"]))).to_pylist()
-    con.register("search_extra", extra)
-    con.register("search_touched", summaries.take(archived, touched))
-    try:
-        rows = ("(SELECT * EXCLUDE (stale, pos) FROM search_touched UNION ALL BY NAME "
-                f"SELECT * FROM {summaries.partials_of_rows('search_extra')})")
-        return (con.execute(f"SELECT *, false AS stale, NULL::BIGINT AS pos FROM ({summaries.combined(rows)})"
-                            ).to_arrow_table().cast(archived.schema), touched)
-    finally:
-        con.unregister("search_touched")
-        con.unregister("search_extra")
+    partial = summaries.regroup(con, summaries.take(archived, touched).drop_columns(["stale", "pos"]), extra)
+    n = len(partial)
+    return (partial.append_column("stale", pa.repeat(pa.scalar(False), n))
+            .append_column("pos", pa.nulls(n, pa.int64())).cast(archived.schema), touched)
 
 
 def _matches(con: duckdb.DuckDBPyConnection, query: SessionQuery, source: str,

@@ -29,9 +29,17 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from streamdom.archive import lake
+from streamdom.archive import lake, layout, prepared
 from streamdom.archive.lake import Location
 
+# The index columns a partial is made of (layout.INDEX_SCHEMA), plus `live`: the rows the
+# search regroups (what the archive does not hold yet, or what a commit added).
+ROW_COLUMNS = ("session_id", "stream_id", "first_server_time", "last_server_time",
+               "event_count", "bytes", "url", "user_agent", "browser", "os", "user_id", "traits",
+               "metadata", "urls", "clicked", "errors", "warnings", "network_errors",
+               "rage_clicks", "dead_clicks")
+ROWS_SCHEMA = pa.schema([*(layout.INDEX_SCHEMA.field(c).with_nullable(True) for c in ROW_COLUMNS),
+                         pa.field("live", pa.bool_())]).remove_metadata()
 VERSIONS_KEPT = 2  # tables per archive: the latest and the one before (a read that began before a flush)
 MAX_CHUNKS = 64
 _SEP = "chr(31)"  # between the texts a search looks at: a match cannot span two of them
@@ -96,6 +104,18 @@ def partials_of_rows(rows: str) -> str:
     """A FROM item: the partials of index-like rows (`rows`: a FROM item with the index's
     columns; without a `live` column, live is NULL)."""
     return f"(SELECT {ROW_PARTIAL} FROM (SELECT * FROM {rows}) AS r)"
+
+
+def regroup(con: duckdb.DuckDBPyConnection, touched: pa.Table, rows: pa.Table) -> pa.Table:
+    """One partial per session of `touched` (partial rows, as kept) and `rows` (index-like rows:
+    ROW_COLUMNS, with or without `live`) together; prepared once per connection."""
+    rows = rows.select([c for c in ROWS_SCHEMA.names if c in rows.column_names])
+    if "live" not in rows.column_names:
+        rows = rows.append_column("live", pa.nulls(len(rows), pa.bool_()))
+    sql = combined("(SELECT * FROM summaries_touched UNION ALL BY NAME SELECT * FROM "
+                   f"{partials_of_rows('summaries_rows')})")
+    return prepared.execute(con, "summaries_regroup", sql, {
+        "summaries_touched": touched, "summaries_rows": rows.cast(ROWS_SCHEMA)}).to_arrow_table()
 
 
 @dataclass(frozen=True)
@@ -304,16 +324,8 @@ def _advance(con: duckdb.DuckDBPyConnection, table: pa.Table, added: Added) -> p
     if rows is None or not len(rows):
         return table
     touched = pc.and_(pc.is_in(table["id"], value_set=pc.unique(rows["session_id"])), pc.invert(table["stale"]))
-    con.register("summaries_touched", table.filter(touched))  # few rows: the copy is small
-    con.register("summaries_added", rows)
-    try:
-        regrouped = con.execute(combined(
-            "(SELECT * EXCLUDE (stale, pos) FROM summaries_touched UNION ALL BY NAME SELECT * FROM "
-            f"{partials_of_rows('(SELECT *, NULL::BOOLEAN AS live FROM summaries_added)')})")).to_arrow_table()
-    finally:
-        con.unregister("summaries_touched")
-        con.unregister("summaries_added")
     data = table.drop_columns(["stale", "pos"])
+    regrouped = regroup(con, data.filter(touched), rows)  # few rows: the copy is small
     data = pa.concat_tables([data, regrouped.cast(data.schema)])
     stale = pa.concat_arrays([pc.or_(table["stale"], touched).combine_chunks(),
                               pa.array([False] * len(regrouped), pa.bool_())])
