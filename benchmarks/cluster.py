@@ -85,7 +85,10 @@ def stage_report(out: Path, skip_s: float) -> dict[str, dict[str, float]]:
     Per ingest batch (its last event: what the ack waits for): waiting behind its stream's
     message in flight; the publish task's wait for its first turn; -> in nats-py's buffer; -> JetStream's ack back in the
     publisher; -> the ack frame written to the recorder; and across nodes: in nats-py's buffer
-    -> the other node's follower has it; -> relayed to its watchers. Batches of the first
+    -> the other node's follower has it; -> relayed to its watchers; ingest -> the other node's
+    live subscription has the batch, and the % of batches taken from it (the rest, after a lost
+    live message, come from the stream); ingest -> relayed on the other node by whichever path
+    was first. Batches of the first
     `skip_s` seconds (ramp and warmup) and the last second are left out.
     """
     import bisect
@@ -95,6 +98,7 @@ def stage_report(out: Path, skip_s: float) -> dict[str, dict[str, float]]:
     msgs: dict[tuple[str, str], list[Any]] = {}
     acks: dict[tuple[str, str], list[Any]] = {}
     recv: dict[tuple[str, str, int, int], Any] = {}
+    live: dict[tuple[str, str], list[Any]] = {}
     lag: list[float] = []
     for f in out.glob("*.json"):
         d = json.loads(f.read_text())
@@ -105,11 +109,16 @@ def stage_report(out: Path, skip_s: float) -> dict[str, dict[str, float]]:
             acks.setdefault((a[0], a[1]), []).append(a)
         for r in d["recv"]:
             recv[(r[0], r[1], r[2], r[3])] = r
+        for r in d.get("live", []):
+            live.setdefault((r[0], r[1]), []).append(r)
         lag += d["lag"]
     for v in msgs.values():
         v.sort(key=lambda m: m[2])
     for v in acks.values():
         v.sort(key=lambda a: a[3])
+    for v in live.values():
+        v.sort(key=lambda r: r[2])
+    live_firsts = {k: [r[2] for r in v] for k, v in live.items()}
     firsts = {k: [m[2] for m in v] for k, v in msgs.items()}
     ack_times = {k: [a[3] for a in v] for k, v in acks.items()}
     if not pub:
@@ -118,10 +127,16 @@ def stage_report(out: Path, skip_s: float) -> dict[str, dict[str, float]]:
     st: dict[str, list[float]] = {k: [] for k in (
         "wait_in_flight", "task_turn", "task_to_buffer", "buffer_to_js_ack", "js_ack_to_ack_sent",
         "ingest_to_ack_sent", "buffer_to_follower", "follower_to_relayed",
-        "ingest_to_remote_relay")}
+        "ingest_to_live_follower", "live_taken", "ingest_to_remote_relay")}
     for sid, stream, _first, last, t in pub:
         if not t0 <= t <= t1:
             continue
+        lvs = live.get((sid, stream), [])  # the live message that carried the batch's last event
+        j = bisect.bisect_right(live_firsts.get((sid, stream), []), last) - 1
+        lv = lvs[j] if j >= 0 and lvs[j][3] >= last else None
+        if lv is not None:
+            st["ingest_to_live_follower"].append(1000 * (lv[4] - t))
+            st["live_taken"].append(100.0 if lv[6] else 0.0)
         ms = msgs.get((sid, stream), [])
         i = bisect.bisect_right(firsts.get((sid, stream), []), last) - 1
         if i < 0 or ms[i][3] < last or not ms[i][6]:
@@ -142,8 +157,16 @@ def stage_report(out: Path, skip_s: float) -> dict[str, dict[str, float]]:
         if r is not None:
             st["buffer_to_follower"].append(1000 * (r[4] - m[5]))
             st["follower_to_relayed"].append(1000 * (r[5] - r[4]))
-            st["ingest_to_remote_relay"].append(1000 * (r[5] - t))
+        # relayed on the other node by whichever path got there first
+        relayed = [x[5] for x in (r, lv) if x is not None and (x is r or x[6])]
+        if relayed:
+            st["ingest_to_remote_relay"].append(1000 * (min(relayed) - t))
+    taken = st.pop("live_taken")
     res = {k: percentiles(v) for k, v in st.items()}
+    if taken:  # a share, not a time: the same figure in every column
+        share = sum(taken) / len(taken)
+        res["live_taken_pct"] = {"n": len(taken), "p50": share, "p90": share, "p99": share,
+                                 "max": share}
     res["ioloop_timer_lateness"] = percentiles(lag)
     return res
 
@@ -154,7 +177,10 @@ def print_stages(stages: dict[str, dict[str, float]]) -> None:
         return
     print("  inside the nodes (stagehook, ms; per ingest batch):")
     for k, v in stages.items():
-        print(f"    {k:24s} {fmt_pct(v)}")
+        if k == "live_taken_pct":
+            print(f"    {k:24s} {v['p50']:.1f} % of {v['n']} live batches")
+        else:
+            print(f"    {k:24s} {fmt_pct(v)}")
 
 
 def stream_state(urls: list[str]) -> tuple[int, int]:

@@ -13,8 +13,10 @@ import time
 from pathlib import Path
 
 import nats
+from nats.js.api import DiscardPolicy
 from tornado.websocket import websocket_connect
 
+from streamdom.bus import jetstream as J
 from streamdom.testing import ROOT, ServerProcess
 from streamdom.testing_nats import NatsCluster
 from tests.cluster import ArchiverProcess, archived_seqs, node
@@ -86,6 +88,56 @@ def test_cross_node_watch_and_kill_9_of_the_recorders_node(nats1: NatsCluster, t
     assert archived_seqs(tmp_path, sid) == {"s1": list(range(1, 301))}
     b.stop()
     assert archiver.stop() == 0
+
+
+def test_cross_node_watchers_get_events_before_jetstream_has_them(nats1: NatsCluster,
+                                                               tmp_path: Path) -> None:
+    """While JetStream refuses a session's messages, a watcher on the other node still gets its
+    events live (core NATS) and the recorder gets no ack for them; once JetStream takes them the
+    acks come, and the watcher and a late one have every event once, in order."""
+    a = node(tmp_path, "a", nats1.bus).start()
+    b = node(tmp_path, "b", nats1.bus).start()
+    evs = session_events(40)
+
+    async def stream_config(nc: nats.aio.client.Client, max_msgs: int) -> None:
+        js = nc.jetstream()
+        config = (await js.stream_info("SD_EVENTS")).config
+        config.max_msgs, config.discard = max_msgs, DiscardPolicy.NEW
+        await js.update_stream(config)
+
+    async def go() -> None:
+        nc = await nats.connect(nats1.urls)
+        rec = Recorder(a.ws, "live.path")
+        await rec.connect()
+        await send_until_acked(rec, evs[:10], 1)
+        watcher = await websocket_connect(f"{b.ws}/watch/live.path")
+        frames = await read_until(watcher, lambda m: m["type"] == "caughtup")
+        # Node A sends the session live once it heard B's want: wait until a batch shows up.
+        live = await nc.subscribe(f"{J.LIVE_ROOT}.*")
+        seq = 10
+        while not live.pending_msgs:
+            assert seq < 20, "node A never sent the session live"
+            seq += 1
+            await send_until_acked(rec, evs[:seq], seq)
+            await asyncio.sleep(0.1)  # pacing only; the loop waits on the condition
+        stored = (await nc.jetstream().stream_info("SD_EVENTS")).state.messages
+        await stream_config(nc, stored)  # full: JetStream refuses every new message now
+        await rec.send_events(seq + 1, evs[seq:30])
+        frames += await read_until(watcher, lambda m: (last_seq(m) or 0) >= 30)
+        assert (await nc.jetstream().stream_info("SD_EVENTS")).state.messages == stored
+        await stream_config(nc, -1)
+        await rec.wait_ack(30, timeout=30)  # the publisher's retries get through now
+        await send_until_acked(rec, evs, 31)
+        frames += await read_until(watcher, lambda m: (last_seq(m) or 0) >= 40)
+        assert event_seqs(frames) == list(range(1, 41))
+        late = await websocket_connect(f"{b.ws}/watch/live.path")
+        assert event_seqs(await read_until(late, lambda m: m["type"] == "caughtup")) == list(range(1, 41))
+        rec.close()
+        await nc.close()
+
+    run_async(go())
+    a.stop()
+    b.stop()
 
 
 def test_sessions_of_a_killed_node_end_everywhere(nats1: NatsCluster, tmp_path: Path) -> None:

@@ -17,8 +17,9 @@ from streamdom.archive import lake
 from streamdom.archive.archiver import Archiver, LakeArchive
 from streamdom.archive.lake import Location
 from streamdom.bus import jetstream as J
-from streamdom.bus.follower import SessionFollower
+from streamdom.bus.follower import Relayed, SessionFollower
 from streamdom.bus.lease import Lease
+from streamdom.bus.livepath import LivePath
 from streamdom.bus.presence import PresenceBoard
 from streamdom.bus.publisher import StreamPublisher, start_now
 from streamdom.records import Row
@@ -255,6 +256,68 @@ def test_follower_starts_at_the_latest_snapshot_and_skips_its_own_node(nats1: Na
             await asyncio.sleep(0.02)
         assert got[30:] == [("b", 61), ("b", 62), ("b", 63)]
         await follower.stop()
+        await nc.close()
+
+    run_async(go())
+
+
+def test_live_rows_come_before_the_stream_and_a_lost_one_waits_for_it(nats1: NatsCluster) -> None:
+    """Node B says it follows S; node A then sends S's rows live (core NATS), before JetStream
+    has them, and nothing of sessions nobody follows. After a lost live
+    message nothing of that stream is taken live until the stream repairs the gap; every event
+    comes once and in order; stream messages already relayed live are skipped undecoded."""
+    async def go() -> None:
+        nc, obj = await _objects(nats1)
+        relayed = Relayed()
+        got: list[tuple[str, int]] = []
+        live_sessions: list[str] = []
+
+        def take(new):  # type: ignore[no-untyped-def]
+            return lambda rs: got.extend((r[1], r[2]) for r in new("S", rs))
+
+        def on_live(sid: str, rs: list[Row]) -> None:
+            live_sessions.append(sid)
+            take(relayed.contiguous)(rs)
+
+        follower = SessionFollower(obj.js, obj.snapshots, "S", "nodeB", take(relayed.fresh),
+                                   relayed=relayed.high)
+        await follower.start()  # nothing stored yet: caught up at once
+        nc_a = await nats.connect(nats1.urls)
+        node_a = LivePath(nc_a, "nodeA", 10.0, lambda sid, rs: None)
+        node_b = LivePath(nc, "nodeB", 10.0, on_live)
+        await node_a.start()
+        await node_b.start()
+
+        async def until(pred) -> None:  # type: ignore[no-untyped-def]
+            for _ in range(500):
+                if pred():
+                    return
+                await asyncio.sleep(0.02)
+            raise AssertionError(f"got {got}")
+
+        await node_b.want(["S"])  # node A listens since its start() returned
+        await until(lambda: node_a.wanted_by("S") == ["nodeB"])
+        node_a.send(("other", "a"), rows("other", "a", 1, 2))  # nobody follows it: not sent
+        node_a.send(("S", "a"), rows("S", "a", 1, 3))
+        node_a.send(("S", "a"), rows("S", "a", 4, 2))
+        await until(lambda: len(got) >= 5)  # JetStream holds nothing: this is the live path
+        assert got == [("a", s) for s in range(1, 6)] and live_sessions == ["S", "S"]
+        node_a.send(("S", "a"), rows("S", "a", 8, 3))  # 6..7 were lost: 8..10 wait for the stream
+        node_a.send(("S", "b"), rows("S", "b", 1, 1))  # a new stream starts at 1: taken
+        await until(lambda: ("b", 1) in got)
+        assert got == [("a", s) for s in range(1, 6)] + [("b", 1)]
+        pub = StreamPublisher(obj.js, "nodeA", lambda k, s, snap: None, lambda k: ("", ""))
+        pub.add(("S", "a"), rows("S", "a", 1, 10))
+        pub.add(("S", "b"), rows("S", "b", 1, 1))
+        assert await pub.drain(10)
+        await until(lambda: ("a", 10) in got)  # the stream repaired the gap
+        node_a.send(("S", "a"), rows("S", "a", 11, 1))  # and the live path goes on from there
+        await until(lambda: ("a", 11) in got)
+        assert got == [("a", s) for s in range(1, 6)] + [("b", 1)] + [("a", s) for s in range(6, 12)]
+        assert live_sessions == ["S"] * 5
+        for x in (follower, node_a, node_b):
+            await x.stop()
+        await nc_a.close()
         await nc.close()
 
     run_async(go())

@@ -10,6 +10,8 @@ process of the machine, so stamps of two nodes compare):
   JetStream's ack reached the publisher, t_sent: the publisher decided to send it);
 - `ack`: per ack frame written to a recorder (key, seq, t);
 - `recv`: per message a follower received (key, first, last, t, t_relayed);
+- `live`: per stream per live message (core NATS) a node received (key, first, last, t,
+  t_relayed, taken: whether its rows continued the stream; else the stream brings them);
 - `lag`: how late a 10 ms IOLoop timer fired (ms), the length of a turn on this node.
 """
 
@@ -34,7 +36,7 @@ def _install(out_dir: str) -> None:
     from streamdom.web.handlers import ingest
 
     now = time.monotonic
-    data: dict[str, list] = {"pub": [], "msg": [], "ack": [], "recv": [], "lag": []}
+    data: dict[str, list] = {"pub": [], "msg": [], "ack": [], "recv": [], "live": [], "lag": []}
 
     orig_publish = natsbus.NatsBus.publish
 
@@ -127,6 +129,33 @@ def _install(out_dir: str) -> None:
             data["recv"].append((sid, stream, int(first), int(last), t, now()))
 
     follower.SessionFollower._on_msg = _on_msg  # type: ignore[method-assign]
+
+    try:  # the live path (2026-11-26 08:00 UTC)
+        from streamdom.bus import livepath
+    except ImportError:
+        livepath = None  # type: ignore[assignment]
+    if livepath is not None:
+        orig_on_live = livepath.LivePath._on_live
+        orig_live_rows = natsbus.NatsBus._live_rows
+        got_at = [0.0]
+
+        async def _on_live(self, msg):  # type: ignore[no-untyped-def]
+            got_at[0] = now()
+            await orig_on_live(self, msg)
+
+        def _live_rows(self, session_id, rows):  # type: ignore[no-untyped-def]
+            orig_live_rows(self, session_id, rows)
+            t = now()
+            spans: dict[str, list[int]] = {}
+            for r in rows:
+                span = spans.setdefault(r[1], [r[ROW_SEQ], r[ROW_SEQ]])
+                span[1] = r[ROW_SEQ]
+            for stream, (first, last) in spans.items():
+                data["live"].append((session_id, stream, first, last, got_at[0], t,
+                                     self.relayed.high(session_id, stream) >= last))
+
+        livepath.LivePath._on_live = _on_live  # type: ignore[method-assign]
+        natsbus.NatsBus._live_rows = _live_rows  # type: ignore[method-assign]
 
     def lag_probe() -> None:
         loop = asyncio.get_running_loop()

@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 STREAM = "SD_EVENTS"
 SUBJECT_ROOT = "sd.ev"
+LIVE_ROOT = "sd.live"  # core NATS, not stored: see livepath.py
 PRESENCE = "sd_live"
 SNAPSHOTS = "sd_snap"
 LEASES = "sd_lease"

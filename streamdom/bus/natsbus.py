@@ -1,9 +1,10 @@
 """`NatsBus`: cluster mode, with NATS JetStream as the durable log between nodes.
 
     publish ─┬─> hub: ring buffer + this node's watchers (first: latency is the product)
+             ├─> core NATS `sd.live.<node>` ─> nodes following the session (livepath.py)
              └─> StreamPublisher ─> JetStream `SD_EVENTS` ─> ack ─> recorder's ack
                                         │
-         other nodes' followers <───────┤ (ordered consumer per watched session)
+         other nodes' followers <───────┤ (backlog, and every gap the live path left)
          archivers (durable consumer) <─┘ ─> archive (Parquet / DuckLake) ─> every node reads
 
 No local write-ahead log: an event is acknowledged once JetStream has stored it (on a quorum of
@@ -20,7 +21,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
 from nats.aio.client import Client
@@ -39,7 +40,8 @@ from streamdom.bus.base import (
     SessionChange,
     Subscription,
 )
-from streamdom.bus.follower import SessionFollower
+from streamdom.bus.follower import Relayed, SessionFollower
+from streamdom.bus.livepath import LivePath
 from streamdom.bus.local import LocalProducer, LocalWatch  # hub-backed, as here
 from streamdom.bus.presence import PresenceBoard
 from streamdom.bus.publisher import StreamKey, StreamPublisher
@@ -47,7 +49,7 @@ from streamdom.bus.streams import AckListener, StreamTable
 from streamdom.config import Config
 from streamdom.ingest.validate import batch_of, batches_from_rows
 from streamdom.live.hub import Hub, LiveSession
-from streamdom.records import ROW_SEQ, ROW_STREAM, Batch, Row
+from streamdom.records import Batch, Row
 from streamdom.wire import FrameSink
 
 log = logging.getLogger(__name__)
@@ -95,8 +97,9 @@ class NatsBus(Bus):
         self.objects: J.Objects | None = None
         self.publisher: StreamPublisher | None = None
         self.board: PresenceBoard | None = None
+        self.live: LivePath | None = None
         self.followers: dict[str, SessionFollower] = {}
-        self._relayed: dict[str, dict[str, int]] = {}  # session -> stream -> highest seq relayed
+        self.relayed = Relayed()  # what this node's watchers got, per session and stream
         self._local: dict[str, LiveSession] = {}  # sessions with a recorder here (presence owner)
         self._snap_seqs: dict[str, int] = {}  # session -> latest snapshot stream seq written
         self._periodic: list[PeriodicCallback] = []
@@ -114,6 +117,9 @@ class NatsBus(Bus):
         self.board = PresenceBoard(self.objects.presence, self.node_id, self._presence_changed,
                                    self.config.presence_heartbeat)
         await self.board.start()
+        self.live = LivePath(self.nc, self.node_id, self.config.presence_heartbeat,
+                             self._live_rows)
+        await self.live.start()
         self.archive.warm_up()
         for fn, seconds in ((self._heartbeat, self.config.presence_heartbeat),
                             (self._forget_idle, self.config.compaction_interval)):
@@ -138,6 +144,8 @@ class NatsBus(Bus):
             await self.board.stop()
         for f in list(self.followers.values()):
             await f.stop()
+        if self.live is not None:
+            await self.live.stop()
         if self.nc is not None:
             await self.nc.close()
 
@@ -194,8 +202,7 @@ class NatsBus(Bus):
         # Welcomed only once the presence bucket has the session: from then on every node can
         # find it (a watcher may ask another node for it right after).
         await self.board.flush()
-        relayed = self._relayed.setdefault(session_id, {})
-        relayed[stream_id] = max(relayed.get(stream_id, 0), marks.received)
+        self.relayed.advance(session_id, stream_id, marks.received)
         marks.listeners.add(on_ack)
         return LocalProducer(session_id, stream_id, marks, on_ack, session)
 
@@ -218,15 +225,16 @@ class NatsBus(Bus):
         assert isinstance(producer, LocalProducer) and self.publisher is not None
         records = batch.records
         producer._marks.received = records[-1].seq
-        relayed = self._relayed.setdefault(producer.session_id, {})
-        high = relayed.get(producer.stream_id, 0)
+        key = (producer.session_id, producer.stream_id)
+        high = self.relayed.advance(*key, records[-1].seq)
         if records[0].seq > high:
-            relayed[producer.stream_id] = records[-1].seq
             self.hub.relay(producer.session, batch)  # relay first: latency is the product
         elif records[-1].seq > high:  # partly relayed already (read back from the stream)
-            relayed[producer.stream_id] = records[-1].seq
             self.hub.relay(producer.session, batch_of([r for r in records if r.seq > high]))
-        self.publisher.add((producer.session_id, producer.stream_id), [r.row() for r in records])
+        rows = [r.row() for r in records]
+        if self.live is not None:  # to other nodes' watchers, not waiting for the store
+            self.live.send(key, rows)
+        self.publisher.add(key, rows)
 
     def _made_durable(self, key: StreamKey, seq: int, snap_seq: int | None) -> None:
         self.streams.made_durable({key: seq})
@@ -285,6 +293,8 @@ class NatsBus(Bus):
         for sid in self._seen_live ^ live:
             self._presence_changed(sid, True)
         self._seen_live = live
+        if self.live is not None and self.followers:
+            self._spawn(self.live.want(list(self.followers)))
 
     def _presence_changed(self, session_id: str, urgent: bool) -> None:
         s = self.hub.sessions.get(session_id)
@@ -346,10 +356,14 @@ class NatsBus(Bus):
         assert self.objects is not None
         follower = self.followers.get(s.id)
         if follower is None:
-            follower = SessionFollower(self.objects.js, self.objects.snapshots, s.id,
-                                       self.node_id, lambda rows: self._relay_rows(s.id, rows))
+            follower = SessionFollower(
+                self.objects.js, self.objects.snapshots, s.id, self.node_id,
+                lambda rows: self._relay_rows(s.id, rows, self.relayed.fresh),
+                relayed=self.relayed.high)
             self.followers[s.id] = follower  # before awaiting: a second watcher waits on it
             await follower.start()
+            if self.live is not None:  # recording nodes send its events here live from now on
+                await self.live.want([s.id])
         else:
             await follower.caught_up.wait()
 
@@ -358,17 +372,18 @@ class NatsBus(Bus):
         if follower is not None:
             self._spawn(follower.stop())
 
-    def _relay_rows(self, session_id: str, rows: list[Row]) -> None:
+    def _live_rows(self, session_id: str, rows: list[Row]) -> None:
+        follower = self.followers.get(session_id)
+        # Before its history is in, a live row could only jump ahead of it: the stream has it.
+        if follower is not None and follower.caught_up.is_set():
+            self._relay_rows(session_id, rows, self.relayed.contiguous)
+
+    def _relay_rows(self, session_id: str, rows: list[Row],
+                    new: Callable[[str, list[Row]], list[Row]]) -> None:
         s = self.hub.sessions.get(session_id)
         if s is None:
             return
-        relayed = self._relayed.setdefault(session_id, {})
-        fresh = []
-        for row in rows:  # a stream's rows come in seq order; anything at or below was relayed
-            if row[ROW_SEQ] > relayed.get(row[ROW_STREAM], 0):
-                relayed[row[ROW_STREAM]] = row[ROW_SEQ]
-                fresh.append(row)
-        for batch in batches_from_rows(fresh):
+        for batch in batches_from_rows(new(session_id, rows)):
             self.hub.relay(s, batch)
 
     def resync(self, sub: Subscription) -> None:
@@ -385,7 +400,7 @@ class NatsBus(Bus):
             self._stop_following(sub.session_id)
             self.hub.unfollow(sub.session)
             if sub.session_id not in self.hub.sessions:
-                self._relayed.pop(sub.session_id, None)
+                self.relayed.forget(sub.session_id)
 
     # --- reads ---------------------------------------------------------------------------------
     async def unarchived_summaries(self, ids: Collection[str] | None = None
@@ -420,5 +435,8 @@ class NatsBus(Bus):
     # --- background ----------------------------------------------------------------------------
     def _forget_idle(self) -> None:
         self.streams.forget_idle(busy=lambda sid: sid in self.hub.sessions)
-        for sid in [s for s in self._relayed if s not in self.hub.sessions]:
-            del self._relayed[sid]
+        if self.live is not None:
+            self.live.forget_expired()
+        for sid in self.relayed.sessions():
+            if sid not in self.hub.sessions:
+                self.relayed.forget(sid)
