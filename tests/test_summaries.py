@@ -5,6 +5,7 @@ anything else changed, and always the answer a fresh grouping of the whole index
 from __future__ import annotations
 
 import asyncio
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -362,5 +363,32 @@ def test_a_servers_flushes_advance_its_table_with_what_they_committed(tmp_path: 
             con.close()
             summaries.forget(loc)
             await svc.close()
+
+    run_async(go())
+
+
+def test_a_server_started_again_on_an_emptied_directory_lists_only_the_new_archive(tmp_path: Path) -> None:
+    # Kept tables and recorded commits belong to the archive at a path. A new archive there
+    # numbers its snapshots from the start again: what the stopped server kept must not serve it.
+    async def go() -> None:
+        data = tmp_path / "data"
+        config = server_config(data, flush_interval=3600, compaction_interval=3600)
+        t0 = int(time.time() * 1000) - 60_000
+        answers = []
+        servers = []
+        for sid in ("old", "new"):
+            shutil.rmtree(data, ignore_errors=True)
+            svc = Services(config)
+            servers.append(svc)  # the stopped one stays referenced, as a test or a restarting host may
+            await svc.start()
+            producer = await svc.bus.open_stream(sid, "tab-1", "", "", lambda seq: None)
+            svc.bus.publish(producer, batch_of([make_record(sid, "tab-1", i + 1, e, t0 + i)
+                                                for i, e in enumerate(session_events(5, t0))]))
+            await svc.bus.flusher.flush()
+            page, _ = await svc.archive.search(SessionQuery(), None)
+            answers.append([s["id"] for s in page])
+            await svc.close()
+        assert servers[0].archive.version == servers[1].archive.version  # the same snapshot ids
+        assert answers == [["old"], ["new"]]
 
     run_async(go())

@@ -119,8 +119,10 @@ class ArchiveReader:
             self._high_running = False
 
     def close(self) -> None:
-        """Wait for running queries and stop the pool (blocking)."""
+        """Wait for running queries and stop the pool (blocking); drop what is kept for the
+        archive (a server started again on the same directory starts afresh)."""
         self._pool.shutdown(wait=True)
+        summaries.forget(self.location)
 
 
 def _log_failure(fut: Future[object]) -> None:
