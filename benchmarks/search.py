@@ -22,7 +22,9 @@ Then the list as a live server answers it, through the server's ArchiveReader: -
 seconds after a start (the reader warms its table up at a start, if the checkout does), and the
 first list after each of --runs + 1 flushes of --flush-sessions new sessions, each flush the
 server's own job (commits.flush_segments) handed to the reader as the server's flusher hands
-it: listed at once, then 100 ms later.
+it: listed at once, then 100 ms later. With --live SECONDS, each checkout then runs a live
+server (`python -m streamdom`) on the archive, --live-recorders synthetic recorders sending and
+flushes every --live-flush s, and GETs /api/sessions every 0.25 s: percentiles and the worst.
 
 --baseline CHECKOUT times another checkout's searches (its streamdom through PYTHONPATH) on the
 same archive: each checkout in a fresh process, taking turns twice, then side by side.
@@ -46,7 +48,16 @@ from typing import Any
 
 import pyarrow as pa
 from archive import DAY_MS, WORDS, plan_sessions, time_it
-from support import machine_note, write_json
+from support import (
+    ClientStats,
+    EventShapes,
+    ServerProcess,
+    SynthRecorder,
+    load_sample,
+    machine_note,
+    percentiles,
+    write_json,
+)
 
 from streamdom.archive import commits, lake, maintenance, queries
 from streamdom.archive.layout import signal_values
@@ -300,6 +311,53 @@ async def _measure_server(loc: lake.Location, w: dict[str, Any], args: argparse.
     return out
 
 
+def measure_live(data_dir: Path, w: dict[str, Any], args: argparse.Namespace, root: Path,
+                 first_id: int) -> dict[str, Any]:
+    """The list over HTTP from a live server: `python -m streamdom` of checkout `root` on the
+    archive, flushing every --live-flush s while --live-recorders synthetic recorders send
+    (support.SynthRecorder); GET /api/sessions every 0.25 s for --live seconds, after
+    --start-delay s (a start's warm-up). Every list is timed, so the ones right after a flush
+    are among them: returns the percentiles and the worst."""
+    srv = ServerProcess(data_dir, "--flush-interval", str(args.live_flush), "--max-sessions-per-ip",
+                        "100000", root=root).start()
+    try:
+        return asyncio.run(_live(srv, args, first_id))
+    finally:
+        srv.stop()
+
+
+async def _live(srv: ServerProcess, args: argparse.Namespace, first_id: int) -> dict[str, Any]:
+    from tornado.httpclient import AsyncHTTPClient
+
+    await asyncio.sleep(args.start_delay)
+    http = AsyncHTTPClient()
+    shapes = EventShapes.from_sample(load_sample())
+    stats = ClientStats()
+    recs = [SynthRecorder(srv.ws, f"live-{first_id + k}", shapes, 5.0, stats, {}, seed=first_id + k)
+            for k in range(args.live_recorders)]
+    for r in recs:
+        await r.connect()
+        r.send_snapshot()
+    until = time.perf_counter() + args.live
+    senders = [asyncio.ensure_future(r.run(until)) for r in recs]
+    times, totals = [], []
+    while time.perf_counter() < until:
+        t0 = time.perf_counter()
+        resp = await http.fetch(srv.http + "/api/sessions", request_timeout=60)
+        times.append((time.perf_counter() - t0) * 1000)
+        totals.append(json.loads(resp.body)["total"])
+        await asyncio.sleep(0.25)
+    await asyncio.gather(*senders)
+    for r in recs:
+        r.close()
+    p = percentiles(times)
+    name = f"live server, GET /api/sessions, {args.live_recorders} recording"
+    print(f"  {name:<52} p50 {p['p50']:6.1f}  p90 {p['p90']:6.1f}  p99 {p['p99']:6.1f}  max {max(times):6.1f} ms"
+          f"  ({len(times)} lists, total {totals[0]:,} -> {totals[-1]:,}, {stats.sent:,} events sent)")
+    return {"search": name, "first_ms": times[0], "median_ms": p["p50"], "p90_ms": p["p90"],
+            "p99_ms": p["p99"], "max_ms": max(times), "lists": len(times), "total": totals[-1]}
+
+
 def _merge_turns(turns: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
     """Each search's row with the median of the turns' medians (and first runs)."""
     out = []
@@ -328,6 +386,11 @@ def main() -> None:
     ap.add_argument("--pending", type=int, default=500, help="unarchived sessions in the last cases (default %(default)s)")
     ap.add_argument("--flush-sessions", type=int, default=50,
                     help="new sessions per flush in the after-a-flush case (default %(default)s)")
+    ap.add_argument("--live", type=float, default=0.0, metavar="SECONDS",
+                    help="also list over HTTP from a live server for this long (default: not)")
+    ap.add_argument("--live-recorders", type=int, default=50, help="default %(default)s")
+    ap.add_argument("--live-flush", type=float, default=1.0,
+                    help="the live server's --flush-interval (default %(default)s)")
     ap.add_argument("--start-delay", type=float, default=5.0,
                     help="seconds between a start and the first list (default %(default)s)")
     ap.add_argument("--runs", type=int, default=7, help="timed runs after the first (default %(default)s)")
@@ -370,6 +433,18 @@ def main() -> None:
         else:
             print(f"searches (first run, then the median of {args.runs}):")
             results = measure(loc, w, args) + measure_server(loc, w, args, 10_000_000)
+        if args.live:
+            # A live server per checkout (two turns each when there is a baseline).
+            lives: dict[str, list[dict[str, Any]]] = {"baseline": [], "this": []}
+            for turn in range(2 if base else 1):
+                for who, root in ((("baseline", Path(args.baseline)),) if base else ()) + (("this", ROOT),):
+                    print(f"live server, turn {turn + 1}, {who} ({root}), {args.live:g} s:")
+                    lives[who].append(measure_live(tmp, w, args, root.resolve(), 20_000_000 + 1000 * turn))
+            for who, rows in lives.items():
+                if rows:
+                    keys = ("first_ms", "median_ms", "p90_ms", "p99_ms", "max_ms")
+                    (base if who == "baseline" else results).append(  # type: ignore[union-attr]
+                        dict(rows[0], **{k: median(r[k] for r in rows) for k in keys}))
         if base:
             print("side by side (medians of the two turns' medians): baseline, this checkout, this / baseline")
             theirs = {r["search"]: r for r in base}
@@ -378,6 +453,9 @@ def main() -> None:
                 if b:
                     print(f"  {r['search']:<52} {b['median_ms']:8.1f} {r['median_ms']:8.1f} ms  "
                           f"{r['median_ms'] / b['median_ms']:5.2f}x  (first {b['first_ms']:.0f} / {r['first_ms']:.0f} ms)")
+                    if "max_ms" in r:
+                        print(f"  {'  the same, p90 / p99 / max':<52} {b['p90_ms']:.1f} / {b['p99_ms']:.1f} / "
+                              f"{b['max_ms']:.1f} -> {r['p90_ms']:.1f} / {r['p99_ms']:.1f} / {r['max_ms']:.1f} ms")
         write_json(args.json, {"machine": machine_note(), "build": {k: v for k, v in w.items() if k != "ids"},
                                "searches": results, "baseline": base})
     finally:
