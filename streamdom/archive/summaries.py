@@ -206,6 +206,9 @@ def at(con: duckdb.DuckDBPyConnection, loc: Location | None, version: int,
             archive.tables.move_to_end(version)
             while len(archive.tables) > VERSIONS_KEPT:
                 archive.tables.popitem(last=False)
+            oldest = min(archive.tables)  # a table older than every kept one is never advanced
+            for base in [b for b, a in archive.added.items() if a.version <= oldest]:
+                del archive.added[base]
         return table
     finally:
         archive.lock.release()
