@@ -172,3 +172,39 @@ def test_event_reads_are_exact_while_flushes_move_events_into_parquet(tmp_path: 
         await svc.close()
 
     run_async(go())
+
+
+def test_connections_to_one_archive_share_a_database_until_the_last_is_gone(tmp_path: Path) -> None:
+    """A process's connections to one archive are cursors of one database (the extensions load
+    once); it is closed with its last cursor, and a later connection opens a new one, however
+    connections come and go across threads."""
+    loc = lake.Location.local(tmp_path)
+    key = (loc, lake.Tuning(), False, 1)
+
+    def two_connections() -> lake._Shared:
+        first, second = lake.connect(loc), lake.connect(loc)
+        shared = lake._databases[key]
+        assert shared.cursors == 2
+        commits.commit(first, [r.row() for r in make_records("s1", 5, 1_700_000_000_000)], {})
+        assert second.execute("SELECT count(*) FROM lake.events").fetchone()[0] == 5
+        reader = lake.connect(loc, read_only=True)
+        assert lake._databases[(loc, lake.Tuning(), True, 1)] is not shared  # read-only: its own
+        reader.close()
+        return shared
+
+    shared = two_connections()
+    assert key not in lake._databases and shared.cursors == 0
+
+    def churn() -> None:  # what reader threads and tests do: open, query, drop, again
+        for _ in range(10):
+            con = lake.connect(loc)
+            assert con.execute("SELECT count(*) FROM lake.events").fetchone()[0] == 5
+            del con
+
+    threads = [threading.Thread(target=churn) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not any(t.is_alive() for t in threads), "a connect never returned"
+    assert key not in lake._databases

@@ -19,7 +19,9 @@ from __future__ import annotations
 import contextlib
 import importlib
 import sqlite3
+import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -157,10 +159,65 @@ _installed: set[str] = set()
 
 def connect(loc: Location, tuning: Tuning = Tuning(), read_only: bool = False,
             threads: int = 1) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection with the archive attached as `lake` (created if new)."""
-    con = duckdb.connect(":memory:", config={
-        "threads": threads, "autoinstall_known_extensions": False,
-        "autoload_known_extensions": False})
+    """A DuckDB connection with the archive attached as `lake` (created if new).
+
+    A process's connections to one archive (with the same arguments) are cursors of one
+    in-memory DuckDB database: the extensions are loaded and the archive attached once, not
+    per connection (each LOAD checks the extension's signature: ~0.12 s of CPU per extension
+    and database; a server's query threads each connected). Each cursor still runs its own
+    transactions. The database is closed once the last of its cursors is gone.
+    """
+    key = (loc, tuning, read_only, threads)
+    with _lock:
+        shared = _databases.get(key)
+        if shared is None:
+            # Not DuckDB's named in-memory databases (":memory:NAME", shared through its
+            # instance cache): reopening one whose last connection had just been dropped was
+            # seen spinning in that cache for minutes, holding the GIL (a pytest worker).
+            base = duckdb.connect(":memory:", config={
+                "threads": threads, "autoinstall_known_extensions": False,
+                "autoload_known_extensions": False})
+            try:
+                _open(base, loc, tuning, read_only)
+            except BaseException:
+                base.close()
+                raise
+            shared = _databases[key] = _Shared(base)
+        shared.cursors += 1  # first: a cursor collected meanwhile must not close the database
+        try:
+            con = shared.base.cursor()
+        except BaseException:
+            _release(key, shared)
+            raise
+    weakref.finalize(con, _release, key, shared)
+    return con
+
+
+@dataclass
+class _Shared:
+    """A database shared by a process's connections to one archive."""
+
+    base: duckdb.DuckDBPyConnection  # never queried after opening: its cursors are
+    cursors: int = 0
+
+
+_databases: dict[tuple[Location, Tuning, bool, int], _Shared] = {}
+# Reentrant: a cursor may be collected (and release its database) inside connect().
+_lock = threading.RLock()
+
+
+def _release(key: tuple[Location, Tuning, bool, int], shared: _Shared) -> None:
+    """One cursor of `shared` is gone; close the database with the last one."""
+    with _lock:
+        shared.cursors -= 1
+        if shared.cursors == 0:
+            if _databases.get(key) is shared:
+                del _databases[key]
+            shared.base.close()
+
+
+def _open(con: duckdb.DuckDBPyConnection, loc: Location, tuning: Tuning, read_only: bool) -> None:
+    """Load the extensions into a new database and attach the archive (creating it if new)."""
     postgres = loc.catalog.startswith(("postgresql://", "postgres://"))
     load_extensions(con, ["ducklake", "postgres" if postgres else "sqlite"]
                     + (["httpfs"] if loc.on_s3 else []))
@@ -193,7 +250,6 @@ def connect(loc: Location, tuning: Tuning = Tuning(), read_only: bool = False,
         if fresh:
             con.execute(f"DETACH {LAKE}")
             _attach(con, loc, opts)
-    return con
 
 
 def _attach(con: duckdb.DuckDBPyConnection, loc: Location, opts: list[str]) -> None:
