@@ -9,9 +9,11 @@ for the store:
   heartbeats. Sessions nobody watches elsewhere cost nothing here;
 - a recording node sends each ingest batch of a wanted session, as it relays it to its own
   watchers, to every node that wants it: `sd.live.<node>`, lines of session and stream tokens
-  then the stream row as in the stream's payload. At once, from the ingest's turn (nats-py
-  writes it in the next): gathering a turn's batches into one message would cost the events a
-  turn more, which on a busy node is what they wait for most (docs/SCALING.md);
+  then the stream row as in the stream's payload. The first batch of an IOLoop turn leaves at
+  once (nats-py writes it in the next turn); the turn's later ones leave together, one message
+  per node, at the start of the next turn. An idle node sends each event at once; a busy one
+  sends a message per turn, not per event: a message per event doubled what a node's NATS
+  connection carries at 200 recorders and pushed saturated nodes over (docs/SCALING.md);
 - every node has one subscription, its own `sd.live.<node>`, and hands each session's rows on.
 Core NATS is at most once: a reconnect or a slow consumer loses messages. The follower's
 stream consumer stays the complete source: `follower.Relayed` takes a live row only when it
@@ -37,7 +39,7 @@ log = logging.getLogger(__name__)
 
 WANT_ROOT = "sd.want"
 STALE_HEARTBEATS = 3  # heartbeats without a want after which a session is no longer sent
-MAX_LIVE_MESSAGE = 512 * 1024  # bytes: larger batches take the stream only (max_payload 1 MB)
+MAX_LIVE_MESSAGE = 512 * 1024  # characters per message (NATS's max_payload is 1 MB by default)
 
 SessionRows = Callable[[str, list[Row]], None]  # (session id, its rows in this message)
 
@@ -77,6 +79,8 @@ class LivePath:
         self.ttl = STALE_HEARTBEATS * heartbeat
         self._wants: dict[str, dict[str, float]] = {}  # session -> node -> monotonic expiry
         self._tokens: dict[tuple[str, str], tuple[str, str]] = {}  # stream key -> its tokens
+        self._in_turn = False  # a batch left in this IOLoop turn: the next ones wait for its end
+        self._held: dict[str, list[str]] = {}  # node -> lines held to the end of the turn
         self._subs: list[Subscription] = []
 
     async def start(self) -> None:
@@ -139,15 +143,43 @@ class LivePath:
         tokens = self._tokens.get(key)
         if tokens is None:
             tokens = self._tokens[key] = (J.token(key[0]), J.token(key[1]))
-        payload = "\n".join(encode_line(*tokens, row) for row in rows).encode()
-        if len(payload) > MAX_LIVE_MESSAGE:
-            return  # the stream brings it (compressed, split)
+        lines = [encode_line(*tokens, row) for row in rows]
+        if self._in_turn:
+            for node in nodes:
+                self._held.setdefault(node, []).extend(lines)
+            return
+        self._in_turn = True
+        asyncio.get_running_loop().call_soon(self._end_turn)
         for node in nodes:
-            sent = start_now(self.nc.publish(live_subject(node), payload))
-            if sent.done():
-                _sent(sent)
-            else:  # nats-py's buffer was full: it went out when there was room
-                sent.add_done_callback(_sent)
+            self._publish(node, lines)
+
+    def _end_turn(self) -> None:
+        self._in_turn = False
+        held, self._held = self._held, {}
+        if not self.nc.is_connected:
+            return
+        for node, lines in held.items():
+            self._publish(node, lines)
+
+    def _publish(self, node: str, lines: list[str]) -> None:
+        chunk: list[str] = []
+        size = 0
+        for line in lines:  # messages under NATS's max_payload
+            if size + len(line) > MAX_LIVE_MESSAGE and chunk:
+                self._publish_one(node, chunk)
+                chunk, size = [], 0
+            if len(line) < MAX_LIVE_MESSAGE:  # (a larger event only takes the stream)
+                chunk.append(line)
+                size += len(line) + 1
+        if chunk:
+            self._publish_one(node, chunk)
+
+    def _publish_one(self, node: str, lines: list[str]) -> None:
+        sent = start_now(self.nc.publish(live_subject(node), "\n".join(lines).encode()))
+        if sent.done():
+            _sent(sent)
+        else:  # nats-py's buffer was full: it went out when there was room
+            sent.add_done_callback(_sent)
 
     async def _on_live(self, msg: Msg) -> None:
         try:
