@@ -277,7 +277,8 @@ async def _measure_server(loc: lake.Location, w: dict[str, Any], args: argparse.
         row(f"list, last 24 h, {args.start_delay:g} s after a start", [(time.perf_counter() - t0) * 1000], total)
         # Each run flushes --flush-sessions new sessions (5 s of activity each), then lists at
         # once (the worst case: nothing was done ahead) or after a pause.
-        wal = WriteAheadLog(Path(tempfile.mkdtemp(prefix="streamdom-search-wal-")))
+        wal_dir = Path(tempfile.mkdtemp(prefix="streamdom-search-wal-"))
+        wal = WriteAheadLog(wal_dir)
         tracker = SignalTracker()
         next_id = first_id
         for pause in (0.0, 0.1):
@@ -306,6 +307,7 @@ async def _measure_server(loc: lake.Location, w: dict[str, Any], args: argparse.
             when = "right after" if not pause else f"{pause * 1000:.0f} ms after"
             row(f"list, last 24 h, {when} a flush of {args.flush_sessions}", times, total)
         wal.close()
+        shutil.rmtree(wal_dir, ignore_errors=True)
     finally:
         reader.close()
     return out
@@ -324,6 +326,8 @@ def measure_live(data_dir: Path, w: dict[str, Any], args: argparse.Namespace, ro
         return asyncio.run(_live(srv, args, first_id))
     finally:
         srv.stop()
+        if not args.keep:
+            srv.log_path.unlink(missing_ok=True)
 
 
 async def _live(srv: ServerProcess, args: argparse.Namespace, first_id: int) -> dict[str, Any]:
@@ -353,7 +357,8 @@ async def _live(srv: ServerProcess, args: argparse.Namespace, first_id: int) -> 
     p = percentiles(times)
     name = f"live server, GET /api/sessions, {args.live_recorders} recording"
     print(f"  {name:<52} p50 {p['p50']:6.1f}  p90 {p['p90']:6.1f}  p99 {p['p99']:6.1f}  max {max(times):6.1f} ms"
-          f"  ({len(times)} lists, total {totals[0]:,} -> {totals[-1]:,}, {stats.sent:,} events sent)")
+          f"  ({len(times)} lists, total {totals[0]:,} -> {totals[-1]:,}, {stats.sent:,} events sent, "
+          f"{len(stats.errors)} recorder errors)")
     return {"search": name, "first_ms": times[0], "median_ms": p["p50"], "p90_ms": p["p90"],
             "p99_ms": p["p99"], "max_ms": max(times), "lists": len(times), "total": totals[-1]}
 
@@ -439,7 +444,8 @@ def main() -> None:
             for turn in range(2 if base else 1):
                 for who, root in ((("baseline", Path(args.baseline)),) if base else ()) + (("this", ROOT),):
                     print(f"live server, turn {turn + 1}, {who} ({root}), {args.live:g} s:")
-                    lives[who].append(measure_live(tmp, w, args, root.resolve(), 20_000_000 + 1000 * turn))
+                    first_id = 20_000_000 + 1000 * len(lives["baseline"] + lives["this"])  # new sessions each run
+                    lives[who].append(measure_live(tmp, w, args, root.resolve(), first_id))
             for who, rows in lives.items():
                 if rows:
                     keys = ("first_ms", "median_ms", "p90_ms", "p99_ms", "max_ms")
