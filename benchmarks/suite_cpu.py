@@ -5,8 +5,10 @@ checkout's tests take the same plugin). Every test's CPU is what the worker and 
 started (servers, their flushers, Chromium, Playwright's driver) spent between the test's start
 and end: a test leaves nothing running behind it, and session services (NATS, SeaweedFS,
 PostgreSQL, the browser) count toward the test that started them. A process killed with kill -9
-takes its unreaped children's time with it, so a kill test may count a little short. Each worker
-writes its rows to `$SUITE_CPU_DIR/<worker>.json`.
+takes its unreaped children's time with it, so a kill test may count a little short, and a
+worker's last test comes out negative when the session's services (the browser, NATS) end in its
+teardown without being reaped inside the tree. Each worker writes its rows to
+`$SUITE_CPU_DIR/<worker>.json`.
 """
 
 from __future__ import annotations
