@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 from hypothesis import given, settings
@@ -93,6 +94,17 @@ def test_depth_is_bounded_by_the_stack_not_the_recursion_limit() -> None:
     assert ev.data == data
     with pytest.raises(ProtocolError, match="nested deeper"):  # only what no stack could take
         parse_frame(frame([{"type": 2, "data": [], "timestamp": 1}]).replace("[]", "[" * 200_000 + "]" * 200_000))
+
+
+def test_a_deep_decode_leaves_the_process_recursion_limit_as_it_found_it() -> None:
+    # The limit is process-wide: a deep frame, accepted or refused, must not change it for
+    # every other thread afterwards.
+    before = sys.getrecursionlimit()
+    parse_frame(frame([{"type": 2, "data": {}, "timestamp": 1}]).replace("{}", "[" * 3000 + "]" * 3000))
+    assert sys.getrecursionlimit() == before
+    with pytest.raises(ProtocolError):
+        parse_frame(frame([{"type": 2, "data": {}, "timestamp": 1}]).replace("{}", "[" * 3000 + "]" * 2999))
+    assert sys.getrecursionlimit() == before
 
 
 def test_lone_surrogate_escapes_become_replacement_characters() -> None:

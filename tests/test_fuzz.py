@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import urllib.error
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -13,9 +14,13 @@ from tornado.websocket import websocket_connect
 from streamdom import wire
 from streamdom.ingest import frames as frames_mod
 from streamdom.ingest import validate
-from streamdom.testing import InProcessServer
+from streamdom.testing import ServerProcess
 from streamdom.wire import CloseCode
-from tests.helpers import Recorder, record, run_async, server_config, session_events
+from tests.helpers import TEST_SERVER_ARGS, Recorder, record, run_async, session_events
+
+# The server must leave the process's recursion limit as it found it, which Hypothesis checks
+# around every example.
+pytestmark = pytest.mark.filterwarnings("error::hypothesis.errors.HypothesisWarning")
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
@@ -76,16 +81,19 @@ def _numbers(value: object) -> list[float]:
 
 
 @pytest.fixture(scope="module")
-def fuzz_server(tmp_path_factory: pytest.TempPathFactory):
-    srv = InProcessServer(server_config(tmp_path_factory.mktemp("fuzz") / "data", flush_interval=0.3,
-                                      max_message_bytes=100000)).start()
+def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    # A process of its own, not a thread of this one: a deep frame makes the server raise the
+    # interpreter's recursion limit while it decodes, and Hypothesis changes the same limit
+    # around every example; in one process the two would race.
+    srv = ServerProcess(tmp_path_factory.mktemp("fuzz") / "data", *TEST_SERVER_ARGS,
+                        "--flush-interval", "0.3", "--max-message-bytes", "100000").start()
     yield srv
     srv.stop()
 
 
 @given(st.lists(frames, min_size=1, max_size=4))
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-def test_hostile_frames_over_a_real_socket(fuzz_server: InProcessServer, attack: list) -> None:
+def test_hostile_frames_over_a_real_socket(fuzz_server: ServerProcess, attack: list) -> None:
     """After a hello, hostile frames close only their own connection and store nothing."""
     async def go() -> None:
         rec = Recorder(fuzz_server.ws, "fuzzed")
@@ -107,11 +115,11 @@ def test_hostile_frames_over_a_real_socket(fuzz_server: InProcessServer, attack:
     run_async(go())
 
 
-def test_after_fuzzing_the_server_is_healthy_and_sessions_are_intact(fuzz_server: InProcessServer) -> None:
+def test_after_fuzzing_the_server_is_healthy_and_sessions_are_intact(fuzz_server: ServerProcess) -> None:
     evs = session_events(30)
 
     record(fuzz_server.ws, "bystander", evs)
-    assert fuzz_server.running
+    assert fuzz_server.proc is not None and fuzz_server.proc.poll() is None
     assert fuzz_server.get_json("/healthz")["ok"] is True
     assert fuzz_server.get_json("/api/sessions/bystander/events") == evs
     # Whatever the fuzzer sent as "fuzzed", only well-formed rrweb events could have been stored.

@@ -86,6 +86,9 @@ _ESCAPE = re.compile(r"\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2
                      r"|\\u[dD][89a-fA-F][0-9a-fA-F]{2}|\\.")
 
 
+_DEEP_DECODE = threading.Lock()
+
+
 def _stack_depth_budget() -> int:
     """How many nesting levels the C decoder may recurse on this thread without risking its stack.
 
@@ -129,16 +132,22 @@ def _value(text: str, i: int) -> tuple[Any, int]:
         raise ProtocolError(f"frame is not valid JSON: {exc}"[:120]) from None
     # Deeper than the interpreter's recursion limit: again, with a limit the stack can take.
     budget = _stack_depth_budget()
-    old = sys.getrecursionlimit()
-    sys.setrecursionlimit(old + min(budget, text.count("{", i) + text.count("[", i)) + 64)
-    try:
-        return _raw_decode(text, i)
-    except RecursionError:
-        raise ProtocolError(f"value nested deeper than {budget} levels") from None
-    except ValueError as exc:
-        raise ProtocolError(f"frame is not valid JSON: {exc}"[:120]) from None
-    finally:
-        sys.setrecursionlimit(old)
+    # The limit is the whole process's: one deep decode at a time, and it is put back only if
+    # nobody else changed it meanwhile (lowering another thread's raised limit under its feet
+    # would fail that thread's work, and restoring over its change would leak ours).
+    with _DEEP_DECODE:
+        old = sys.getrecursionlimit()
+        raised = old + min(budget, text.count("{", i) + text.count("[", i)) + 64
+        sys.setrecursionlimit(raised)
+        try:
+            return _raw_decode(text, i)
+        except RecursionError:
+            raise ProtocolError(f"value nested deeper than {budget} levels") from None
+        except ValueError as exc:
+            raise ProtocolError(f"frame is not valid JSON: {exc}"[:120]) from None
+        finally:
+            if sys.getrecursionlimit() == raised:
+                sys.setrecursionlimit(old)
 
 
 def _expect(text: str, i: int, char: str, what: str) -> int:
