@@ -7,8 +7,10 @@
    same recorders and watchers on it. Both runs use the same two client processes, so the load
    generator costs the same. Prints relay (recorder send -> watcher receive) p50/p99/max for
    both and their ratio, send -> ack for both, the stream's bytes per event, and where the CPU
-   went: microseconds per event of StreamDOM (all nodes), NATS and the load generator, and how
-   long the servers' main threads waited for a core (the shared cores' contention). A watcher
+   went over the measured window: CPU seconds per 1,000 events per process kind (each
+   StreamDOM node's IOLoop thread and its other threads, nats-server, the load generator), the
+   cores each kept busy against the machine's, and how long the servers' main threads waited
+   for a core (the shared cores' contention). A watcher
    counts every event of a frame and times each recorder frame it completes (a node relaying
    another node's events sends consecutive recorder frames as one). `--baseline CHECKOUT` runs
    the cluster relay with another checkout's server code too (before/after in one run);
@@ -28,12 +30,14 @@ import asyncio
 import os
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from support import (
+    CLK_TCK,
     ROOT,
     SAMPLE,
     ClientPlan,
@@ -45,27 +49,13 @@ from support import (
     percentiles,
     proc_cpu_seconds,
     proc_schedstat,
+    proc_thread_cpu,
+    proc_tree_cpu_seconds,
     run_plans,
     write_json,
 )
 
 from streamdom.testing_nats import NatsCluster
-
-
-def tree_cpu_seconds(pid: int) -> float:
-    """CPU seconds of a process and its live children (workers)."""
-    total = proc_cpu_seconds(pid)
-    try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:
-        children = []
-    for child in children:
-        try:
-            total += proc_cpu_seconds(int(child))
-        except OSError:
-            pass
-    return total
-
 
 STAGEHOOK = Path(__file__).resolve().parent / "stagehook"
 
@@ -224,29 +214,106 @@ def server_args(n: int) -> list[str]:
     return ["--max-sessions-per-ip", str(max(1000, 2 * n)), "--log-level", "WARNING"]
 
 
+def _proc_sample(pid: int) -> tuple[float, float, float, float]:
+    """(main thread CPU s, other threads' CPU s, children's CPU s, main thread's wait for a core
+    s) of a live process; zeros once it is gone."""
+    try:
+        threads = proc_thread_cpu(pid)
+        tree = proc_tree_cpu_seconds(pid)
+    except OSError:
+        return 0.0, 0.0, 0.0, 0.0
+    main = threads.get(pid, 0.0)
+    own = sum(threads.values())
+    return main, own - main, max(0.0, tree - own), proc_schedstat(pid)[1]
+
+
+def _system_busy() -> tuple[float, float]:
+    """(busy, idle) CPU seconds of the whole machine so far (/proc/stat)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / CLK_TCK, idle / CLK_TCK
+
+
 class CpuMeter:
-    """CPU seconds of the servers (with their workers), of NATS, and the servers' main threads'
-    time runnable but waiting for a core, over a stretch of the run."""
+    """CPU of every process of a run, by kind, over the clients' measured window.
 
-    def __init__(self, servers: list[int], nats_pid: int | None = None) -> None:
-        self.servers, self.nats_pid = servers, nats_pid
-        self.start = self._now()
+    A thread samples /proc every 0.2 s; `figures` takes the samples at the edges of the window
+    the load generator measures (warmup and ramp left out), so CPU per event divides the CPU of
+    the same seconds as the events. Per StreamDOM process: the main thread (the IOLoop), its
+    other threads (executors: archive reads) and its children (the embedded WAL flusher).
+    """
 
-    def _now(self) -> tuple[float, float, float, float]:
-        return (sum(tree_cpu_seconds(p) for p in self.servers),
-                proc_cpu_seconds(self.nats_pid) if self.nats_pid else 0.0,
-                sum(proc_schedstat(p)[1] for p in self.servers), time.monotonic())
+    def __init__(self, procs: dict[str, int]) -> None:
+        self.procs = procs  # kind -> pid (kinds: "node A", "nats-server", ...)
+        self.samples: list[tuple[float, tuple[float, float], dict[str, tuple[float, ...]]]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
 
-    def figures(self, stats: ClientStats) -> dict[str, float]:
-        """Per event sent (warmup and ramp included: the same for every variant), and shares."""
-        end = self._now()
-        srv, nats, wait, wall = (b - a for a, b in zip(self.start, end, strict=True))
-        events = max(1, stats.sent)
-        return {"server_us_per_event": 1e6 * srv / events, "nats_us_per_event": 1e6 * nats / events,
-                "client_us_per_event": 1e6 * stats.cpu_s / max(1, stats.window_counts.get("sent", 0)),
+    def _sample(self) -> None:
+        self.samples.append((time.perf_counter(), _system_busy(),
+                             {k: _proc_sample(p) for k, p in self.procs.items()}))
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._sample()
+            self._stop.wait(0.2)
+
+    def _at(self, t: float) -> tuple[float, tuple[float, float], dict[str, tuple[float, ...]]]:
+        return min(self.samples, key=lambda s: abs(s[0] - t))
+
+    def figures(self, stats: ClientStats, window: tuple[float, float]) -> dict[str, Any]:
+        """CPU per 1,000 events sent in the window, per process kind, and the machine's load."""
+        self._stop.set()
+        self._thread.join()
+        a, b = self._at(window[0]), self._at(window[1])
+        wall = max(1e-9, b[0] - a[0])
+        events = max(1, stats.window_counts.get("sent", 0))
+        kinds: dict[str, dict[str, float]] = {}
+        for k in self.procs:
+            main, other, children, wait = (y - x for x, y in zip(a[2][k], b[2][k], strict=True))
+            kinds[k] = {"main_s_per_1k": 1000 * main / events, "other_s_per_1k": 1000 * other / events,
+                        "children_s_per_1k": 1000 * children / events,
+                        "cores": (main + other + children) / wall, "main_wait_pct": 100 * wait / wall}
+        kinds["load generator"] = {"main_s_per_1k": 1000 * stats.cpu_s / events, "other_s_per_1k": 0.0,
+                                   "children_s_per_1k": 0.0, "cores": stats.cpu_s / wall,
+                                   "main_wait_pct": 0.0}
+        busy = b[1][0] - a[1][0]
+        total = sum(v["cores"] for v in kinds.values())
+        nodes = [k for k in self.procs if k.startswith("node") or k == "embedded"]
+        srv = sum(kinds[k]["cores"] for k in nodes) * wall
+        nats = sum(kinds[k]["cores"] for k in self.procs if k.startswith("nats")) * wall
+        return {"kinds": kinds, "window_s": wall, "events": events,
+                "ours_cores": total, "machine_busy_cores": busy / wall,
+                "others_cores": busy / wall - total, "cores_available": os.cpu_count() or 2,
+                "server_us_per_event": 1e6 * srv / events, "nats_us_per_event": 1e6 * nats / events,
+                "client_us_per_event": 1e6 * stats.cpu_s / events,
                 "server_cpu_pct": 100 * srv / wall, "nats_cpu_pct": 100 * nats / wall,
-                "client_cpu_pct": 100 * stats.cpu_s / max(stats.wall_s, 1e-9),
-                "main_wait_pct": 100 * wait / wall / len(self.servers)}
+                "client_cpu_pct": 100 * stats.cpu_s / wall,
+                "main_wait_pct": median([kinds[k]["main_wait_pct"] for k in nodes])}
+
+
+def measured_window(ps: list[ClientPlan], args: argparse.Namespace) -> tuple[float, float]:
+    """The perf_counter span the clients measured (run_plans set their common start)."""
+    start = ps[0].start_at + args.warmup
+    return start, start + args.duration
+
+
+def print_cpu(c: dict[str, Any]) -> None:
+    """CPU seconds per 1,000 events by process kind, and the demand against the cores."""
+    print(f"  CPU s per 1,000 events sent ({c['events']} events in {c['window_s']:.1f} s), "
+          f"cores busy (of {c['cores_available']}):")
+    for k, v in c["kinds"].items():
+        parts = f"IOLoop {v['main_s_per_1k']:.3f} + other threads {v['other_s_per_1k']:.3f}"
+        if v["children_s_per_1k"] > 0.0005:
+            parts += f" + children {v['children_s_per_1k']:.3f}"
+        total = v["main_s_per_1k"] + v["other_s_per_1k"] + v["children_s_per_1k"]
+        if not k.startswith(("node", "embedded")):
+            parts = "all threads"
+        wait = f", main thread waited for a core {v['main_wait_pct']:.0f}%" if v["main_wait_pct"] else ""
+        print(f"    {k:15s} {total:.3f} s ({parts}); {v['cores']:.2f} cores{wait}")
+    print(f"    this run's processes {c['ours_cores']:.2f} cores; whole machine busy "
+          f"{c['machine_busy_cores']:.2f} of {c['cores_available']} (others: {c['others_cores']:.2f})")
 
 
 def relay_embedded(tmp: Path, args: argparse.Namespace, tag: str = "emb") -> dict[str, Any]:
@@ -254,9 +321,10 @@ def relay_embedded(tmp: Path, args: argparse.Namespace, tag: str = "emb") -> dic
     env, _ = stage_env(tmp, tag, args.stages)
     srv = ServerProcess(tmp / tag, *server_args(args.n), env=env).start()
     try:
-        meter = CpuMeter([srv.pid])
-        stats = run_plans(plans([srv.ws] * 2, [srv.ws] * 2, args.n, args, tag), args.sample)
-        return {**figures(stats), "cpu": meter.figures(stats)}
+        meter = CpuMeter({"embedded": srv.pid})
+        ps = plans([srv.ws] * 2, [srv.ws] * 2, args.n, args, tag)
+        stats = run_plans(ps, args.sample)
+        return {**figures(stats), "cpu": meter.figures(stats, measured_window(ps, args))}
     finally:
         srv.stop()
 
@@ -271,9 +339,11 @@ def relay_cluster(tmp: Path, args: argparse.Namespace, root: Path = ROOT, tag: s
     a = ServerProcess(archive, "--bus", nats.bus, *server_args(args.n), root=root, env=env).start()
     b = ServerProcess(archive, "--bus", nats.bus, *server_args(args.n), root=root, env=env).start()
     try:
-        meter = CpuMeter([a.pid, b.pid], nats.nodes[0].proc.pid)  # type: ignore[union-attr]
-        stats = run_plans(plans([a.ws, b.ws], [b.ws, a.ws], args.n, args, tag), args.sample)
-        out = {**figures(stats), "cpu": meter.figures(stats)}
+        meter = CpuMeter({"node A": a.pid, "node B": b.pid,
+                          "nats-server": nats.nodes[0].proc.pid})  # type: ignore[union-attr]
+        ps = plans([a.ws, b.ws], [b.ws, a.ws], args.n, args, tag)
+        stats = run_plans(ps, args.sample)
+        out = {**figures(stats), "cpu": meter.figures(stats, measured_window(ps, args))}
         nbytes, msgs = stream_state(nats.urls)
         out["stream_bytes_per_event"] = nbytes / max(1, stats.sent)
         out["events_per_message"] = stats.sent / max(1, msgs)
@@ -295,10 +365,10 @@ def throughput(tmp: Path, workers: int, args: argparse.Namespace, k: int = 0) ->
     try:
         ps = plans([srv.ws] * 2, [srv.ws] * 2, args.tp_n, argparse.Namespace(
             **{**vars(args), "rate": args.tp_rate}), f"tp{workers}-{k}")
-        cpu0, ncpu0, t0 = tree_cpu_seconds(srv.pid), proc_cpu_seconds(nats_pid), time.monotonic()
+        cpu0, ncpu0, t0 = proc_tree_cpu_seconds(srv.pid), proc_cpu_seconds(nats_pid), time.monotonic()
         stats = run_plans(ps, args.sample)
         wall = time.monotonic() - t0
-        cpu, ncpu = tree_cpu_seconds(srv.pid) - cpu0, proc_cpu_seconds(nats_pid) - ncpu0
+        cpu, ncpu = proc_tree_cpu_seconds(srv.pid) - cpu0, proc_cpu_seconds(nats_pid) - ncpu0
         out = figures(stats)
         total_events = stats.acked  # taken, relayed and made durable (not merely sent)
         out.update(workers=workers, streamdom_cpu_pct=100 * cpu / wall, nats_cpu_pct=100 * ncpu / wall,
@@ -335,6 +405,7 @@ def print_run(name: str, r: dict[str, Any], emb: dict[str, Any] | None) -> None:
           f"StreamDOM {c['server_cpu_pct']:.0f}%, NATS {c['nats_cpu_pct']:.0f}%, load generator "
           f"{c['client_cpu_pct']:.0f}% of a core; server main threads waited for a core "
           f"{c['main_wait_pct']:.0f}% of the time")
+    print_cpu(c)
     if "stream_bytes_per_event" in r:
         print(f"  stream: {r['stream_bytes_per_event']:.0f} bytes per event "
               f"({r['events_per_message']:.2f} events per message)")
@@ -356,6 +427,16 @@ def print_medians(name: str, rs: list[dict[str, Any]], emb: list[dict[str, Any]]
     if rs is not emb:
         line += f"; relay p50 / embedded's x{med(rs, 'relay_p50_ratio'):.2f}"
     print(line)
+    def per_1k(k: str, *parts: str) -> float:
+        return sum(med(rs, "cpu", "kinds", k, f"{part}_s_per_1k") for part in parts)
+
+    kinds = rs[0]["cpu"]["kinds"]
+    print("    CPU s per 1,000 events: " + ", ".join(
+        f"{k} {per_1k(k, 'main', 'other', 'children'):.3f}"
+        + (f" (IOLoop {per_1k(k, 'main'):.3f})" if k.startswith(("node", "embedded")) else "")
+        for k in kinds)
+          + f"; this run's processes {med(rs, 'cpu', 'ours_cores'):.2f} cores, machine busy "
+          f"{med(rs, 'cpu', 'machine_busy_cores'):.2f}")
     stages = rs[0].get("stages")
     if stages:
         print("    " + ", ".join(f"{k} p50 {med(rs, 'stages', k, 'p50'):.2f} / p99 "
