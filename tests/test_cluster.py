@@ -68,6 +68,20 @@ def test_cross_node_watch_and_kill_9_of_the_recorders_node(nats1: NatsCluster, t
         assert event_seqs(frames_a) == event_seqs(frames_b) == list(range(1, 101))
         await rec.send_events(101, evs[100:200])  # not waiting for the ack: some stay unacked
         frames_b += await read_until(on_b, lambda m: (last_seq(m) or 0) >= 200)
+        # B has the history: it reads the session from the live path now, not from the stream
+        # (a consumer repairing a gap lasts until the gap is closed).
+        nc = await nats.connect(nats1.urls)
+        session = f"{J.SUBJECT_ROOT}.{J.token(sid)}."
+
+        async def followers() -> list[str]:
+            infos = await nc.jetstream().consumers_info(J.STREAM)
+            return [c.name for c in infos if (c.config.filter_subject or "").startswith(session)]
+
+        deadline = time.monotonic() + 60
+        while await followers():
+            assert time.monotonic() < deadline, "B still reads the session from the stream"
+            await asyncio.sleep(0.1)
+        await nc.close()
         acked = rec.acked
         a.kill()
         rec.close()

@@ -17,7 +17,7 @@ from streamdom.archive import lake
 from streamdom.archive.archiver import Archiver, LakeArchive
 from streamdom.archive.lake import Location
 from streamdom.bus import jetstream as J
-from streamdom.bus.follower import Relayed, SessionFollower
+from streamdom.bus.follower import Following, Relayed, SessionFollower
 from streamdom.bus.lease import Lease
 from streamdom.bus.livepath import LivePath
 from streamdom.bus.presence import PresenceBoard
@@ -73,6 +73,7 @@ def test_publisher_keeps_each_stream_in_order_and_flags_snapshots(nats1: NatsClu
                 snaps.append(snap)
 
         pub = StreamPublisher(obj.js, "nodeA", on_durable, lambda k: ("http://x/ü?a=1", "UA"))
+        await pub.start()
         for chunk in range(20):  # 20 bursts of 10 rows per stream, a snapshot at seq 101
             for stream in ("t1", "t.2"):
                 pub.add(("s:1@x", stream), rows("s:1@x", stream, chunk * 10 + 1, 10, meta_at=101))
@@ -181,6 +182,7 @@ def test_a_message_whose_ack_does_not_come_is_sent_again_and_stored_once(tmp_pat
         durable: dict[tuple[str, str], int] = {}
         pub = StreamPublisher(obj.js, "nodeA", lambda k, seq, snap: durable.__setitem__(k, seq),
                               lambda k: ("", ""))
+        await pub.start()
         os.kill(proc.pid, signal.SIGSTOP)
         try:
             # The signal takes effect when the kernel next stops each of the server's threads:
@@ -215,6 +217,7 @@ def test_an_event_over_the_nats_max_payload_does_not_stall_its_stream(nats1: Nat
         nc, obj = await _objects(nats1)
         durable: list[int] = []
         pub = StreamPublisher(obj.js, "n", lambda k, s, snap: durable.append(s), lambda k: ("", ""))
+        await pub.start()
         big = rows("big", "t", 2, 1)[0]
         big = big[:6] + (json.dumps(os.urandom(1_500_000).hex()), None)  # ~1.5 MB zstd'd
         pub.add(("big", "t"), rows("big", "t", 1, 1) + [big] + rows("big", "t", 3, 5))
@@ -235,7 +238,9 @@ def test_follower_starts_at_the_latest_snapshot_and_skips_its_own_node(nats1: Na
         snap_at: list[int] = []
         pub_b = StreamPublisher(obj.js, "nodeB", lambda k, s, snap: snap_at.append(snap) if snap else None,
                                 lambda k: ("", ""))
+        await pub_b.start()
         pub_a = StreamPublisher(obj.js, "nodeA", lambda k, s, snap: None, lambda k: ("", ""))
+        await pub_a.start()
         pub_b.add(("S", "b"), rows("S", "b", 1, 30, meta_at=1))
         await pub_b.drain(5)
         pub_b.add(("S", "b"), rows("S", "b", 31, 30, meta_at=31))  # the latest snapshot
@@ -283,8 +288,9 @@ def test_live_rows_come_before_the_stream_and_a_lost_one_waits_for_it(nats1: Nat
                                    relayed=relayed.high)
         await follower.start()  # nothing stored yet: caught up at once
         nc_a = await nats.connect(nats1.urls)
+        reports: list[tuple[str, str, int, int]] = []
         node_a = LivePath(nc_a, "nodeA", 10.0, lambda sid, rs: None)
-        node_b = LivePath(nc, "nodeB", 10.0, on_live)
+        node_b = LivePath(nc, "nodeB", 10.0, on_live, lambda *r: reports.append(r))
         await node_a.start()
         await node_b.start()
 
@@ -307,6 +313,7 @@ def test_live_rows_come_before_the_stream_and_a_lost_one_waits_for_it(nats1: Nat
         await until(lambda: ("b", 1) in got)
         assert got == [("a", s) for s in range(1, 6)] + [("b", 1)]
         pub = StreamPublisher(obj.js, "nodeA", lambda k, s, snap: None, lambda k: ("", ""))
+        await pub.start()
         pub.add(("S", "a"), rows("S", "a", 1, 10))
         pub.add(("S", "b"), rows("S", "b", 1, 1))
         assert await pub.drain(10)
@@ -315,9 +322,69 @@ def test_live_rows_come_before_the_stream_and_a_lost_one_waits_for_it(nats1: Nat
         await until(lambda: ("a", 11) in got)
         assert got == [("a", s) for s in range(1, 6)] + [("b", 1)] + [("a", s) for s in range(6, 12)]
         assert live_sessions == ["S"] * 5
+        # How far S's streams are durable goes to the node following S, and only S's.
+        node_a.report(lambda sid: {"a:1": (11, 42)} if sid == "S" else {"z": (1, 1)})
+        await until(lambda: reports == [("S", "a:1", 11, 42)])
         for x in (follower, node_a, node_b):
             await x.stop()
         await nc_a.close()
+        await nc.close()
+
+    run_async(go())
+
+
+def test_after_its_history_a_follower_reads_the_stream_only_to_repair_gaps(nats1: NatsCluster) -> None:
+    """Once the history is in, the session's consumer is gone: live rows are relayed as they
+    come. A gap seen by a live row (lost live messages), one seen only in a recording node's
+    reports (the last message before a pause was lost) and a new stream whose first rows were
+    never sent live are each repaired from the stream, the held live rows relayed after the
+    repaired ones, and the repair's consumer stopped: every event once, in order."""
+    async def go() -> None:
+        nc, obj = await _objects(nats1)
+        sid = "gaps"
+        pub = StreamPublisher(obj.js, "nodeA", lambda k, s, snap: None, lambda k: ("", ""))
+        await pub.start()
+        relayed = Relayed()
+        got: list[tuple[str, int]] = []
+        follow = Following(obj.js, obj.snapshots, sid, "nodeB", relayed,
+                           lambda rs: got.extend((r[1], r[2]) for r in rs))
+
+        async def until(pred) -> None:  # type: ignore[no-untyped-def]
+            deadline = time.monotonic() + 60
+            while not pred():
+                assert time.monotonic() < deadline, f"got {got}, repairing {follow.repairing()}"
+                await asyncio.sleep(0.02)
+
+        async def store(stream: str, first: int, n: int) -> None:
+            pub.add((sid, stream), rows(sid, stream, first, n))
+            assert await pub.drain(10)
+
+        await store("a", 1, 5)
+        await follow.start()
+        assert got == [("a", s) for s in range(1, 6)]
+        assert follow.backlog._sub is None and follow.repairing() == []  # no consumer now
+        follow.live(rows(sid, "a", 6, 2))  # the live path: relayed at once
+        assert got[-2:] == [("a", 6), ("a", 7)]
+        await store("a", 6, 5)
+        follow.live(rows(sid, "a", 10, 2))  # 8..9 were lost live: 10..11 wait for them
+        assert got[-1] == ("a", 7)
+        await store("a", 11, 1)
+        await until(lambda: got[-1] == ("a", 11) and not follow.repairing())
+        await store("a", 12, 3)  # the live messages of 12..14 were lost; nothing follows
+        seq, stream_seq = pub.acked[sid]["a"]
+        assert seq == 14
+        follow.reported("a", seq, stream_seq)  # the rows may be on their way: wait for more
+        assert follow.repairing() == [] and got[-1] == ("a", 11)
+        follow.reported("a", seq, stream_seq)  # a report later they are still missing
+        await until(lambda: got[-1] == ("a", 14) and not follow.repairing())
+        follow.reported("a", seq, stream_seq)  # relayed that far: nothing to repair
+        assert follow.repairing() == [] and follow.floors["a"] == stream_seq
+        await store("b", 1, 2)  # a new stream, its first rows never sent live
+        follow.live(rows(sid, "b", 3, 1))
+        await until(lambda: got[-1] == ("b", 3) and not follow.repairing())
+        assert got == [("a", s) for s in range(1, 15)] + [("b", s) for s in range(1, 4)]
+        await follow.stop()
+        await pub.stop()
         await nc.close()
 
     run_async(go())
@@ -400,10 +467,12 @@ def test_two_archivers_racing_archive_every_row_once(nats1: NatsCluster, tmp_pat
     async def go() -> None:
         nc, obj = await _objects(nats1)
         pub = StreamPublisher(obj.js, "n", lambda k, s, snap: None, lambda k: ("http://p/", "UA"))
+        await pub.start()
         for i in range(20):
             pub.add((f"s{i % 4}", "t"), rows(f"s{i % 4}", "t", (i // 4) * 50 + 1, 50, meta_at=1))
         await pub.drain(10)
         resend = StreamPublisher(obj.js, "m", lambda k, s, snap: None, lambda k: ("", ""))
+        await resend.start()
         resend.add(("s0", "t"), rows("s0", "t", 20, 60))  # overlaps, different boundaries
         await resend.drain(10)
         settings = J.BusSettings(tuple(nats1.urls))

@@ -14,10 +14,14 @@ for the store:
   per node, at the start of the next turn. An idle node sends each event at once; a busy one
   sends a message per turn, not per event: a message per event doubled what a node's NATS
   connection carries at 200 recorders and pushed saturated nodes over (docs/SCALING.md);
-- every node has one subscription, its own `sd.live.<node>`, and hands each session's rows on.
-Core NATS is at most once: a reconnect or a slow consumer loses messages. The follower's
-stream consumer stays the complete source: `follower.Relayed` takes a live row only when it
-continues its stream without a gap; whatever the live path missed the stream brings.
+- every node has one subscription, its own `sd.live.<node>`, and hands each session's rows on;
+- about every second a recording node reports to each node following its sessions how far
+  each of their streams is durable (`sd.high.<node>`: lines of session and stream tokens, the
+  highest seq JetStream acked, the stream sequence of the message holding it).
+Core NATS is at most once: a reconnect or a slow consumer loses messages. The stream stays the
+complete source: `follower.Relayed` takes a live row only when it continues its stream without
+a gap, and `follower.Following` repairs a gap from the stream, seen either by the next live row
+or by the next report (the last messages before a pause were lost).
 """
 
 from __future__ import annotations
@@ -38,10 +42,15 @@ from streamdom.records import Row
 log = logging.getLogger(__name__)
 
 WANT_ROOT = "sd.want"
+REPORT_ROOT = "sd.high"
+REPORT_EVERY = 1.0  # s between reports of how far the streams of followed sessions are durable
 STALE_HEARTBEATS = 3  # heartbeats without a want after which a session is no longer sent
 MAX_LIVE_MESSAGE = 512 * 1024  # characters per message (NATS's max_payload is 1 MB by default)
 
 SessionRows = Callable[[str, list[Row]], None]  # (session id, its rows in this message)
+# (session id, stream id, highest seq durable, stream sequence of the message holding it)
+Report = Callable[[str, str, int, int], None]
+Durable = Callable[[str], dict[str, tuple[int, int]]]  # session -> stream -> (seq, stream seq)
 
 
 def live_subject(node_id: str) -> str:
@@ -72,10 +81,12 @@ def decode_message(payload: bytes) -> dict[str, list[Row]]:
 class LivePath:
     """This node's end of the live path: wants heard and said, rows sent and received."""
 
-    def __init__(self, nc: Client, node_id: str, heartbeat: float, on_rows: SessionRows) -> None:
+    def __init__(self, nc: Client, node_id: str, heartbeat: float, on_rows: SessionRows,
+                 on_report: Report | None = None) -> None:
         self.nc = nc
         self.node_id = node_id
         self.on_rows = on_rows
+        self.on_report = on_report
         self.ttl = STALE_HEARTBEATS * heartbeat
         self._wants: dict[str, dict[str, float]] = {}  # session -> node -> monotonic expiry
         self._tokens: dict[tuple[str, str], tuple[str, str]] = {}  # stream key -> its tokens
@@ -86,7 +97,8 @@ class LivePath:
     async def start(self) -> None:
         """Listen to every node's wants, and to the rows sent to this one."""
         self._subs = [await self.nc.subscribe(f"{WANT_ROOT}.*", cb=self._on_want),
-                      await self.nc.subscribe(live_subject(self.node_id), cb=self._on_live)]
+                      await self.nc.subscribe(live_subject(self.node_id), cb=self._on_live),
+                      await self.nc.subscribe(f"{REPORT_ROOT}.{self.node_id}", cb=self._on_report)]
         await self.nc.flush()  # the server has them: a want said from now on reaches this node
 
     async def stop(self) -> None:
@@ -189,6 +201,37 @@ class LivePath:
             return
         for sid, rows in sessions.items():
             self.on_rows(sid, rows)
+
+
+    # --- reports -------------------------------------------------------------------------------
+    def report(self, durable: Durable) -> None:
+        """Tell each node following sessions recorded here how far their streams are durable."""
+        if not self.nc.is_connected:
+            return
+        now = time.monotonic()
+        lines: dict[str, list[str]] = {}  # node -> its report's lines
+        for sid, nodes in self._wants.items():
+            streams = durable(sid)
+            if not streams:
+                continue
+            stoken = J.token(sid)
+            these = [f"{stoken}\t{J.token(t)}\t{seq}\t{sseq}" for t, (seq, sseq) in streams.items()]
+            for node, until in nodes.items():
+                if until > now:
+                    lines.setdefault(node, []).extend(these)
+        for node, out in lines.items():
+            sent = start_now(self.nc.publish(f"{REPORT_ROOT}.{node}", "\n".join(out).encode()))
+            sent.add_done_callback(_sent)
+
+    async def _on_report(self, msg: Msg) -> None:
+        if self.on_report is None:
+            return
+        try:
+            for line in msg.data.decode().split("\n"):
+                stoken, ttoken, seq, sseq = line.split("\t")
+                self.on_report(J.untoken(stoken), J.untoken(ttoken), int(seq), int(sseq))
+        except (ValueError, UnicodeDecodeError) as exc:
+            log.error("undecodable report on %s: %s", msg.subject, exc)
 
 
 def _sent(sent: asyncio.Future[None]) -> None:

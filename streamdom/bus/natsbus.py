@@ -21,7 +21,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from nats.aio.client import Client
@@ -40,8 +40,8 @@ from streamdom.bus.base import (
     SessionChange,
     Subscription,
 )
-from streamdom.bus.follower import Relayed, SessionFollower
-from streamdom.bus.livepath import LivePath
+from streamdom.bus.follower import Following, Relayed, SessionFollower
+from streamdom.bus.livepath import REPORT_EVERY, LivePath
 from streamdom.bus.local import LocalProducer, LocalWatch  # hub-backed, as here
 from streamdom.bus.presence import PresenceBoard
 from streamdom.bus.publisher import StreamKey, StreamPublisher
@@ -98,7 +98,7 @@ class NatsBus(Bus):
         self.publisher: StreamPublisher | None = None
         self.board: PresenceBoard | None = None
         self.live: LivePath | None = None
-        self.followers: dict[str, SessionFollower] = {}
+        self.followers: dict[str, Following] = {}
         self.relayed = Relayed()  # what this node's watchers got, per session and stream
         self._local: dict[str, LiveSession] = {}  # sessions with a recorder here (presence owner)
         self._snap_seqs: dict[str, int] = {}  # session -> latest snapshot stream seq written
@@ -114,14 +114,16 @@ class NatsBus(Bus):
         self.objects = await J.declare(self.nc, self.settings)
         self.publisher = StreamPublisher(self.objects.js, self.node_id, self._made_durable,
                                          self._stream_info)
+        await self.publisher.start()
         self.board = PresenceBoard(self.objects.presence, self.node_id, self._presence_changed,
                                    self.config.presence_heartbeat)
         await self.board.start()
         self.live = LivePath(self.nc, self.node_id, self.config.presence_heartbeat,
-                             self._live_rows)
+                             self._live_rows, self._reported)
         await self.live.start()
         self.archive.warm_up()
         for fn, seconds in ((self._heartbeat, self.config.presence_heartbeat),
+                            (self._report, REPORT_EVERY),
                             (self._forget_idle, self.config.compaction_interval)):
             pc = PeriodicCallback(fn, seconds * 1000)
             pc.start()
@@ -136,6 +138,8 @@ class NatsBus(Bus):
         if self.publisher is not None and not await self.publisher.drain(10.0):
             log.error("shutting down with events not acknowledged by JetStream: their recorders "
                       "still hold them and will resend")
+        if self.publisher is not None:
+            await self.publisher.stop()
         if self.board is not None:
             for s in self.hub.sessions.values():
                 if s.recorders > 0:
@@ -193,15 +197,21 @@ class NatsBus(Bus):
         before), mark the session live here and in the presence bucket."""
         key = (session_id, stream_id)
         marks = self.streams.get(key)
+        stored = 0
         if marks is None:
-            high = max(await self._stored_high(key),
-                       await self.archive.stream_high_seq(key))
+            stored = await self._stored_high(key)
+            high = max(stored, await self.archive.stream_high_seq(key))
             marks = self.streams.open(key, url, user_agent, high)
         session = self.hub.recorder_joined(session_id, url, user_agent)
         assert self.board is not None
         # Welcomed only once the presence bucket has the session: from then on every node can
         # find it (a watcher may ask another node for it right after).
         await self.board.flush()
+        follow = self.followers.get(session_id)
+        if follow is not None and not await follow.catch_up(stream_id, stored, 10.0):
+            # Its watchers here would miss what JetStream holds beyond what they got.
+            log.warning("%s %s: stored events not read back from the stream in time; watchers "
+                        "here may miss some", session_id, stream_id)
         self.relayed.advance(session_id, stream_id, marks.received)
         marks.listeners.add(on_ack)
         return LocalProducer(session_id, stream_id, marks, on_ack, session)
@@ -304,6 +314,9 @@ class NatsBus(Bus):
                 self.hub.set_live(s, self.board is not None and self.board.live(session_id))
             if session_id not in self.followers and self._recorded_elsewhere(session_id):
                 self._spawn(self._follow(s))  # another node records it too now
+            elif (session_id in self.followers and s.recorders == 0 and self.board is not None
+                  and not self.board.live(session_id)):
+                self._spawn(self._read_to_end(session_id))
         self._on_change(session_id, urgent)
 
     def presence(self) -> Mapping[str, Presence]:
@@ -356,10 +369,8 @@ class NatsBus(Bus):
         assert self.objects is not None
         follower = self.followers.get(s.id)
         if follower is None:
-            follower = SessionFollower(
-                self.objects.js, self.objects.snapshots, s.id, self.node_id,
-                lambda rows: self._relay_rows(s.id, rows, self.relayed.fresh),
-                relayed=self.relayed.high)
+            follower = Following(self.objects.js, self.objects.snapshots, s.id, self.node_id,
+                                 self.relayed, lambda rows: self._relay_rows(s.id, rows))
             self.followers[s.id] = follower  # before awaiting: a second watcher waits on it
             await follower.start()
             if self.live is not None:  # recording nodes send its events here live from now on
@@ -376,14 +387,36 @@ class NatsBus(Bus):
         follower = self.followers.get(session_id)
         # Before its history is in, a live row could only jump ahead of it: the stream has it.
         if follower is not None and follower.caught_up.is_set():
-            self._relay_rows(session_id, rows, self.relayed.contiguous)
+            follower.live(rows)
 
-    def _relay_rows(self, session_id: str, rows: list[Row],
-                    new: Callable[[str, list[Row]], list[Row]]) -> None:
+    def _reported(self, session_id: str, stream_id: str, seq: int, stream_seq: int) -> None:
+        follower = self.followers.get(session_id)
+        if follower is not None and follower.caught_up.is_set():
+            follower.reported(stream_id, seq, stream_seq)
+
+    def _report(self) -> None:
+        if self.live is not None and self.publisher is not None:
+            self.live.report(lambda sid: self.publisher.acked.get(sid, {}))  # type: ignore[union-attr]
+
+    async def _read_to_end(self, session_id: str) -> None:
+        """The session ended (or its node died): relay what JetStream holds of it beyond what
+        the live path brought here (its last live messages may have been lost)."""
+        for stream in self.relayed.streams(session_id):
+            follower = self.followers.get(session_id)
+            if follower is None:
+                return
+            try:
+                high = await self._stored_high((session_id, stream))
+            except Exception as exc:  # noqa: BLE001 - NATS trouble: nothing more to read now
+                log.warning("end of %s %s not read: %s", session_id, stream, exc)
+                return
+            await follower.catch_up(stream, high, 10.0)
+
+    def _relay_rows(self, session_id: str, rows: list[Row]) -> None:
         s = self.hub.sessions.get(session_id)
-        if s is None:
+        if s is None or not rows:
             return
-        for batch in batches_from_rows(new(session_id, rows)):
+        for batch in batches_from_rows(rows):
             self.hub.relay(s, batch)
 
     def resync(self, sub: Subscription) -> None:
@@ -435,6 +468,8 @@ class NatsBus(Bus):
     # --- background ----------------------------------------------------------------------------
     def _forget_idle(self) -> None:
         self.streams.forget_idle(busy=lambda sid: sid in self.hub.sessions)
+        if self.publisher is not None:
+            self.publisher.forget(lambda sid: sid in self.hub.sessions)
         if self.live is not None:
             self.live.forget_expired()
         for sid in self.relayed.sessions():
