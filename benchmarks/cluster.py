@@ -58,6 +58,8 @@ from support import (
 from streamdom.testing_nats import NatsCluster
 
 STAGEHOOK = Path(__file__).resolve().parent / "stagehook"
+CPUPROFILE = Path(__file__).resolve().parent / "cpuprofile"
+GENERIC_FRAMES = ("runpy", "__main__.py:", "cli.py:", "base_events.py:", "runners.py:", "events.py:_run")
 
 
 def stage_env(tmp: Path, tag: str, on: bool) -> tuple[dict[str, str] | None, Path | None]:
@@ -67,6 +69,38 @@ def stage_env(tmp: Path, tag: str, on: bool) -> tuple[dict[str, str] | None, Pat
     out = tmp / f"stages-{tag}"
     out.mkdir(parents=True, exist_ok=True)
     return {"SD_STAGES": str(out), "PYTHONPATH": str(STAGEHOOK)}, out
+
+
+def profile_env(tmp: Path, tag: str, on: bool) -> tuple[dict[str, str] | None, Path | None]:
+    """Environment that loads benchmarks/cpuprofile into a node, and where it writes."""
+    if not on:
+        return None, None
+    out = tmp / f"profile-{tag}"
+    out.mkdir(parents=True, exist_ok=True)
+    return {"SD_PROFILE": str(out), "PYTHONPATH": str(CPUPROFILE)}, out
+
+
+def profile_report(out: Path, top: int = 30) -> list[tuple[str, float, float]]:
+    """The functions the nodes' CPU went to: (file:function, % of samples with it on the stack,
+    % with it on top), the largest inclusive shares first. Samples in the IOLoop's poll and in
+    imports (startup) are left out, and so is the event loop's plumbing from the list."""
+    import json
+
+    incl: dict[str, int] = {}
+    own: dict[str, int] = {}
+    total = 0
+    for f in out.glob("*.json"):
+        for stack, n in json.loads(f.read_text()).items():
+            frames = stack.split(";")
+            if frames[-1] == "selectors.py:select" or any(fr.endswith(":<module>") for fr in frames):
+                continue
+            total += n
+            own[frames[-1]] = own.get(frames[-1], 0) + n
+            for fr in set(frames):
+                incl[fr] = incl.get(fr, 0) + n
+    rows = [(k, 100 * v / total, 100 * own.get(k, 0) / total) for k, v in incl.items()
+            if not k.startswith(GENERIC_FRAMES) and not k.startswith("<frozen")]
+    return sorted(rows, key=lambda r: -r[1])[:top] if total else []
 
 
 def stage_report(out: Path, skip_s: float) -> dict[str, dict[str, float]]:
@@ -319,14 +353,18 @@ def print_cpu(c: dict[str, Any]) -> None:
 def relay_embedded(tmp: Path, args: argparse.Namespace, tag: str = "emb") -> dict[str, Any]:
     """The embedded default, same clients."""
     env, _ = stage_env(tmp, tag, args.stages)
-    srv = ServerProcess(tmp / tag, *server_args(args.n), env=env).start()
+    penv, profile = profile_env(tmp, tag, args.profile)
+    srv = ServerProcess(tmp / tag, *server_args(args.n), env=env or penv).start()
     try:
         meter = CpuMeter({"embedded": srv.pid})
         ps = plans([srv.ws] * 2, [srv.ws] * 2, args.n, args, tag)
         stats = run_plans(ps, args.sample)
-        return {**figures(stats), "cpu": meter.figures(stats, measured_window(ps, args))}
+        out = {**figures(stats), "cpu": meter.figures(stats, measured_window(ps, args))}
     finally:
         srv.stop()
+    if profile is not None:
+        out["profile"] = profile_report(profile)
+    return out
 
 
 def relay_cluster(tmp: Path, args: argparse.Namespace, root: Path = ROOT, tag: str = "clu"
@@ -336,6 +374,8 @@ def relay_cluster(tmp: Path, args: argparse.Namespace, root: Path = ROOT, tag: s
     nats = NatsCluster(tmp / f"nats-{tag}").start()
     archive = tmp / f"archive-{tag}"
     env, stages = stage_env(tmp, tag, args.stages)
+    penv, profile = profile_env(tmp, tag, args.profile)
+    env = env or penv
     a = ServerProcess(archive, "--bus", nats.bus, *server_args(args.n), root=root, env=env).start()
     b = ServerProcess(archive, "--bus", nats.bus, *server_args(args.n), root=root, env=env).start()
     try:
@@ -353,6 +393,8 @@ def relay_cluster(tmp: Path, args: argparse.Namespace, root: Path = ROOT, tag: s
         nats.stop()
     if stages is not None:
         out["stages"] = stage_report(stages, args.warmup + 1.0)
+    if profile is not None:
+        out["profile"] = profile_report(profile)
     return out
 
 
@@ -410,6 +452,11 @@ def print_run(name: str, r: dict[str, Any], emb: dict[str, Any] | None) -> None:
         print(f"  stream: {r['stream_bytes_per_event']:.0f} bytes per event "
               f"({r['events_per_message']:.2f} events per message)")
     print_stages(r.get("stages", {}))
+    if r.get("profile"):
+        print("  the servers' CPU by function (benchmarks/cpuprofile, the whole run; % of the "
+              "samples outside the poll and imports with it on the stack / on top):")
+        for fn, incl, own in r["profile"]:
+            print(f"    {incl:5.1f} {own:5.1f}  {fn}")
     if r["n_errors"]:
         print(f"  {r['n_errors']} errors, e.g. {r['errors'][:2]}")
     if emb is not None:
@@ -461,12 +508,17 @@ def main() -> None:
     ap.add_argument("--stages", action="store_true",
                     help="stamp each stage inside the cluster nodes (benchmarks/stagehook) and "
                          "print where an event's ack and cross-node relay time goes")
+    ap.add_argument("--profile", action="store_true",
+                    help="sample where the StreamDOM processes' CPU goes (benchmarks/cpuprofile) "
+                         "and print the top functions; not with --stages")
     ap.add_argument("--sample", type=Path, default=SAMPLE)
     ap.add_argument("--json", metavar="PATH")
     ap.add_argument("--baseline", type=Path, metavar="CHECKOUT",
                     help="also run the cluster relay with the server code of another checkout "
                          "(e.g. a `git worktree` of main), first, in the same run")
     args = ap.parse_args()
+    if args.profile and args.stages:
+        ap.error("--profile and --stages each load their own sitecustomize: choose one")
     print(f"machine: {machine_note()}")
     print(f"{args.n} recorders at {args.rate:g} events/s, one watcher each; {args.warmup:g} s warmup "
           f"+ {args.duration:g} s measured; 2 client processes on the same 2 cores")
