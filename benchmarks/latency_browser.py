@@ -116,8 +116,15 @@ PLAYER_PROBE = """() => {
 
 
 def relay_server() -> None:
-    """The bare relay: every text frame on /r/<chan> goes to every other socket of the channel."""
+    """The bare relay: every text frame on /r/<chan> goes to every other socket of the channel.
+
+    It also speaks the least of StreamDOM's protocol that latency.py's synthetic clients need
+    (the floor of `latency.py --floor`): /ingest answers the hello with a welcome and forwards
+    every later frame as received to the watchers of its session; /watch/<id> is told it is
+    caught up. No validation, no storage, no acks: the cost of Tornado's relaying alone.
+    """
     import asyncio
+    import json
 
     from tornado.web import Application
     from tornado.websocket import WebSocketHandler
@@ -141,8 +148,31 @@ def relay_server() -> None:
         def on_close(self) -> None:
             channels.get(self.chan, set()).discard(self)
 
+    class Ingest(WebSocketHandler):
+        watchers: set[WebSocketHandler] | None = None
+
+        def open(self) -> None:
+            self.set_nodelay(True)
+
+        def on_message(self, message: str | bytes) -> None:
+            if self.watchers is None:  # the hello
+                self.watchers = channels.setdefault(json.loads(message)["sessionId"], set())
+                self.write_message('{"type":"welcome","protocol":2,"ackedSeq":0,"resume":"-"}')
+                return
+            for peer in tuple(self.watchers):
+                peer.write_message(message)
+
+    class Watch(Relay):
+        def open(self, chan: str) -> None:
+            super().open(chan)
+            self.write_message('{"type":"caughtup"}')
+
+        def on_message(self, message: str | bytes) -> None:
+            pass  # a viewer's pings: no clock here
+
     async def serve() -> None:
-        app = Application([(r"/r/([^/]+)", Relay)])
+        app = Application([(r"/r/([^/]+)", Relay), (r"/ingest", Ingest), (r"/watch/([^/]+)", Watch)],
+                          websocket_max_message_size=64 * 1024 * 1024)
         server = app.listen(0, "127.0.0.1")
         port = next(iter(server._sockets.values())).getsockname()[1]
         print(f"RELAY {port}", flush=True)

@@ -2,7 +2,10 @@
 
 A fresh `python -m streamdom` (temp data dir, per-IP limits raised) takes --recorders synthetic
 recorders (hello, Meta + FullSnapshot, then the sample session's incremental events at --rate
-events/s each, one per frame, a new snapshot pair every 60 s) spread over --source-ips loopback
+events/s each, what rrweb emitted in one task as one frame, a new snapshot pair every 60 s;
+--workload react,vue replays real TodoMVC sessions frame by frame as their recorder sent them,
+--framing event sends one event per frame as the recorder before protocol v2 did) spread over
+--source-ips loopback
 addresses (127.0.0.2, ...; a real fleet comes from many IPs) and --watchers viewers on random
 sessions, driven by --procs client processes. Every 5 s it prints events sent / acknowledged
 (durable) / relayed per second, the relay latency of that window and the server's VmRSS. At the
@@ -27,9 +30,12 @@ from support import (
     ClientPlan,
     ServerProcess,
     fmt_pct,
+    frames_per_task,
+    load_frames,
     machine_note,
     percentiles,
     run_plans,
+    workload_paths,
     write_json,
 )
 
@@ -57,7 +63,7 @@ def make_plans(ws_url: str, args: argparse.Namespace, server_pid: int) -> list[C
             rate=args.rate, warmup=args.warmup, duration=args.duration,
             connect_rate=args.connect_rate / procs, source_ips=ips, checkout_s=60.0,
             window_s=args.window, seed=args.seed * 100 + k,
-            server_pid=server_pid if k == 0 else 0))
+            server_pid=server_pid if k == 0 else 0, framing=args.framing))
     return plans
 
 
@@ -85,10 +91,20 @@ def main() -> None:
                     help="extra argument for `python -m streamdom` (repeatable)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--sample", type=Path, default=SAMPLE)
+    ap.add_argument("--workload", metavar="NAMES",
+                    help="replay real sessions frame by frame instead: react, vue "
+                         "(data/workloads/<NAME>-todomvc.json) or paths, comma-separated")
+    ap.add_argument("--framing", choices=("task", "event"), default="task",
+                    help="a frame per task as the recorder sends (default), or one event per "
+                         "frame (the recorder before protocol v2)")
     ap.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     args = ap.parse_args()
 
     print(f"machine: {machine_note()}")
+    if args.workload:
+        args.sample = workload_paths(args.workload)
+    for p in str(args.sample).split(","):
+        print(f"session {Path(p).name}: {frames_per_task(load_frames(Path(p)))}")
     srv_args = ["--max-sessions-per-ip", str(max(200, 2 * args.recorders)), "--log-level", "WARNING"]
     per_ip_flag = "--max-events-per-second-per-ip"
     if server_supports(per_ip_flag):

@@ -26,6 +26,7 @@ from streamdom.rrweb import EventType
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "data" / "sample" / "todomvc-session.json"
+WORKLOADS = ROOT / "data" / "workloads"
 PAGES = Path(__file__).resolve().parent / "pages"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
@@ -219,39 +220,118 @@ def _enc(obj: object) -> str:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
 
 
+def load_frames(path: Path = SAMPLE) -> list[list[dict[str, Any]]]:
+    """A recorded session's events grouped into frames as its recorder sent them.
+
+    A workload (record_sample.py --workload) keeps the recorder's frames. The sample session
+    was fetched back from the archive, which does not keep frames: there, consecutive events
+    stamped in the same millisecond (what rrweb emitted in one task) make a frame, at most 50.
+    """
+    if not path.exists():
+        sys.exit(f"{path} is missing: run `python benchmarks/record_sample.py` first")
+    obj = json.loads(path.read_text())
+    if isinstance(obj, dict) and "frames" in obj:
+        return [list(f) for f in obj["frames"] if f]
+    return same_task_frames(obj["events"] if isinstance(obj, dict) else obj)
+
+
+def workload_paths(spec: str) -> str:
+    """`--workload` names (react, vue: data/workloads/<NAME>-todomvc.json) or paths, comma-separated."""
+    out = []
+    for name in (x.strip() for x in spec.split(",") if x.strip()):
+        path = WORKLOADS / f"{name}-todomvc.json" if "/" not in name and "." not in name else Path(name)
+        if not path.exists():
+            sys.exit(f"no workload {path}: record one with `python benchmarks/record_sample.py --workload NAME`")
+        out.append(str(path))
+    return ",".join(out)
+
+
+def same_task_frames(events: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Frames of a flat event list: consecutive events stamped in the same millisecond (up to 50)."""
+    frames: list[list[dict[str, Any]]] = []
+    for e in events:
+        if frames and frames[-1][-1]["timestamp"] == e["timestamp"] and len(frames[-1]) < 50:
+            frames[-1].append(e)
+        else:
+            frames.append([e])
+    return frames
+
+
+def frames_per_task(frames: list[list[dict[str, Any]]]) -> str:
+    """How many events a recorder's frames held: mean, share of frames with several, histogram."""
+    sizes = [len(f) for f in frames] or [0]
+    hist: dict[str, int] = {}
+    for n in sizes:
+        k = str(n) if n < 5 else "5-9" if n < 10 else "10+"
+        hist[k] = hist.get(k, 0) + 1
+    multi = sum(n for n in sizes if n > 1)
+    return (f"{sum(sizes) / len(sizes):.2f} events per frame ({len(sizes)} frames, "
+            f"{sum(sizes)} events; {100 * multi / max(1, sum(sizes)):.0f}% of events share their "
+            f"frame); frames by size: " + ", ".join(f"{k}: {v}" for k, v in sorted(
+                hist.items(), key=lambda kv: int(kv[0].split("-")[0].rstrip("+")))))
+
+
 @dataclass
 class EventShapes:
-    """The sample's events split into a snapshot pair and a replayable incremental stream.
+    """A recorded session split into a snapshot pair and a replayable stream of frames.
 
-    `incremental` holds (gap_ms, type, data JSON) in recorded order: replaying it at a scaled
-    pace keeps rrweb's real burstiness (a click brings a mouse interaction, a mutation and an
-    input in the same millisecond).
+    `frames` holds (gap_ms, [(type, data JSON), ...]) in recorded order: one entry per frame
+    the recorder sent (what rrweb emitted in one task: a click brings a mouse interaction, a
+    mutation and an input together), with the time since the previous frame. Replaying it at
+    a scaled pace keeps the real burstiness. `incremental` is the same events one by one
+    (gap 0 within a frame), for clients that pace events singly.
     """
 
     meta: str
     snapshot: str
-    incremental: list[tuple[float, int, str]]
-    mean_rate: float  # events per second in the sample's incremental part
+    frames: list[tuple[float, list[tuple[int, str]]]]
+    mean_rate: float  # events per second in the incremental part
 
     @classmethod
     def from_sample(cls, events: list[dict[str, Any]]) -> EventShapes:
-        """Split a recorded session."""
+        """Split a recorded session given as a flat list of events (same-millisecond frames)."""
+        return cls.from_frames(same_task_frames(events))
+
+    @classmethod
+    def load(cls, path: Path = SAMPLE) -> EventShapes:
+        """The sample session or a workload file, as frames (see load_frames)."""
+        return cls.from_frames(load_frames(path))
+
+    @classmethod
+    def from_frames(cls, frames: list[list[dict[str, Any]]]) -> EventShapes:
+        """Split recorded frames."""
+        events = [e for f in frames for e in f]
         meta = next(e for e in events if e["type"] == EventType.Meta)
         snap = next(e for e in events if e["type"] == EventType.FullSnapshot)
-        inc = [e for e in events if e["type"] in (EventType.IncrementalSnapshot, EventType.Custom)]  # 0/1 (DOM loaded) belong to a page load
-        out: list[tuple[float, int, str]] = []
-        prev = inc[0]["timestamp"] if inc else 0
-        for e in inc:
-            # Cap idle gaps at 2 s: a benchmark wants activity, not the sample's pauses.
-            out.append((min(2000.0, max(0.0, e["timestamp"] - prev)), e["type"], _enc(e["data"])))
-            prev = e["timestamp"]
-        span = sum(g for g, _, _ in out) / 1000 or 1.0
-        return cls(_enc(meta["data"]), _enc(snap["data"]), out, len(out) / span)
+        kept = (EventType.IncrementalSnapshot, EventType.Custom)  # 0/1 (DOM loaded) belong to a page load
+        out: list[tuple[float, list[tuple[int, str]]]] = []
+        prev: float | None = None
+        for f in frames:
+            inc = [e for e in f if e["type"] in kept]
+            if not inc:
+                continue
+            # Cap idle gaps at 2 s: a benchmark wants activity, not the session's pauses.
+            gap = min(2000.0, max(0.0, inc[0]["timestamp"] - prev)) if prev is not None else 0.0
+            prev = inc[-1]["timestamp"]
+            out.append((gap, [(e["type"], _enc(e["data"])) for e in inc]))
+        span = sum(g for g, _ in out) / 1000 or 1.0
+        return cls(_enc(meta["data"]), _enc(snap["data"]), out, sum(len(b) for _, b in out) / span)
+
+    @property
+    def incremental(self) -> list[tuple[float, int, str]]:
+        """The incremental events one by one: (gap_ms, type, data JSON)."""
+        return [(gap if k == 0 else 0.0, typ, data)
+                for gap, body in self.frames for k, (typ, data) in enumerate(body)]
 
     def index_at(self, fraction: float) -> int:
-        """The index of the incremental event at `fraction` of the sample's duration."""
-        target, t = fraction * sum(g for g, _, _ in self.incremental), 0.0
-        for k, (gap, _, _) in enumerate(self.incremental):
+        """The index of the incremental event at `fraction` of the session's duration."""
+        k = self.frame_at(fraction)
+        return sum(len(b) for _, b in self.frames[:k])
+
+    def frame_at(self, fraction: float) -> int:
+        """The index of the frame at `fraction` of the session's duration."""
+        target, t = fraction * sum(g for g, _ in self.frames), 0.0
+        for k, (gap, _) in enumerate(self.frames):
             t += gap
             if t >= target:
                 return k
@@ -301,14 +381,17 @@ class SynthRecorder:
 
     Hello (with the stream's resume secret once it has one), then the sample's events at the
     configured pace, those rrweb emitted in the same task (no gap in the sample) in one frame,
-    as the recorder sends them. Each recorder starts at a random moment of the sample (uniform
-    in time, not in events: the sample's dense stretches would otherwise line everybody up) and
-    plays it at its own pace (within 20 % of the mean), so a fleet never bursts in step.
+    as the recorder sends them (a workload: the frames its recorder sent). With
+    framing="event" each event goes in a frame of its own, back to back, as the recorder before
+    protocol v2 sent them. Each recorder starts at a random moment of the session (uniform in
+    time, not in events: the dense stretches would otherwise line everybody up) and plays it at
+    its own pace (within 20 % of the mean), so a fleet never bursts in step.
     """
 
     def __init__(self, ws_url: str, session_id: str, shapes: EventShapes, rate: float,
                  stats: ClientStats, sent_at: dict[tuple[str, int], tuple[float, float, int]],
-                 source_ip: str | None = None, checkout_s: float = 60.0, seed: int = 0) -> None:
+                 source_ip: str | None = None, checkout_s: float = 60.0, seed: int = 0,
+                 framing: str = "task") -> None:
         self.url = ws_url + "/ingest"
         self.session_id = session_id
         self.stream_id = f"{session_id}-tab"
@@ -319,6 +402,7 @@ class SynthRecorder:
         self.sent_at = sent_at
         self.source_ip = source_ip
         self.checkout_s = checkout_s
+        self.per_event = framing == "event"
         self.seq = 0
         self.resume: str | None = None  # the stream's resume secret, from the first welcome
         self.conn: Any = None
@@ -394,23 +478,27 @@ class SynthRecorder:
         self.stats.frames += 1
         self.stats.sent_bytes += len(frame)
 
+    def send_task(self, events: list[tuple[int, str]]) -> None:
+        """Send what rrweb emitted in one task: one frame, or one frame per event (framing="event")."""
+        if self.per_event:
+            for ev in events:
+                self._send([ev])
+        else:
+            self._send(events)
+
     def send_snapshot(self) -> None:
         """Send a Meta + FullSnapshot pair (what rrweb emits at start and at each checkout)."""
-        self._send([(4, self.shapes.meta), (2, self.shapes.snapshot)])
+        self.send_task([(4, self.shapes.meta), (2, self.shapes.snapshot)])
 
     async def run(self, until: float) -> None:
-        """Send the sample's incremental events at the configured pace until `until` (perf_counter)."""
-        inc = self.shapes.incremental
-        i = self.shapes.index_at(self.rng.random())
+        """Send the session's frames at the configured pace until `until` (perf_counter)."""
+        frames = self.shapes.frames
+        i = self.shapes.frame_at(self.rng.random())
         next_t = time.perf_counter() + self.rng.random() * 0.2
         next_checkout = time.perf_counter() + self.checkout_s * (0.5 + self.rng.random())
         while not self.closed:
-            gap, typ, data = inc[i]
-            burst = [(typ, data)]
-            i = (i + 1) % len(inc)
-            while inc[i][0] == 0 and len(burst) < 50:  # emitted in the same task: one frame
-                burst.append(inc[i][1:])
-                i = (i + 1) % len(inc)
+            gap, burst = frames[i]
+            i = (i + 1) % len(frames)
             next_t += gap * self.scale / 1000
             if next_t >= until:
                 break
@@ -422,7 +510,7 @@ class SynthRecorder:
             if self.checkout_s and time.perf_counter() >= next_checkout:
                 next_checkout += self.checkout_s
                 self.send_snapshot()
-            self._send(burst)
+            self.send_task(burst)
 
     def close(self) -> None:
         """Close the socket."""
@@ -500,11 +588,14 @@ class Watcher:
         self.stats.relay_ms.append(ms)
         if self.window is not None:
             self.window.append(ms)
-        if first:  # recvAt is the server time of the frame's first event
-            j = msg.index('"recvAt":', i) + 9
-            recv_at = int(msg[j:msg.index(",", j)])
+        if first:  # recvAt is the server time of the frame's first event (a bare relay has none)
             wall = time.time()
             self.stats.relay_at.append(wall)
+            j = msg.find('"recvAt":', i)
+            if j < 0:
+                return
+            j += 9
+            recv_at = int(msg[j:msg.index(",", j)])
             self.stats.up_ms.append(recv_at - sent[1])
             self.stats.down_ms.append(wall * 1000 - recv_at)
 
@@ -533,18 +624,21 @@ class ClientPlan:
     start_at: float = 0.0  # perf_counter time at which sending begins (0: when connected)
     server_pid: int = 0  # when set, this process samples the server's CPU and RSS
     watch_url: str = ""  # where the watchers connect, when not to ws_url (another cluster node)
+    framing: str = "task"  # "task": a frame per task, as the recorder sends; "event": one per event (v1)
 
 
-async def run_clients(plan: ClientPlan, shapes: EventShapes) -> ClientStats:
-    """Connect recorders, then watchers, send for warmup + duration, and measure."""
+async def run_clients(plan: ClientPlan, shapes: list[EventShapes]) -> ClientStats:
+    """Connect recorders (the k-th replays shapes[k % len]), then watchers, send for warmup +
+    duration, and measure."""
     stats = ClientStats()
     sent_at: dict[tuple[str, int], tuple[float, float, int]] = {}
     recs: list[SynthRecorder] = []
     gap = 1.0 / plan.connect_rate
     for k, sid in enumerate(plan.sessions):
         ip = plan.source_ips[k % len(plan.source_ips)] if plan.source_ips else None
-        recs.append(SynthRecorder(plan.ws_url, sid, shapes, plan.rate, stats, sent_at, ip,
-                                  plan.checkout_s, seed=plan.seed * 1_000_003 + k))
+        recs.append(SynthRecorder(plan.ws_url, sid, shapes[k % len(shapes)], plan.rate, stats,
+                                  sent_at, ip, plan.checkout_s, seed=plan.seed * 1_000_003 + k,
+                                  framing=plan.framing))
 
     async def open_rec(r: SynthRecorder, delay: float) -> None:
         await asyncio.sleep(delay)
@@ -583,7 +677,7 @@ async def run_clients(plan: ClientPlan, shapes: EventShapes) -> ClientStats:
             x.record_latency = True
         cpu0, wall0 = self_cpu_seconds(), time.perf_counter()
         base = (stats.sent, stats.delivered, stats.acked)
-        relayed0 = stats.relayed
+        relayed0, frames0 = stats.relayed, stats.frames
         pid = plan.server_pid
         scpu0 = proc_cpu_seconds(pid) if pid else 0.0
         tcpu0 = proc_tree_cpu_seconds(pid) if pid else 0.0
@@ -618,7 +712,7 @@ async def run_clients(plan: ClientPlan, shapes: EventShapes) -> ClientStats:
             stats.server_main_wait_s = proc_schedstat(pid)[1] - swait0
         stats.window_counts = {"ack_frames": stats.ack_frames - acks0, "sent": stats.sent - base[0],
                                "delivered": stats.delivered - base[1], "acked": stats.acked - base[2],
-                               "relayed": stats.relayed - relayed0}
+                               "relayed": stats.relayed - relayed0, "frames": stats.frames - frames0}
 
     await asyncio.gather(measure(), *tasks)
     await asyncio.sleep(0.3)  # let the last frames and acks arrive
@@ -631,10 +725,11 @@ async def run_clients(plan: ClientPlan, shapes: EventShapes) -> ClientStats:
 
 
 def run_plan_in_process(plan: ClientPlan, sample_path: str, nice: int = 0) -> ClientStats:
-    """Entry point of a client worker process."""
+    """Entry point of a client worker process (`sample_path`: one recorded session or workload
+    file, or several separated by commas, shared out over the recorders)."""
     if nice:
         set_nice(nice)
-    shapes = EventShapes.from_sample(load_sample(Path(sample_path)))
+    shapes = [EventShapes.load(Path(p)) for p in sample_path.split(",")]
     return asyncio.run(run_clients(plan, shapes))
 
 
@@ -674,7 +769,7 @@ def merge_stats(parts: list[ClientStats]) -> ClientStats:
     return out
 
 
-def run_plans(plans: list[ClientPlan], sample_path: Path = SAMPLE, nice: int = 0) -> ClientStats:
+def run_plans(plans: list[ClientPlan], sample_path: Path | str = SAMPLE, nice: int = 0) -> ClientStats:
     """Run client plans: inline when there is one, else one worker process each."""
     if len(plans) == 1:
         return run_plan_in_process(plans[0], str(sample_path), nice)
