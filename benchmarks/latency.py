@@ -88,16 +88,16 @@ class FloorRelay:
 
 
 def checkout_framing(root: Path) -> str:
-    """How that checkout's recorder framed live events: "event" before protocol v2, else "task"."""
+    """How that checkout's recorder framed live events: "event" before protocol v2, else "frame"."""
     try:
         head = (root / "docs" / "PROTOCOL.md").read_text().split("\n", 1)[0]
     except OSError:
-        return "task"
-    return "event" if "(v1)" in head else "task"
+        return "frame"
+    return "event" if "(v1)" in head else "frame"
 
 
 def plans_for(ws_url: str, n: int, extra: int, procs: int, args: argparse.Namespace,
-              server_pid: int, framing: str = "task") -> list[ClientPlan]:
+              server_pid: int, framing: str = "frame") -> list[ClientPlan]:
     """Split N sessions over client processes, each session's recorder and watchers together."""
     rng = random.Random(n)
     sids = [f"lat{n}-{i:04d}" for i in range(n)]
@@ -118,7 +118,7 @@ def plans_for(ws_url: str, n: int, extra: int, procs: int, args: argparse.Namesp
 
 
 def run_one(n: int, args: argparse.Namespace, root: Path | None = None,
-            profile: Path | None = None, framing: str = "task", floor: bool = False) -> dict[str, Any]:
+            profile: Path | None = None, framing: str = "frame", floor: bool = False) -> dict[str, Any]:
     """Run one N against a fresh server (of checkout `root`, default this one; with `floor`, the
     bare relay) whose recorders frame events as `framing` says, and return its figures."""
     extra = args.extra_watchers if args.extra_watchers >= 0 else max(1, n // 10)
@@ -155,6 +155,8 @@ def run_one(n: int, args: argparse.Namespace, root: Path | None = None,
         "client_cpu_pct": 100 * stats.cpu_s / wall,
         "server_cpu_pct": 100 * stats.server_cpu_s / wall,
         "server_tree_cpu_pct": 100 * stats.server_tree_cpu_s / wall,
+        "server_kernel_share": (stats.server_tree_sys_s / stats.server_tree_cpu_s
+                                if stats.server_tree_cpu_s else float("nan")),
         "acked_per_s": stats.window_counts.get("acked", 0) / wall,
         "relayed_per_s": stats.window_counts.get("relayed", 0) / wall,
         # capacity: events the server took in and relayed (counted at each session's first
@@ -234,7 +236,8 @@ def print_profile(path: Path, top: int = 25) -> None:
 def print_run(r: dict[str, Any], took: float, rep: int | None) -> None:
     """Print one run's figures."""
     tag = f" (repeat {rep + 1})" if rep is not None else ""
-    tag += f" [{r['code']}, {r['framing']} frames: {r['events_per_frame']:.2f} events each]" if r.get("code") else ""
+    tag += (f" [{r['code']}, framing {r['framing']}: {r['events_per_frame']:.2f} events per frame]"
+            if r.get("code") else "")
     print(f"\nN={r['n_recorders']:<4} recorders, {r['n_watchers']} watchers{tag}  ({took:.0f} s)")
     print(f"  relay send->watch  {fmt_pct(r['relay_ms'])}")
     print(f"  ack   send->ack    {fmt_pct(r['ack_ms'])}")
@@ -248,8 +251,8 @@ def print_run(r: dict[str, Any], took: float, rep: int | None) -> None:
     behind = "" if r["relayed_per_s"] >= 0.95 * r["sent_per_s"] else " (the server fell BEHIND the load)"
     print(f"  relayed {r['relayed_per_s']:,.0f} ev/s{behind}; capacity: {r['events_per_core_s']:,.0f} "
           f"events relayed per second per core of server CPU "
-          f"({1e6 / r['events_per_core_s']:.0f} µs per event; server {r['server_tree_cpu_pct']:.0f}% "
-          f"of a core with its flusher process)")
+          f"({1e6 / r['events_per_core_s']:.0f} µs per event, {100 * r['server_kernel_share']:.0f}% of it "
+          f"in the kernel; server {r['server_tree_cpu_pct']:.0f}% of a core with its flusher process)")
     print(f"  CPU (% of one core): client {r['client_cpu_pct']:.0f}%, server "
           f"{r['server_cpu_pct']:.0f}% (IOLoop thread {r['server_main_thread_cpu_pct']:.0f}% "
           f"on CPU + {r['server_main_thread_cpu_wait_pct']:.0f}% runnable but waiting for a CPU)")
@@ -295,10 +298,14 @@ def main() -> None:
     ap.add_argument("--baseline", type=Path, metavar="CHECKOUT",
                     help="also run this checkout's server on the same load, taking turns, and "
                          "print the ratios (e.g. a `git worktree` of main)")
-    ap.add_argument("--baseline-framing", choices=("auto", "task", "event"), default="auto",
+    ap.add_argument("--baseline-framing", choices=("auto", "frame", "event", "task"), default="auto",
                     help="how the baseline's recorders frame events: auto = one event per frame "
-                         "when its docs/PROTOCOL.md is v1 (its recorder sent them so), else a "
-                         "frame per task (default %(default)s)")
+                         "(event) when its docs/PROTOCOL.md is v1 (its recorder sent them so), "
+                         "else as recorded (frame) (default %(default)s)")
+    ap.add_argument("--task-frames", action="store_true",
+                    help="also run this checkout's server with a workload's frames sent from one "
+                         "task merged (this-tasks: what a recorder flushing at the end of each "
+                         "task would send)")
     ap.add_argument("--floor", action="store_true",
                     help="also run a bare Tornado relay (latency_browser.py's, no validation, no "
                          "storage, no acks) on the same load, each turn: the stack's ceiling")
@@ -315,12 +322,16 @@ def main() -> None:
         args.sample = workload_paths(args.workload)
     for p in str(args.sample).split(","):
         print(f"session {Path(p).name}: {frames_per_task(load_frames(Path(p)))}")
-    base_framing = "task"
+    base_framing = "frame"
+    if args.task_frames:
+        for p in str(args.sample).split(","):
+            print(f"session {Path(p).name}, frames sent from one task merged: "
+                  f"{frames_per_task(load_frames(Path(p), by_task=True))}")
     if args.baseline:
         base_framing = (checkout_framing(args.baseline) if args.baseline_framing == "auto"
                         else args.baseline_framing)
         print(f"baseline: server code {code_state(args.baseline.resolve())}, recorders send "
-              f"{'one event per frame' if base_framing == 'event' else 'a frame per task'}")
+              f"{'one event per frame' if base_framing == 'event' else base_framing + ' frames'}")
     micro = server_cpu_per_event(str(args.sample))
     print(f"server CPU per event before relaying (this checkout, in-process, mean event frame "
           f"{micro['mean_frame_bytes']:.0f} B): parse_frame+parse_events+make_record "
@@ -332,11 +343,13 @@ def main() -> None:
     ns = [int(x) for x in args.n.split(",") if x.strip()]
     # (label, checkout, framing): the baseline first in every turn, so "this / baseline" reads
     # as a change; the floor (bare relay) last.
-    codes: list[tuple[str, Path | None, str]] = [("this", args.root, "task")]
+    codes: list[tuple[str, Path | None, str]] = [("this", args.root, "frame")]
     if args.baseline:
         codes.insert(0, ("baseline", args.baseline, base_framing))
+    if args.task_frames:
+        codes.append(("this-tasks", args.root, "task"))
     if args.floor:
-        codes.append(("floor", None, "task"))
+        codes.append(("floor", None, "frame"))
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
     results: list[dict[str, Any]] = []
@@ -360,15 +373,18 @@ def main() -> None:
             med = {q: median([r["relay_ms"][q] for r in runs]) for q in ("p50", "p90", "p99", "max")}
             ack = {q: median([r["ack_ms"][q] for r in runs]) for q in ("p50", "p99")}
             cap = median([r["events_per_core_s"] for r in runs])
+            kernel = median([r["server_kernel_share"] for r in runs])
             sent = median([r["sent_per_s"] for r in runs])
             summary.append({"n_recorders": n, "code": code, "relay_ms": med, "ack_ms": ack,
-                            "sent_per_s": sent, "events_per_core_s": cap})
-            tag = f" {code:<8}" if len(codes) > 1 else ""
+                            "sent_per_s": sent, "events_per_core_s": cap, "kernel_share": kernel})
+            tag = f" {code:<10}" if len(codes) > 1 else ""
             print(f"  N={n:<4}{tag} p50 {med['p50']:8.2f} ms  p90 {med['p90']:8.2f}  p99 {med['p99']:8.2f}  "
                   f"max {med['max']:8.2f}   (ack p50 {ack['p50']:.1f}, p99 {ack['p99']:.1f} ms); "
-                  f"{sent:,.0f} events/s in, {cap:,.0f} per core of server CPU")
+                  f"{sent:,.0f} events/s in, {cap:,.0f} per core of server CPU ({1e6 / cap:.0f} µs "
+                  f"per event, {100 * kernel:.0f}% in the kernel)")
         mine = {x["code"]: x for x in summary[-len(codes):]}
-        for a, b in (("this", "baseline"), ("floor", "this"), ("floor", "baseline")):
+        for a, b in (("this", "baseline"), ("this-tasks", "this"), ("this-tasks", "baseline"),
+                     ("floor", "this"), ("floor", "baseline")):
             if a in mine and b in mine:
                 x, y = mine[a], mine[b]
                 print(f"  N={n:<4} {a} / {b}: events per core {x['events_per_core_s'] / y['events_per_core_s']:.2f}x, "

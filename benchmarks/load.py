@@ -4,7 +4,8 @@ A fresh `python -m streamdom` (temp data dir, per-IP limits raised) takes --reco
 recorders (hello, Meta + FullSnapshot, then the sample session's incremental events at --rate
 events/s each, what rrweb emitted in one task as one frame, a new snapshot pair every 60 s;
 --workload react,vue replays real TodoMVC sessions frame by frame as their recorder sent them,
---framing event sends one event per frame as the recorder before protocol v2 did) spread over
+--framing event sends one event per frame as the recorder before protocol v2 did, --framing task
+merges the frames a workload's recorder sent from one task) spread over
 --source-ips loopback
 addresses (127.0.0.2, ...; a real fleet comes from many IPs) and --watchers viewers on random
 sessions, driven by --procs client processes. Every 5 s it prints events sent / acknowledged
@@ -94,9 +95,10 @@ def main() -> None:
     ap.add_argument("--workload", metavar="NAMES",
                     help="replay real sessions frame by frame instead: react, vue "
                          "(data/workloads/<NAME>-todomvc.json) or paths, comma-separated")
-    ap.add_argument("--framing", choices=("task", "event"), default="task",
-                    help="a frame per task as the recorder sends (default), or one event per "
-                         "frame (the recorder before protocol v2)")
+    ap.add_argument("--framing", choices=("frame", "event", "task"), default="frame",
+                    help="frame: the recorded frames as the recorder sent them (default); event: "
+                         "one event per frame (the recorder before protocol v2); task: a "
+                         "workload's frames sent from one task merged")
     ap.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     args = ap.parse_args()
 

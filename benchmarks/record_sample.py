@@ -13,7 +13,11 @@ while Playwright drives it at a person's pace for about a minute (typing with pa
 double-click edits, hovering, mouse moves, wheel scrolling, filters), written to
 data/workloads/<APP>-todomvc.json as the frames the recorder sent: each element of "frames" is
 the list of events of one `events` frame (what rrweb emitted in one task), captured from the
-page's WebSocket by Playwright. latency.py and load.py replay them with --workload.
+page's WebSocket by Playwright. Beside each frame it keeps the task it was sent from, as a
+probe in the page sees it: frames sent before a message posted on a MessageChannel at the
+task's first send is delivered share a task number (what a recorder flushing at the end of the
+task, rather than at the end of its first microtask checkpoint, would send as one frame).
+latency.py and load.py replay them with --workload.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from support import (
     PageServer,
     ServerProcess,
     frames_per_task,
+    load_frames,
 )
 
 if TYPE_CHECKING:
@@ -202,6 +207,24 @@ def act_todomvc(page: Page, rng: random.Random) -> None:
     page.wait_for_timeout(1000)
 
 
+# Numbers the task each recorder frame is sent from: a message posted at a task's first send is
+# delivered after that task (and whatever was queued before it), so sends until then share it.
+TASK_PROBE = r"""(() => {
+  let task = 0, posted = false;
+  const ch = new MessageChannel();
+  ch.port1.onmessage = () => { posted = false; task++; };
+  window.sentTasks = [];
+  const send = WebSocket.prototype.send;
+  WebSocket.prototype.send = function (d) {
+    if (typeof d === 'string' && d.startsWith('{"type":"events"')) {
+      sentTasks.push(task);
+      if (!posted) { posted = true; ch.port2.postMessage(0); }
+    }
+    return send.call(this, d);
+  };
+})();"""
+
+
 def record_workload(app: str, out: Path, seed: int) -> dict[str, object]:
     """Record one TodoMVC app and return the workload: the recorder's frames, as sent."""
     from latency_realapp import APPS, build_apps, files
@@ -223,6 +246,7 @@ def record_workload(app: str, out: Path, seed: int) -> dict[str, object]:
             with sync_playwright() as pw:
                 browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
                 page = browser.new_page(viewport={"width": 1000, "height": 600})
+                page.add_init_script(TASK_PROBE)
                 page.on("websocket", lambda ws: ws.on("framesent", on_frame)
                         if "/ingest" in ws.url else None)
                 t0 = time.monotonic()
@@ -231,13 +255,17 @@ def record_workload(app: str, out: Path, seed: int) -> dict[str, object]:
                 act_todomvc(page, random.Random(seed))
                 page.evaluate("StreamDOM.stop().then(() => 0)")
                 page.wait_for_timeout(300)  # the last framesent events reach us
+                tasks = page.evaluate("sentTasks")
                 browser.close()
             took = time.monotonic() - t0
         finally:
             pages.close()
             server.stop()
+    if len(tasks) != len(frames):
+        raise SystemExit(f"the page sent {len(tasks)} events frames, Playwright saw {len(frames)}")
     return {"app": f"TodoMVC in {app} (benchmarks/realapps), recorded by record_sample.py "
-                   f"--workload {app} --seed {seed}", "seconds": round(took, 1), "frames": frames}
+                   f"--workload {app} --seed {seed}", "seconds": round(took, 1), "frames": frames,
+            "tasks": tasks}
 
 
 def main() -> None:
@@ -261,6 +289,7 @@ def main() -> None:
         n = sum(len(f) for f in frames)
         print(f"recorded {n} events in {len(frames)} frames over {wl['seconds']} s, "
               f"{out.stat().st_size / 1024:.1f} KB; events per frame: {frames_per_task(frames)}")
+        print(f"grouped by the task they were sent from: {frames_per_task(load_frames(out, by_task=True))}")
         print(f"wrote {out}")
         return
 

@@ -81,24 +81,35 @@ def set_nice(value: int, pid: int = 0) -> None:
 
 def proc_cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of a process (from /proc/<pid>/stat)."""
+    return sum(proc_cpu_split(pid))
+
+
+def proc_cpu_split(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process (from /proc/<pid>/stat)."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
 
 
 def proc_tree_cpu_seconds(pid: int) -> float:
     """CPU seconds of a process and its live descendants (the server's flusher child)."""
-    total = 0.0
+    return sum(proc_tree_cpu_split(pid))
+
+
+def proc_tree_cpu_split(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process and its live descendants (the server's flusher)."""
+    user = system = 0.0
     todo = [pid]
     while todo:
         p = todo.pop()
         try:
-            total += proc_cpu_seconds(p)
+            u, s = proc_cpu_split(p)
+            user, system = user + u, system + s
             for task in Path(f"/proc/{p}/task").iterdir():
                 todo += [int(c) for c in (task / "children").read_text().split()]
         except (OSError, ValueError, IndexError):
             pass  # gone meanwhile
-    return total
+    return user, system
 
 
 def proc_thread_cpu(pid: int) -> dict[int, float]:
@@ -220,18 +231,31 @@ def _enc(obj: object) -> str:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
 
 
-def load_frames(path: Path = SAMPLE) -> list[list[dict[str, Any]]]:
+def load_frames(path: Path = SAMPLE, by_task: bool = False) -> list[list[dict[str, Any]]]:
     """A recorded session's events grouped into frames as its recorder sent them.
 
-    A workload (record_sample.py --workload) keeps the recorder's frames. The sample session
-    was fetched back from the archive, which does not keep frames: there, consecutive events
-    stamped in the same millisecond (what rrweb emitted in one task) make a frame, at most 50.
+    A workload (record_sample.py --workload) keeps the recorder's frames; with `by_task`, the
+    frames sent from one task are merged (the task numbers the page's probe recorded). The
+    sample session was fetched back from the archive, which does not keep frames: there,
+    consecutive events stamped in the same millisecond make a frame, at most 50.
     """
     if not path.exists():
         sys.exit(f"{path} is missing: run `python benchmarks/record_sample.py` first")
     obj = json.loads(path.read_text())
     if isinstance(obj, dict) and "frames" in obj:
-        return [list(f) for f in obj["frames"] if f]
+        if not by_task:
+            return [list(f) for f in obj["frames"] if f]
+        if "tasks" not in obj:
+            sys.exit(f"{path} has no task numbers: record it again with record_sample.py --workload")
+        merged: list[list[dict[str, Any]]] = []
+        last = None
+        for task, f in zip(obj["tasks"], obj["frames"], strict=True):
+            if merged and task == last:
+                merged[-1] += f
+            else:
+                merged.append(list(f))
+            last = task
+        return merged
     return same_task_frames(obj["events"] if isinstance(obj, dict) else obj)
 
 
@@ -293,9 +317,9 @@ class EventShapes:
         return cls.from_frames(same_task_frames(events))
 
     @classmethod
-    def load(cls, path: Path = SAMPLE) -> EventShapes:
+    def load(cls, path: Path = SAMPLE, by_task: bool = False) -> EventShapes:
         """The sample session or a workload file, as frames (see load_frames)."""
-        return cls.from_frames(load_frames(path))
+        return cls.from_frames(load_frames(path, by_task))
 
     @classmethod
     def from_frames(cls, frames: list[list[dict[str, Any]]]) -> EventShapes:
@@ -369,6 +393,7 @@ class ClientStats:
     lat_by_window: list[list[float]] = field(default_factory=list)
     server_cpu_s: float = 0.0  # server CPU over the measured window (first client process only)
     server_tree_cpu_s: float = 0.0  # the same with its child processes (the flusher)
+    server_tree_sys_s: float = 0.0  # of which in the kernel (system time)
     server_main_cpu_s: float = 0.0  # of which the main (IOLoop) thread
     server_main_wait_s: float = 0.0  # time the main thread was runnable but had no CPU
     ack_frames: int = 0  # ack frames received
@@ -383,15 +408,16 @@ class SynthRecorder:
     configured pace, those rrweb emitted in the same task (no gap in the sample) in one frame,
     as the recorder sends them (a workload: the frames its recorder sent). With
     framing="event" each event goes in a frame of its own, back to back, as the recorder before
-    protocol v2 sent them. Each recorder starts at a random moment of the session (uniform in
-    time, not in events: the dense stretches would otherwise line everybody up) and plays it at
-    its own pace (within 20 % of the mean), so a fleet never bursts in step.
+    protocol v2 sent them (framing="task" merges a workload's frames when its shapes are loaded:
+    see run_plan_in_process). Each recorder starts at a random moment of the session (uniform
+    in time, not in events: the dense stretches would otherwise line everybody up) and plays it
+    at its own pace (within 20 % of the mean), so a fleet never bursts in step.
     """
 
     def __init__(self, ws_url: str, session_id: str, shapes: EventShapes, rate: float,
                  stats: ClientStats, sent_at: dict[tuple[str, int], tuple[float, float, int]],
                  source_ip: str | None = None, checkout_s: float = 60.0, seed: int = 0,
-                 framing: str = "task") -> None:
+                 framing: str = "frame") -> None:
         self.url = ws_url + "/ingest"
         self.session_id = session_id
         self.stream_id = f"{session_id}-tab"
@@ -479,7 +505,7 @@ class SynthRecorder:
         self.stats.sent_bytes += len(frame)
 
     def send_task(self, events: list[tuple[int, str]]) -> None:
-        """Send what rrweb emitted in one task: one frame, or one frame per event (framing="event")."""
+        """Send one recorded frame's events: as one frame, or one frame each (framing="event")."""
         if self.per_event:
             for ev in events:
                 self._send([ev])
@@ -624,7 +650,10 @@ class ClientPlan:
     start_at: float = 0.0  # perf_counter time at which sending begins (0: when connected)
     server_pid: int = 0  # when set, this process samples the server's CPU and RSS
     watch_url: str = ""  # where the watchers connect, when not to ws_url (another cluster node)
-    framing: str = "task"  # "task": a frame per task, as the recorder sends; "event": one per event (v1)
+    # "frame": each recorded frame as the recorder sent it; "event": one frame per event (the
+    # recorder before protocol v2); "task": a workload's frames sent from one task merged (what
+    # a recorder flushing at the end of each task would send)
+    framing: str = "frame"
 
 
 async def run_clients(plan: ClientPlan, shapes: list[EventShapes]) -> ClientStats:
@@ -680,7 +709,7 @@ async def run_clients(plan: ClientPlan, shapes: list[EventShapes]) -> ClientStat
         relayed0, frames0 = stats.relayed, stats.frames
         pid = plan.server_pid
         scpu0 = proc_cpu_seconds(pid) if pid else 0.0
-        tcpu0 = proc_tree_cpu_seconds(pid) if pid else 0.0
+        tuser0, tsys0 = proc_tree_cpu_split(pid) if pid else (0.0, 0.0)
         smain0 = proc_thread_cpu(pid).get(pid, 0.0) if pid else 0.0
         swait0 = proc_schedstat(pid)[1] if pid else 0.0
         acks0 = stats.ack_frames
@@ -707,7 +736,9 @@ async def run_clients(plan: ClientPlan, shapes: list[EventShapes]) -> ClientStat
         stats.wall_s = time.perf_counter() - wall0
         if pid:
             stats.server_cpu_s = proc_cpu_seconds(pid) - scpu0
-            stats.server_tree_cpu_s = proc_tree_cpu_seconds(pid) - tcpu0
+            tuser, tsys = proc_tree_cpu_split(pid)
+            stats.server_tree_cpu_s = tuser + tsys - tuser0 - tsys0
+            stats.server_tree_sys_s = tsys - tsys0
             stats.server_main_cpu_s = proc_thread_cpu(pid).get(pid, 0.0) - smain0
             stats.server_main_wait_s = proc_schedstat(pid)[1] - swait0
         stats.window_counts = {"ack_frames": stats.ack_frames - acks0, "sent": stats.sent - base[0],
@@ -729,7 +760,7 @@ def run_plan_in_process(plan: ClientPlan, sample_path: str, nice: int = 0) -> Cl
     file, or several separated by commas, shared out over the recorders)."""
     if nice:
         set_nice(nice)
-    shapes = [EventShapes.load(Path(p)) for p in sample_path.split(",")]
+    shapes = [EventShapes.load(Path(p), by_task=plan.framing == "task") for p in sample_path.split(",")]
     return asyncio.run(run_clients(plan, shapes))
 
 
@@ -755,6 +786,7 @@ def merge_stats(parts: list[ClientStats]) -> ClientStats:
         out.wall_s = max(out.wall_s, p.wall_s)
         out.server_cpu_s = max(out.server_cpu_s, p.server_cpu_s)
         out.server_tree_cpu_s = max(out.server_tree_cpu_s, p.server_tree_cpu_s)
+        out.server_tree_sys_s = max(out.server_tree_sys_s, p.server_tree_sys_s)
         out.server_main_cpu_s = max(out.server_main_cpu_s, p.server_main_cpu_s)
         out.server_main_wait_s = max(out.server_main_wait_s, p.server_main_wait_s)
         out.ack_frames += p.ack_frames
