@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,8 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from support import (
-    ROOT,
     SAMPLE,
+    BareRelay,
     ClientPlan,
     ClientStats,
     ServerProcess,
@@ -46,45 +45,12 @@ from support import (
     near_flush_split,
     percentiles,
     run_plans,
-    set_nice,
     workload_paths,
     write_json,
 )
 
 TARGET_P50_MS = 10.0
 TARGET_P99_MS = 30.0
-
-
-class FloorRelay:
-    """latency_browser.py's bare Tornado relay in a subprocess: the floor of this stack."""
-
-    def __init__(self, nice: int = 0) -> None:
-        self.nice = nice
-        self.proc: subprocess.Popen[str] | None = None
-        self.ws = ""
-        self.data_dir = ROOT / "nonexistent"  # it stores nothing: no flushes to find
-
-    def start(self) -> FloorRelay:
-        """Start it and read its port."""
-        self.proc = subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "latency_browser.py"),
-                                      "--relay-server"], stdout=subprocess.PIPE, text=True)
-        assert self.proc.stdout is not None
-        self.ws = f"ws://127.0.0.1:{int(self.proc.stdout.readline().split()[1])}"
-        if self.nice:
-            set_nice(self.nice, self.proc.pid)
-        return self
-
-    @property
-    def pid(self) -> int:
-        """Its process id."""
-        assert self.proc is not None
-        return self.proc.pid
-
-    def stop(self) -> int:
-        """Stop it; its exit code."""
-        assert self.proc is not None
-        self.proc.terminate()
-        return self.proc.wait(10)
 
 
 def checkout_framing(root: Path) -> str:
@@ -123,9 +89,9 @@ def run_one(n: int, args: argparse.Namespace, root: Path | None = None,
     bare relay) whose recorders frame events as `framing` says, and return its figures."""
     extra = args.extra_watchers if args.extra_watchers >= 0 else max(1, n // 10)
     with tempfile.TemporaryDirectory(prefix="streamdom-lat-") as tmp:
-        server: ServerProcess | FloorRelay
+        server: ServerProcess | BareRelay
         if floor:
-            server = FloorRelay(args.nice)
+            server = BareRelay(args.nice)
         else:
             server = ServerProcess(Path(tmp) / "data", "--max-sessions-per-ip", str(max(1000, 2 * n)),
                                    "--log-level", "WARNING", *args.server_arg, nice=args.nice,
@@ -136,7 +102,7 @@ def run_one(n: int, args: argparse.Namespace, root: Path | None = None,
         try:
             plans = plans_for(server.ws, n, extra, args.procs, args, server.pid, framing)
             stats: ClientStats = run_plans(plans, args.sample, args.nice)
-            flushes = flush_times(server.data_dir) if not floor else []
+            flushes = flush_times(server.data_dir) if isinstance(server, ServerProcess) else []
         finally:
             rc = server.stop()
     relay = percentiles(stats.relay_ms)
@@ -177,7 +143,7 @@ def run_one(n: int, args: argparse.Namespace, root: Path | None = None,
 
 def server_cpu_per_event(sample: str) -> dict[str, float]:
     """µs per event the server spends parsing and recording the session's frames (no network):
-    one event per frame, and the frames as the recorder sent them (a task each)."""
+    one event per frame, and in the frames as the recorder sent them."""
     import json
 
     from streamdom.ingest import frames as ingest_frames
@@ -337,7 +303,7 @@ def main() -> None:
           f"{micro['mean_frame_bytes']:.0f} B): parse_frame+parse_events+make_record "
           f"{micro['parse_and_make_record_us']:.1f} µs one event per frame (json.loads alone "
           f"{micro['json_loads_us']:.1f} µs), {micro['task_frames_parse_and_make_record_us']:.1f} µs "
-          f"in frames per task ({micro['events_per_task_frame']:.2f} events each)")
+          f"in the frames as recorded ({micro['events_per_task_frame']:.2f} events each)")
     print(f"{args.rate:g} events/s per recorder, {args.warmup:g} s warmup + "
           f"{args.duration:g} s measured per N, {args.procs} client process(es)")
     ns = [int(x) for x in args.n.split(",") if x.strip()]
@@ -390,7 +356,8 @@ def main() -> None:
                 print(f"  N={n:<4} {a} / {b}: events per core {x['events_per_core_s'] / y['events_per_core_s']:.2f}x, "
                       f"p50 {x['relay_ms']['p50'] / y['relay_ms']['p50']:.2f}x, "
                       f"p99 {x['relay_ms']['p99'] / y['relay_ms']['p99']:.2f}x")
-    big = next(x for x in reversed(summary) if x["n_recorders"] == max(ns) and x["code"] != "floor")["relay_ms"]
+    big = next(x for x in reversed(summary) if x["n_recorders"] == max(ns)
+               and x["code"] in ("this", ""))["relay_ms"]
     ok50, ok99 = big["p50"] <= TARGET_P50_MS, big["p99"] <= TARGET_P99_MS
     print(f"targets at N={max(ns)}: p50 {big['p50']:.2f} ms (<= {TARGET_P50_MS:g}: "
           f"{'ok' if ok50 else 'MISSED'}), p99 {big['p99']:.2f} ms (<= {TARGET_P99_MS:g}: "

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,6 +24,7 @@ from support import (
     CHROMIUM,
     CHROMIUM_ARGS,
     ROOT,
+    BareRelay,
     PageServer,
     ServerProcess,
     fmt_pct,
@@ -200,11 +199,8 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     if not PLAYER.exists():
         print(f"skipping browser latency: {PLAYER} is not built (the viewer build makes it)")
         return {"skipped": "player.html missing"}
-    relay = subprocess.Popen([sys.executable, __file__, "--relay-server"], stdout=subprocess.PIPE,
-                             text=True)
-    assert relay.stdout is not None
-    relay_port = int(relay.stdout.readline().split()[1])
-    relay_ws = f"ws://127.0.0.1:{relay_port}"
+    relay = BareRelay().start()
+    relay_ws = relay.ws
     sid = f"browser-lat-{int(time.time())}"
     with tempfile.TemporaryDirectory(prefix="streamdom-blat-") as tmp:
         server = ServerProcess(Path(tmp) / "data", "--log-level", "WARNING").start()
@@ -251,8 +247,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         finally:
             pages.close()
             server.stop()
-            relay.terminate()
-            relay.wait(10)
+            relay.stop()
     warm = args.skip  # the first ticks pay for connection warm-up in both paths
     ticks = sorted(n for n in sent if n > warm)
     lat_p = [got_p[n] - off_player - sent[n] for n in ticks if n in got_p]

@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import random
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -43,6 +42,7 @@ from support import (
     CHROMIUM,
     CHROMIUM_ARGS,
     ROOT,
+    BareRelay,
     PageServer,
     ServerProcess,
     fmt_pct,
@@ -451,10 +451,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from playwright.sync_api import sync_playwright
 
     build_apps()
-    relay = subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "latency_browser.py"),
-                              "--relay-server"], stdout=subprocess.PIPE, text=True)
-    assert relay.stdout is not None
-    relay_ws = f"ws://127.0.0.1:{int(relay.stdout.readline().split()[1])}"
+    relay = BareRelay().start()
+    relay_ws = relay.ws
     results: dict[str, Any] = {"machine": machine_note(), "rounds": args.rounds, "apps": {}}
     with tempfile.TemporaryDirectory(prefix="streamdom-realapp-") as tmp:
         server = ServerProcess(Path(tmp) / "data", "--log-level", "WARNING").start()
@@ -499,8 +497,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             server.stop()
             if base is not None:
                 base.stop()
-            relay.terminate()
-            relay.wait(10)
+            relay.stop()
     return results
 
 

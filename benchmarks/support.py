@@ -71,6 +71,41 @@ class ServerProcess(testing.ServerProcess):
         return proc_rss_mb(self.pid)
 
 
+class BareRelay:
+    """latency_browser.py's bare Tornado relay in a subprocess (no validation, no storage).
+
+    The browser benchmarks' floor (text on /r/<channel> to the channel's other sockets), and
+    latency.py's --floor (the least of /ingest and /watch; see latency_browser.relay_server).
+    """
+
+    def __init__(self, nice: int = 0) -> None:
+        self.nice = nice
+        self.proc: subprocess.Popen[str] | None = None
+        self.ws = ""
+
+    def start(self) -> BareRelay:
+        """Start it and read its port."""
+        self.proc = subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "latency_browser.py"),
+                                      "--relay-server"], stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        self.ws = f"ws://127.0.0.1:{int(self.proc.stdout.readline().split()[1])}"
+        if self.nice:
+            set_nice(self.nice, self.proc.pid)
+        return self
+
+    @property
+    def pid(self) -> int:
+        """Its process id."""
+        assert self.proc is not None
+        return self.proc.pid
+
+    def stop(self) -> int:
+        """Stop it; its exit code."""
+        assert self.proc is not None
+        self.proc.terminate()
+        return self.proc.wait(10)
+
+
 def set_nice(value: int, pid: int = 0) -> None:
     """Set a process's nice value (negative needs root); warn instead of failing."""
     try:
