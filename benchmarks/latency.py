@@ -84,14 +84,14 @@ def plans_for(ws_url: str, n: int, extra: int, procs: int, args: argparse.Namesp
 
 
 def run_one(n: int, args: argparse.Namespace, root: Path | None = None,
-            profile: Path | None = None, framing: str = "frame", floor: bool = False) -> dict[str, Any]:
+            profile: Path | None = None, framing: str = "frame", floor: str = "") -> dict[str, Any]:
     """Run one N against a fresh server (of checkout `root`, default this one; with `floor`, the
-    bare relay) whose recorders frame events as `framing` says, and return its figures."""
+    bare relay of that kind) whose recorders frame events as `framing` says, and return its figures."""
     extra = args.extra_watchers if args.extra_watchers >= 0 else max(1, n // 10)
     with tempfile.TemporaryDirectory(prefix="streamdom-lat-") as tmp:
         server: ServerProcess | BareRelay
         if floor:
-            server = BareRelay(args.nice)
+            server = BareRelay(args.nice, floor)
         else:
             server = ServerProcess(Path(tmp) / "data", "--max-sessions-per-ip", str(max(1000, 2 * n)),
                                    "--log-level", "WARNING", *args.server_arg, nice=args.nice,
@@ -272,9 +272,11 @@ def main() -> None:
                     help="also run this checkout's server with a workload's frames sent from one "
                          "task merged (this-tasks: what a recorder flushing at the end of each "
                          "task would send)")
-    ap.add_argument("--floor", action="store_true",
-                    help="also run a bare Tornado relay (latency_browser.py's, no validation, no "
-                         "storage, no acks) on the same load, each turn: the stack's ceiling")
+    ap.add_argument("--floor", nargs="?", const="tornado", metavar="KINDS",
+                    help="also run a bare relay (latency_browser.py's, no validation, no storage, "
+                         "no acks) on the same load, each turn: tornado (the default: Tornado's "
+                         "WebSocket handlers, the stack's ceiling), asyncio (asyncio Protocols, "
+                         "no Tornado), or both comma-separated")
     ap.add_argument("--profile", type=Path, metavar="DIR",
                     help="run each server under cProfile, write DIR/<code>-n<N>-r<repeat>.prof "
                          "and print its IOLoop thread's top functions")
@@ -307,23 +309,22 @@ def main() -> None:
     print(f"{args.rate:g} events/s per recorder, {args.warmup:g} s warmup + "
           f"{args.duration:g} s measured per N, {args.procs} client process(es)")
     ns = [int(x) for x in args.n.split(",") if x.strip()]
-    # (label, checkout, framing): the baseline first in every turn, so "this / baseline" reads
-    # as a change; the floor (bare relay) last.
-    codes: list[tuple[str, Path | None, str]] = [("this", args.root, "frame")]
+    # (label, checkout, framing, bare relay kind or ""): the baseline first in every turn, so
+    # "this / baseline" reads as a change; the floors (bare relays) last.
+    codes: list[tuple[str, Path | None, str, str]] = [("this", args.root, "frame", "")]
     if args.baseline:
-        codes.insert(0, ("baseline", args.baseline, base_framing))
+        codes.insert(0, ("baseline", args.baseline, base_framing, ""))
     if args.task_frames:
-        codes.append(("this-tasks", args.root, "task"))
-    if args.floor:
-        codes.append(("floor", None, "frame"))
+        codes.append(("this-tasks", args.root, "task", ""))
+    for kind in (k.strip() for k in (args.floor or "").split(",") if k.strip()):
+        codes.append(("floor" if kind == "tornado" else f"floor-{kind}", None, "frame", kind))
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
     results: list[dict[str, Any]] = []
     for rep in range(args.repeat):
         for n in ns:
-            for code, root, framing in codes:
+            for code, root, framing, floor in codes:
                 t = time.monotonic()
-                floor = code == "floor"
                 prof = args.profile / f"{code}-n{n}-r{rep + 1}.prof" if args.profile and not floor else None
                 r = run_one(n, args, root, prof, framing, floor)
                 r["repeat"], r["code"] = rep, code if len(codes) > 1 else ""
@@ -334,7 +335,7 @@ def main() -> None:
     summary = []
     print(f"\nsummary (median over {args.repeat} repeat(s) of each figure), relay send->watch:")
     for n in ns:
-        for code, _, _ in codes:
+        for code, _, _, _ in codes:
             runs = [r for r in results if r["n_recorders"] == n and r["code"] in (code, "")]
             med = {q: median([r["relay_ms"][q] for r in runs]) for q in ("p50", "p90", "p99", "max")}
             ack = {q: median([r["ack_ms"][q] for r in runs]) for q in ("p50", "p99")}
@@ -343,14 +344,15 @@ def main() -> None:
             sent = median([r["sent_per_s"] for r in runs])
             summary.append({"n_recorders": n, "code": code, "relay_ms": med, "ack_ms": ack,
                             "sent_per_s": sent, "events_per_core_s": cap, "kernel_share": kernel})
-            tag = f" {code:<10}" if len(codes) > 1 else ""
+            tag = f" {code:<13}" if len(codes) > 1 else ""
             print(f"  N={n:<4}{tag} p50 {med['p50']:8.2f} ms  p90 {med['p90']:8.2f}  p99 {med['p99']:8.2f}  "
                   f"max {med['max']:8.2f}   (ack p50 {ack['p50']:.1f}, p99 {ack['p99']:.1f} ms); "
                   f"{sent:,.0f} events/s in, {cap:,.0f} per core of server CPU ({1e6 / cap:.0f} µs "
                   f"per event, {100 * kernel:.0f}% in the kernel)")
         mine = {x["code"]: x for x in summary[-len(codes):]}
         for a, b in (("this", "baseline"), ("this-tasks", "this"), ("this-tasks", "baseline"),
-                     ("floor", "this"), ("floor", "baseline")):
+                     ("floor", "this"), ("floor", "baseline"), ("floor-asyncio", "this"),
+                     ("floor-asyncio", "baseline"), ("floor-asyncio", "floor")):
             if a in mine and b in mine:
                 x, y = mine[a], mine[b]
                 print(f"  N={n:<4} {a} / {b}: events per core {x['events_per_core_s'] / y['events_per_core_s']:.2f}x, "

@@ -180,6 +180,118 @@ def relay_server() -> None:
     asyncio.run(serve())
 
 
+def protocol_relay_server() -> None:
+    """The same relay as relay_server()'s /ingest and /watch, on asyncio Protocols: no Tornado.
+
+    How cheap relaying can be in this Python without Tornado's streams (latency.py --floor
+    asyncio): the handshake parsed by hand, each read's frames parsed from the bytes delivered
+    (`data_received`, no Future or coroutine per read), unmasked by Tornado's C helper, and
+    every frame forwarded with one `transport.write` per watcher. Only what the benchmark's
+    clients send is handled: text frames up to 64-bit lengths, close, no extensions.
+    """
+    import asyncio
+    import base64
+    import hashlib
+    import json
+    import socket
+    import struct
+
+    from tornado.util import _websocket_mask
+
+    guid = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+    channels: dict[str, set[Conn]] = {}
+
+    def frame(payload: bytes, opcode: int = 1) -> bytes:
+        n = len(payload)
+        if n < 126:
+            return struct.pack("!BB", 0x80 | opcode, n) + payload
+        if n < 65536:
+            return struct.pack("!BBH", 0x80 | opcode, 126, n) + payload
+        return struct.pack("!BBQ", 0x80 | opcode, 127, n) + payload
+
+    class Conn(asyncio.Protocol):
+        transport: asyncio.Transport
+        buf = b""
+        upgraded = False
+        channel: set[Conn] | None = None  # a watcher's session
+        watchers: set[Conn] | None = None  # a recorder's session, after its hello
+        ingest = False
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            assert isinstance(transport, asyncio.Transport)
+            self.transport = transport
+            transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+        def data_received(self, data: bytes) -> None:
+            buf = self.buf + data if self.buf else data
+            if not self.upgraded:
+                end = buf.find(b"\r\n\r\n")
+                if end < 0:
+                    self.buf = buf
+                    return
+                self._upgrade(buf[:end].decode("latin-1").split("\r\n"))
+                buf = buf[end + 4:]
+            pos, size = 0, len(buf)
+            while size - pos >= 2:
+                b0, n, head = buf[pos], buf[pos + 1] & 0x7F, pos + 2
+                if n == 126:
+                    if size - head < 2:
+                        break
+                    n, head = struct.unpack_from("!H", buf, head)[0], head + 2
+                elif n == 127:
+                    if size - head < 8:
+                        break
+                    n, head = struct.unpack_from("!Q", buf, head)[0], head + 8
+                if size - head < 4 + n:
+                    break
+                payload = _websocket_mask(buf[head:head + 4], buf[head + 4:head + 4 + n])
+                pos = head + 4 + n
+                if b0 & 0x0F == 8:  # close: answer and go
+                    self.transport.write(frame(b"", 8))
+                    self.transport.close()
+                    return
+                if b0 & 0x0F == 1:
+                    self._message(payload)
+            self.buf = buf[pos:]
+
+        def _upgrade(self, lines: list[str]) -> None:
+            path = lines[0].split()[1]
+            key = next(h.split(":", 1)[1].strip() for h in lines[1:]
+                       if h.lower().startswith("sec-websocket-key:"))
+            accept = base64.b64encode(hashlib.sha1(key.encode() + guid).digest()).decode()
+            self.transport.write(("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                                  f"Connection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n").encode())
+            self.upgraded = True
+            if path.startswith("/watch/"):
+                self.channel = channels.setdefault(path[len("/watch/"):], set())
+                self.channel.add(self)
+                self.transport.write(frame(b'{"type":"caughtup"}'))
+            else:
+                self.ingest = path == "/ingest"
+
+        def _message(self, payload: bytes) -> None:
+            if not self.ingest:
+                return  # a viewer's pings: no clock here
+            if self.watchers is None:  # the hello
+                self.watchers = channels.setdefault(json.loads(payload)["sessionId"], set())
+                self.transport.write(frame(b'{"type":"welcome","protocol":2,"ackedSeq":0,"resume":"-"}'))
+                return
+            out = frame(payload)
+            for w in tuple(self.watchers):
+                w.transport.write(out)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self.channel is not None:
+                self.channel.discard(self)
+
+    async def serve() -> None:
+        server = await asyncio.get_running_loop().create_server(Conn, "127.0.0.1", 0)
+        print(f"RELAY {server.sockets[0].getsockname()[1]}", flush=True)
+        await asyncio.Event().wait()
+
+    asyncio.run(serve())
+
+
 def clock_offset(a: Page, b: Page, rounds: int = 15) -> float:
     """Clock of page b minus clock of page a (ms), from the probe with the smallest round trip."""
     expr = "performance.timeOrigin + performance.now()"
@@ -290,7 +402,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--chrome-arg", action="append", default=[],
                     help="extra Chromium flag (repeatable)")
     ap.add_argument("--json", metavar="PATH", help="also write the results as JSON")
-    ap.add_argument("--relay-server", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--relay-server", nargs="?", const="tornado", choices=("tornado", "asyncio"),
+                    help=argparse.SUPPRESS)
     return ap
 
 
@@ -303,7 +416,7 @@ def main() -> None:
     """Entry point."""
     args = build_parser().parse_args()
     if args.relay_server:
-        relay_server()
+        (protocol_relay_server if args.relay_server == "asyncio" else relay_server)()
         return
     print(f"machine: {machine_note()}")
     out = run(args)

@@ -72,21 +72,24 @@ class ServerProcess(testing.ServerProcess):
 
 
 class BareRelay:
-    """latency_browser.py's bare Tornado relay in a subprocess (no validation, no storage).
+    """latency_browser.py's bare relay in a subprocess (no validation, no storage).
 
     The browser benchmarks' floor (text on /r/<channel> to the channel's other sockets), and
     latency.py's --floor (the least of /ingest and /watch; see latency_browser.relay_server).
+    kind="asyncio" is the same /ingest and /watch relay on asyncio Protocols, without Tornado
+    (latency_browser.protocol_relay_server).
     """
 
-    def __init__(self, nice: int = 0) -> None:
+    def __init__(self, nice: int = 0, kind: str = "tornado") -> None:
         self.nice = nice
+        self.kind = kind
         self.proc: subprocess.Popen[str] | None = None
         self.ws = ""
 
     def start(self) -> BareRelay:
         """Start it and read its port."""
         self.proc = subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "latency_browser.py"),
-                                      "--relay-server"], stdout=subprocess.PIPE, text=True)
+                                      f"--relay-server={self.kind}"], stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None
         self.ws = f"ws://127.0.0.1:{int(self.proc.stdout.readline().split()[1])}"
         if self.nice:
