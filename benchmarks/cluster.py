@@ -92,7 +92,8 @@ def profile_report(out: Path, top: int = 30) -> list[tuple[str, float, float]]:
     for f in out.glob("*.json"):
         for stack, n in json.loads(f.read_text()).items():
             frames = stack.split(";")
-            if frames[-1] == "selectors.py:select" or any(fr.endswith(":<module>") for fr in frames):
+            if frames[-1] == "selectors.py:select" or any(fr.startswith("<frozen importlib")
+                                                          for fr in frames):
                 continue
             total += n
             own[frames[-1]] = own.get(frames[-1], 0) + n
