@@ -482,7 +482,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS + args.chrome_arg)
                 # The user's browser and the PM's: two contexts, as two people would have.
                 ctx_user = browser.new_context(viewport={"width": 1000, "height": 800})
-                ctx_pm = browser.new_context(viewport={"width": 1300, "height": 900})
+                # bypass_csp: the probes poll with string predicates, which the viewer's CSP
+                # (script-src 'self', no eval) refuses; the pages run the same scripts either way.
+                ctx_pm = browser.new_context(viewport={"width": 1300, "height": 900}, bypass_csp=True)
                 if args.trace:  # user timing marks (change, send, message, shown) + main threads
                     browser.start_tracing(categories=TRACE_CATEGORIES)
                 for app in args.apps.split(","):
