@@ -181,14 +181,17 @@ class SessionFollower:
         return int(seqs.rsplit("-", 1)[1]) <= self.relayed(self.session_id, stream)
 
     async def stop(self) -> None:
-        """Unsubscribe (the ordered consumer is ephemeral: the server deletes it)."""
+        """Unsubscribe and delete the consumer (ephemeral, but the server deletes it only a
+        while after its interest went, keeping its state meanwhile: replicated at R3)."""
         self._stopped = True
-        if self._sub is not None:
+        sub, self._sub = self._sub, None
+        if sub is not None:
             try:
-                await self._sub.unsubscribe()
+                await sub.unsubscribe()
+                if self.js._nc.is_connected:  # (disconnected, the request would wait it out)
+                    await asyncio.wait_for(self.js.delete_consumer(J.STREAM, sub._consumer), 2.0)
             except Exception as exc:  # noqa: BLE001 - a dead connection: nothing to release
-                log.debug("follower of %s: unsubscribe failed: %s", self.session_id, exc)
-            self._sub = None
+                log.debug("follower of %s: consumer not released: %s", self.session_id, exc)
 
 
 MAX_HELD = 10_000  # live rows kept per session while the stream repairs a gap before them
