@@ -57,27 +57,23 @@ from support import (
 
 from streamdom.testing_nats import NatsCluster
 
-STAGEHOOK = Path(__file__).resolve().parent / "stagehook"
-CPUPROFILE = Path(__file__).resolve().parent / "cpuprofile"
+# What --stages and --profile load into the nodes: a sitecustomize each (so one at a time), the
+# variable that tells it where to write.
+HOOKS = {"stages": ("SD_STAGES", Path(__file__).resolve().parent / "stagehook"),
+         "profile": ("SD_PROFILE", Path(__file__).resolve().parent / "cpuprofile")}
 GENERIC_FRAMES = ("runpy", "__main__.py:", "cli.py:", "base_events.py:", "runners.py:", "events.py:_run")
 
 
-def stage_env(tmp: Path, tag: str, on: bool) -> tuple[dict[str, str] | None, Path | None]:
-    """Environment that loads benchmarks/stagehook into a node, and where it writes its stamps."""
-    if not on:
-        return None, None
-    out = tmp / f"stages-{tag}"
-    out.mkdir(parents=True, exist_ok=True)
-    return {"SD_STAGES": str(out), "PYTHONPATH": str(STAGEHOOK)}, out
-
-
-def profile_env(tmp: Path, tag: str, on: bool) -> tuple[dict[str, str] | None, Path | None]:
-    """Environment that loads benchmarks/cpuprofile into a node, and where it writes."""
-    if not on:
-        return None, None
-    out = tmp / f"profile-{tag}"
-    out.mkdir(parents=True, exist_ok=True)
-    return {"SD_PROFILE": str(out), "PYTHONPATH": str(CPUPROFILE)}, out
+def hook_env(tmp: Path, tag: str, args: argparse.Namespace
+             ) -> tuple[dict[str, str] | None, Path | None, Path | None]:
+    """Environment that loads the hook asked for into a node; where --stages and --profile write."""
+    for name, (var, hook) in HOOKS.items():
+        if getattr(args, name):
+            out = tmp / f"{name}-{tag}"
+            out.mkdir(parents=True, exist_ok=True)
+            env = {var: str(out), "PYTHONPATH": str(hook)}
+            return (env, out, None) if name == "stages" else (env, None, out)
+    return None, None, None
 
 
 def profile_report(out: Path, top: int = 30) -> list[tuple[str, float, float]]:
@@ -353,9 +349,8 @@ def print_cpu(c: dict[str, Any]) -> None:
 
 def relay_embedded(tmp: Path, args: argparse.Namespace, tag: str = "emb") -> dict[str, Any]:
     """The embedded default, same clients."""
-    env, _ = stage_env(tmp, tag, args.stages)
-    penv, profile = profile_env(tmp, tag, args.profile)
-    srv = ServerProcess(tmp / tag, *server_args(args.n), env=env or penv).start()
+    env, _, profile = hook_env(tmp, tag, args)
+    srv = ServerProcess(tmp / tag, *server_args(args.n), env=env).start()
     try:
         meter = CpuMeter({"embedded": srv.pid})
         ps = plans([srv.ws] * 2, [srv.ws] * 2, args.n, args, tag)
@@ -374,9 +369,7 @@ def relay_cluster(tmp: Path, args: argparse.Namespace, root: Path = ROOT, tag: s
     watcher on the other node."""
     nats = NatsCluster(tmp / f"nats-{tag}").start()
     archive = tmp / f"archive-{tag}"
-    env, stages = stage_env(tmp, tag, args.stages)
-    penv, profile = profile_env(tmp, tag, args.profile)
-    env = env or penv
+    env, stages, profile = hook_env(tmp, tag, args)
     a = ServerProcess(archive, "--bus", nats.bus, *server_args(args.n), root=root, env=env).start()
     b = ServerProcess(archive, "--bus", nats.bus, *server_args(args.n), root=root, env=env).start()
     try:
