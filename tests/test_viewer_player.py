@@ -56,20 +56,22 @@ def recorded(tmp_path_factory: pytest.TempPathFactory, browser: Browser,
              app_server: AppServer) -> Iterator[Recorded]:
     """One server with a finished ~3 s ticker session, shared by this module's tests."""
     srv = ServerProcess(tmp_path_factory.mktemp("player") / "data", *TEST_SERVER_ARGS).start()
-    app = recorded_page(browser, app_server, srv.http, SESSION, TICKER_PAGE)
-    t0 = app.evaluate("window.t0")
-    time.sleep(3.0)
-    final = app.evaluate("""() => { clearInterval(window.tick);
-        document.getElementById('state').textContent = 'done';
-        return [document.getElementById('counter').textContent, document.getElementById('ms').textContent]; }""")
-    wait_for(lambda: '"done"' in json.dumps(srv.get_json(f"/api/sessions/{SESSION}/events")),
-             timeout=30, what="last mutation stored")
-    app.context.close()
-    wait_for(lambda: srv.get_json(f"/api/sessions/{SESSION}")["live"] is False, timeout=30,
-             what="session ended")
-    first_ts = srv.get_json(f"/api/sessions/{SESSION}/events?limit=1")[0]["timestamp"]
-    yield Recorded(srv, t0, first_ts, final[0], final[1])
-    srv.stop()
+    try:  # a setup that fails midway must not leave its server running
+        app = recorded_page(browser, app_server, srv.http, SESSION, TICKER_PAGE)
+        t0 = app.evaluate("window.t0")
+        time.sleep(3.0)
+        final = app.evaluate("""() => { clearInterval(window.tick);
+            document.getElementById('state').textContent = 'done';
+            return [document.getElementById('counter').textContent, document.getElementById('ms').textContent]; }""")
+        wait_for(lambda: '"done"' in json.dumps(srv.get_json(f"/api/sessions/{SESSION}/events")),
+                 timeout=30, what="last mutation stored")
+        app.context.close()
+        wait_for(lambda: srv.get_json(f"/api/sessions/{SESSION}")["live"] is False, timeout=30,
+                 what="session ended")
+        first_ts = srv.get_json(f"/api/sessions/{SESSION}/events?limit=1")[0]["timestamp"]
+        yield Recorded(srv, t0, first_ts, final[0], final[1])
+    finally:
+        srv.stop()
 
 
 def int_text(page: Page, selector: str) -> int | None:
