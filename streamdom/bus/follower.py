@@ -224,7 +224,7 @@ class Following:
         self.relayed = relayed
         self.relay = relay  # rows judged new, in order: to this node's watchers
         self.backlog = SessionFollower(js, snapshots, session_id, node_id, self._stream_rows,
-                                       relayed=self._high)
+                                       relayed=self.relayed.high)
         self.caught_up = self.backlog.caught_up
         self.base = 0  # stream seq up to which the backlog read the session (every stream)
         self.floors: dict[str, int] = {}  # stream -> stream seq up to which it is relayed here
@@ -235,9 +235,6 @@ class Following:
         self._reports: dict[str, int] = {}  # stream -> durable seq its last report said
         self._tasks: set[asyncio.Future[object]] = set()
         self._stopped = False
-
-    def _high(self, session_id: str, stream_id: str) -> int:
-        return self.relayed.high(session_id, stream_id)
 
     async def start(self) -> None:
         """Read the history (from the latest snapshot), then stop reading the stream."""
@@ -267,7 +264,7 @@ class Following:
         report before said, the rows are lost on the live path: repair. (Short of this one
         only, they may still be on their way: live rows and reports come on different
         subscriptions, each with its own task in nats-py.)"""
-        high = self._high(self.session_id, stream)
+        high = self.relayed.high(self.session_id, stream)
         before = self._reports.get(stream, 0)
         self._reports[stream] = durable
         if high >= durable:
@@ -280,7 +277,7 @@ class Following:
     async def catch_up(self, stream: str, seq: int, timeout: float) -> bool:
         """Relay the stream up to `seq` (stored in JetStream) from the stream; False if that
         took longer than `timeout`."""
-        if self._high(self.session_id, stream) >= seq:
+        if self.relayed.high(self.session_id, stream) >= seq:
             return True
         self.targets[stream] = max(self.targets.get(stream, 0), seq)
         closed = self._closed.setdefault(stream, asyncio.Event())
@@ -298,7 +295,7 @@ class Following:
         reader = SessionFollower(
             self.js, self.snapshots, self.session_id, self.node_id,
             lambda rows: self._repaired(stream, rows),
-            start_seq=self.floors.get(stream, self.base) + 1, relayed=self._high,
+            start_seq=self.floors.get(stream, self.base) + 1, relayed=self.relayed.high,
             subject=J.stream_subject(self.session_id, stream))
         self._repairs[stream] = reader
         self._spawn(self._run_repair(stream, reader))
@@ -330,7 +327,7 @@ class Following:
                 self._held[stream] = rest
                 return
             del self._held[stream]
-        high = self._high(self.session_id, stream)
+        high = self.relayed.high(self.session_id, stream)
         if high < self.targets.get(stream, 0):
             return
         self.targets.pop(stream, None)
