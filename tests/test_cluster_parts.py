@@ -325,6 +325,12 @@ def test_live_rows_come_before_the_stream_and_a_lost_one_waits_for_it(nats1: Nat
         # How far S's streams are durable goes to the node following S, and only S's.
         node_a.report(lambda sid: {"a:1": (11, 42)} if sid == "S" else {"z": (1, 1)})
         await until(lambda: reports == [("S", "a:1", 11, 42)])
+        # A report beyond NATS's max_payload (1 MB) goes in several messages, every line once.
+        many = {f"tab-{i:06d}": (i, i) for i in range(80_000)}
+        reports.clear()
+        node_a.report(lambda sid: many if sid == "S" else {})
+        await until(lambda: len(reports) >= len(many))
+        assert reports == [("S", t, seq, sseq) for t, (seq, sseq) in many.items()]
         for x in (follower, node_a, node_b):
             await x.stop()
         await nc_a.close()

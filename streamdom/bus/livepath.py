@@ -163,7 +163,7 @@ class LivePath:
         self._in_turn = True
         asyncio.get_running_loop().call_soon(self._end_turn)
         for node in nodes:
-            self._publish(node, lines)
+            self._publish(live_subject(node), lines)
 
     def _end_turn(self) -> None:
         self._in_turn = False
@@ -171,23 +171,25 @@ class LivePath:
         if not self.nc.is_connected:
             return
         for node, lines in held.items():
-            self._publish(node, lines)
+            self._publish(live_subject(node), lines)
 
-    def _publish(self, node: str, lines: list[str]) -> None:
+    def _publish(self, subject: str, lines: list[str]) -> None:
+        """Send self-contained `lines` in as few messages as NATS's max_payload allows."""
         chunk: list[str] = []
         size = 0
-        for line in lines:  # messages under NATS's max_payload
+        for line in lines:
             if size + len(line) > MAX_LIVE_MESSAGE and chunk:
-                self._publish_one(node, chunk)
+                self._send(subject, chunk)
                 chunk, size = [], 0
             if len(line) < MAX_LIVE_MESSAGE:  # (a larger event only takes the stream)
                 chunk.append(line)
                 size += len(line) + 1
         if chunk:
-            self._publish_one(node, chunk)
+            self._send(subject, chunk)
 
-    def _publish_one(self, node: str, lines: list[str]) -> None:
-        sent = start_now(self.nc.publish(live_subject(node), "\n".join(lines).encode()))
+    def _send(self, subject: str, lines: list[str]) -> None:
+        """Publish `lines` as one core NATS message, at most once (losses are repaired)."""
+        sent = start_now(self.nc.publish(subject, "\n".join(lines).encode()))
         if sent.done():
             _sent(sent)
         else:  # nats-py's buffer was full: it went out when there was room
@@ -220,8 +222,7 @@ class LivePath:
                 if until > now:
                     lines.setdefault(node, []).extend(these)
         for node, out in lines.items():
-            sent = start_now(self.nc.publish(f"{REPORT_ROOT}.{node}", "\n".join(out).encode()))
-            sent.add_done_callback(_sent)
+            self._publish(f"{REPORT_ROOT}.{node}", out)  # thousands of sessions: several
 
     async def _on_report(self, msg: Msg) -> None:
         if self.on_report is None:
