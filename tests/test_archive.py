@@ -143,6 +143,7 @@ def test_event_reads_are_exact_while_flushes_move_events_into_parquet(tmp_path: 
         t0 = int(datetime.now(UTC).timestamp() * 1000)
         published = 0
         answers: list[tuple[int, list[int]]] = []
+        answered = asyncio.Event()
         done = False
 
         async def writer() -> None:
@@ -152,6 +153,10 @@ def test_event_reads_are_exact_while_flushes_move_events_into_parquet(tmp_path: 
                          for k, e in enumerate(evs[i:i + 25])]
                 svc.bus.publish(producer, batch_of(batch))
                 published = i + len(batch)
+                # One more answer before each flush however slow reads are on a busy machine
+                # (the readers go on reading through the flush).
+                answered.clear()
+                await answered.wait()
                 await svc.bus.flusher.flush()
             done = True
 
@@ -160,6 +165,7 @@ def test_event_reads_are_exact_while_flushes_move_events_into_parquet(tmp_path: 
                 at_least = published
                 rows, more = await svc.sessions.events("s", 0, None)
                 answers.append((at_least, [r[1] for r in rows]))
+                answered.set()
                 await asyncio.sleep(0)
 
         await asyncio.gather(writer(), reader(), reader())
