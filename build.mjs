@@ -10,7 +10,7 @@ import { join } from 'node:path';
 const out = 'streamdom/static';
 mkdirSync(out, { recursive: true });
 
-const common = { bundle: true, minify: true, target: ['es2019'], logLevel: 'warning', legalComments: 'none' };
+const common = { bundle: true, minify: true, target: ['es2020'], logLevel: 'warning', legalComments: 'none' };
 
 await esbuild.build({
   ...common,

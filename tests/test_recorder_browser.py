@@ -134,6 +134,38 @@ def test_password_never_leaves_the_page(server: ServerProcess, browser: Browser,
     page.context.close()
 
 
+# A page whose handlers change the DOM on a click; the second one stops the click there.
+TASKS = """<button id="add">add</button><button id="stop">stop</button><ul id="list"></ul><script>
+const add = (text) => { const li = document.createElement('li'); li.textContent = text;
+  document.getElementById('list').append(li); };
+document.getElementById('add').addEventListener('click', () => add('added by a click'));
+document.getElementById('stop').addEventListener('click', (e) => { e.stopPropagation(); add('added by a stopped click'); });
+</script>"""
+SENT = """window.sent = []; const wsSend = WebSocket.prototype.send;
+WebSocket.prototype.send = function (data) { window.sent.push(String(data)); return wsSend.call(this, data); };"""
+
+
+def sent_frame_with(page, text: str) -> dict | None:
+    """The first frame the page's recorder sent that holds `text`."""
+    return next((json.loads(f) for f in page.evaluate("window.sent") if text in f), None)
+
+
+def test_a_click_and_the_change_it_causes_leave_as_one_frame(server: ServerProcess, browser: Browser,
+                                                           app_server: AppServer) -> None:
+    """rrweb's event for a click and the mutation the page's handler makes in the same task leave
+    as one frame, although the browser runs microtasks between the two listeners; when a handler
+    stops the click before it reaches window, both are still sent, as the next task begins."""
+    page = recorded_page(browser, app_server, server.http, "tasks", TASKS, init_script=SENT)
+    wait_for(lambda: status(page)["ackedSeq"] >= 2, what="snapshot")
+    for button, text in (("#add", "added by a click"), ("#stop", "added by a stopped click")):
+        page.click(button)
+        wait_for(lambda: sent_frame_with(page, text), what=text)  # noqa: B023 - used at once
+        frame = sent_frame_with(page, text)
+        kinds = [(e["type"], e["data"].get("source"), e["data"].get("type")) for e in frame["events"]]
+        assert (3, 2, 2) in kinds, f"{button}: the click left in the frame of its mutation, not {kinds}"
+    wait_for(lambda: status(page)["ackedSeq"] == status(page)["lastSeq"], what="all acked")
+
+
 def test_import_as_written_bundled_by_esbuild(server: ServerProcess, browser: Browser,
                                               app_server: AppServer, tmp_path) -> None:
     entry = tmp_path / "app.ts"
