@@ -1,5 +1,6 @@
-"""WebSocket frames as the server reads them a buffer at a time (web/sockets.py): however the bytes
-are cut or packed on the wire, every frame is taken once, and RFC 6455's rules still hold.
+"""WebSocket I/O as the server does it after the handshake (web/transport.py): however the bytes
+are cut or packed on the wire, every frame is taken once, and RFC 6455's rules still hold; a slow
+watcher is held to its bound and drained; a reset peer or a shutdown closes sockets cleanly.
 
 A raw TCP client writes the frames byte by byte where it matters; every wait is on a frame from
 the server (a socket timeout is only a safety net against a hang).
@@ -7,8 +8,10 @@ the server (a socket timeout is only a safety net against a hang).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import logging
 import os
 import random
 import socket
@@ -17,17 +20,21 @@ import struct
 import pytest
 
 from streamdom.testing import InProcessServer
+from streamdom.web.handlers.base import FrameSocket
+from streamdom.web.handlers.ingest import IngestHandler
 from streamdom.wire import CloseCode
-from tests.helpers import server_config, session_events, wait_for
+from tests.helpers import event, server_config, session_events, wait_for, watched
 
 MAX_MESSAGE = 300_000
+QUEUE = 64 * 1024  # a watcher's send queue bound
 TEXT, CONT, CLOSE, PING, PONG = 0x1, 0x0, 0x8, 0x9, 0xA
 
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory: pytest.TempPathFactory):
     s = InProcessServer(server_config(tmp_path_factory.mktemp("sockets") / "data",
-                                      max_message_bytes=MAX_MESSAGE)).start()
+                                      max_message_bytes=MAX_MESSAGE,
+                                      viewer_queue_max_bytes=QUEUE)).start()
     yield s
     s.stop()
 
@@ -49,13 +56,19 @@ def frame(opcode: int, payload: bytes, fin: bool = True, rsv: int = 0) -> bytes:
 class RawClient:
     """A WebSocket client on a plain socket: what goes on the wire is exactly what a test writes."""
 
-    def __init__(self, srv: InProcessServer, path: str = "/ingest") -> None:
-        self.sock = socket.create_connection(("127.0.0.1", srv.port), timeout=60)
+    def __init__(self, srv: InProcessServer, path: str = "/ingest", then: bytes = b"",
+                 rcvbuf: int | None = None) -> None:
+        """Connect and upgrade; `then` goes in the same write as the handshake request."""
+        self.sock = socket.socket()
+        if rcvbuf is not None:  # before connecting: the window it advertises stays small
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.settimeout(60)
+        self.sock.connect(("127.0.0.1", srv.port))
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         key = base64.b64encode(os.urandom(16)).decode()
         self.sock.sendall((f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{srv.port}\r\n"
                            f"Origin: http://127.0.0.1:{srv.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                           f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+                           f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode() + then)
         self.buf = b""
         while b"\r\n\r\n" not in self.buf:
             self.buf += self._recv()
@@ -214,3 +227,143 @@ def test_watcher_gets_every_frame_written_straight_to_its_socket(srv: InProcessS
     assert got == evs[2:]
     rec.close()
     w.close()
+
+
+def on_server(srv: InProcessServer, fn):  # noqa: ANN001, ANN201 - any callable, its result
+    """Call `fn()` on the server's loop (its state is the loop's alone) and return what it gives."""
+    assert srv._loop is not None
+
+    async def call():  # noqa: ANN202
+        return fn()
+
+    return asyncio.run_coroutine_threadsafe(call(), srv._loop).result(30)
+
+
+def handlers(srv: InProcessServer, kind: type) -> list:
+    """The server's open WebSocket handlers of `kind`."""
+    assert srv.services is not None
+    sockets = srv.services.sockets
+    return on_server(srv, lambda: [h for h in list(sockets) if isinstance(h, kind)])
+
+
+def test_frames_in_the_handshakes_packet_are_handled_after_the_async_hello(srv: InProcessServer) -> None:
+    # The hello, and events behind it, in the same write as the upgrade request: Tornado has
+    # read them with the request's headers. The events need the stream the hello opens (an
+    # await on the bus): taken before it, they would be refused as a bad hello (4400).
+    evs = session_events(5)
+    c = RawClient(srv, then=frame(TEXT, hello("early")) + events_frame(1, evs[:3]) + events_frame(4, evs[3:]))
+    assert c.read_json("welcome")["ackedSeq"] == 0
+    c.wait_ack(5)
+    c.close()
+    assert wait_for(lambda: srv.get_json("/api/sessions/early/events") == evs, what="events stored")
+
+
+def test_a_long_frame_header_and_payload_arriving_a_byte_at_a_time(srv: InProcessServer) -> None:
+    evs = session_events(3)
+    evs[2]["data"]["text"] = "z" * 70_000  # a 64-bit payload length (over 65,535 bytes)
+    c = RawClient(srv)
+    c.sock.sendall(frame(TEXT, hello("bytewise")))
+    c.read_json("welcome")
+    data = events_frame(1, evs)
+    assert data[1] & 0x7F == 127
+    for i in range(20):  # header, mask and the payload's start: one byte per read
+        c.sock.sendall(data[i:i + 1])
+        on_server(srv, lambda: None)  # a loop turn or two: the server has read that byte
+    c.sock.sendall(data[20:])
+    c.wait_ack(3)
+    c.close()
+    assert wait_for(lambda: srv.get_json("/api/sessions/bytewise/events") == evs, what="events stored")
+
+
+def test_a_slow_watcher_is_held_at_its_bound_then_drained_in_order(srv: InProcessServer) -> None:
+    # A watcher that does not read: its socket takes what the kernel buffers, then QUEUE bytes
+    # wait in the server's write buffer and the rest of the backlog is held (whole: a backlog is
+    # never cut). Once it reads, everything follows in order: the backlog, caughtup, live
+    # events queued meanwhile; no resync.
+    pad = "p" * 10_000
+    evs = session_events(2) + [event(3, 1_700_000_000_100 + i, source=5, id=i, text=pad)
+                               for i in range(400)]  # 4 MB: more than the kernel holds
+    rec = RawClient(srv)
+    rec.sock.sendall(frame(TEXT, hello("slowpoke")))
+    rec.read_json("welcome")
+    for seq in range(1, len(evs) + 1, 20):  # 200 KB frames, under MAX_MESSAGE
+        rec.sock.sendall(events_frame(seq, evs[seq - 1:seq + 19]))
+    rec.wait_ack(len(evs))
+    w = RawClient(srv, "/watch/slowpoke", rcvbuf=4096)
+    assert wait_for(lambda: any(h.held for h in handlers(srv, FrameSocket)), what="backlog held past the bound")
+    held = [h for h in handlers(srv, FrameSocket) if h.held]
+    assert on_server(srv, lambda: held[0].stream.unsent) > QUEUE
+    live = session_events(4, t0=1_700_000_100_000)[2:]
+    rec.sock.sendall(events_frame(len(evs) + 1, live))  # while the backlog is still held
+    rec.wait_ack(len(evs) + len(live))
+    got: list[dict] = []
+    kinds: list[str] = []
+    while len(got) < len(evs) + len(live):
+        msg = json.loads(w.read()[1])
+        kinds.append(msg["type"])
+        got += watched([msg])
+    assert "resync" not in kinds
+    assert kinds.index("caughtup") < len(kinds) - 1, "live events came after the backlog"
+    assert got == evs + live
+    assert not held[0].held and not held[0].lagging
+    rec.close()
+    w.close()
+
+
+def test_a_peer_reset_mid_frame_closes_that_connection_and_writes_to_it_are_dropped(
+        srv: InProcessServer, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING)
+    evs = session_events(40)
+    rec = RawClient(srv)
+    rec.sock.sendall(frame(TEXT, hello("reset")))
+    rec.read_json("welcome")
+    rec.sock.sendall(events_frame(1, evs[:2]))
+    rec.wait_ack(2)
+    watchers = [RawClient(srv, "/watch/reset") for _ in range(2)]
+    for w in watchers:
+        w.read_json("caughtup")
+    rst = struct.pack("ii", 1, 0)  # SO_LINGER 0: close sends a reset
+    watchers[0].sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, rst)
+    watchers[0].sock.close()  # reset while events flow to it
+    for i in range(2, 30):
+        rec.sock.sendall(events_frame(i + 1, [evs[i]]))
+    got: list[dict] = []
+    while len(got) < 28:
+        got.append(watchers[1].read_json("event")["event"])
+    assert got == evs[2:30]
+    ingest = [h for h in handlers(srv, IngestHandler) if h.key == ("reset", "s1")]
+    assert len(ingest) == 1
+    conn = ingest[0].stream
+    half = events_frame(31, evs[30:])
+    rec.sock.sendall(half[:len(half) // 2])
+    rec.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, rst)
+    rec.sock.close()  # reset in the middle of a frame
+    assert srv.services is not None
+    svc = srv.services
+    assert wait_for(lambda: on_server(srv, lambda: svc.stream_holders.holder(("reset", "s1")) is None
+                                      and conn not in svc.connections and conn.closed()),
+                    what="the recorder's connection closed and forgotten")
+    assert wait_for(lambda: srv.get_json("/api/sessions/reset/events") == evs[:30], what="events stored")
+    watchers[1].close()
+    problems = [r for r in caplog.records if r.levelno >= logging.WARNING and r.name.split(".")[0]
+                in ("asyncio", "tornado", "streamdom") and "ingest" not in r.getMessage()]
+    assert not problems, [r.getMessage() for r in problems]
+
+
+def test_shutdown_tells_every_socket_1001(tmp_path) -> None:
+    s = InProcessServer(server_config(tmp_path / "data")).start()
+    try:
+        rec = RawClient(s)
+        rec.sock.sendall(frame(TEXT, hello("bye")) + events_frame(1, session_events(2)))
+        rec.wait_ack(2)
+        w = RawClient(s, "/watch/bye")
+        w.read_json("caughtup")
+    finally:
+        s.stop()
+    for c in (rec, w):
+        op, payload = c.read()
+        while op != CLOSE:
+            op, payload = c.read()
+        assert struct.unpack("!H", payload[:2])[0] == CloseCode.GOING_AWAY
+        assert payload[2:] == b"server shutting down"
+        c.close()

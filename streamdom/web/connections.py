@@ -13,7 +13,7 @@ anyway (header/body timeouts, the ingest hello deadline); this bounds what they 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Protocol
 
 from tornado import httputil
 from tornado.httpserver import HTTPServer
@@ -33,21 +33,35 @@ TOO_MANY_FROM_ADDRESS = _refusal(429, "Too Many Requests: too many connections f
 SERVER_FULL = _refusal(503, "Service Unavailable: too many connections", 5)
 
 
+class Socket(Protocol):
+    """What the guard counts: Tornado's IOStream until a WebSocket handshake, then the
+    WebSocket's `transport.Connection`."""
+
+    def close(self) -> None:
+        """Close it now."""
+
+    def closed(self) -> bool:
+        """Whether it is closed."""
+
+
 class ConnectionGuard:
     """The open sockets of one server process, by address, idle or busy (the one owner)."""
 
     def __init__(self, max_total: int, max_per_address: int) -> None:
         self.max_total = max_total
         self.max_per_address = max_per_address
-        self._idle: dict[IOStream, str] = {}  # insertion order: the oldest idle first
-        self._busy: dict[IOStream, str] = {}
-        self._by_address: dict[str, set[IOStream]] = {}
+        self._idle: dict[Socket, str] = {}  # insertion order: the oldest idle first
+        self._busy: dict[Socket, str] = {}
+        self._by_address: dict[str, set[Socket]] = {}
         self.shed = 0  # idle sockets closed to make room (for tests and logs)
 
     def __len__(self) -> int:
         return len(self._idle) + len(self._busy)
 
-    def admit(self, stream: IOStream, address: str) -> bytes | None:
+    def __contains__(self, stream: Socket) -> bool:
+        return stream in self._idle or stream in self._busy
+
+    def admit(self, stream: Socket, address: str) -> bytes | None:
         """Count a newly accepted socket; return the refusal to send instead when over a cap."""
         mine = self._by_address.get(address)
         if mine is not None and len(mine) >= self.max_per_address and not self._shed(address):
@@ -62,19 +76,29 @@ class ConnectionGuard:
         self._by_address.setdefault(address, set()).add(stream)
         return None
 
-    def busy(self, stream: IOStream) -> None:
+    def busy(self, stream: Socket) -> None:
         """The socket does work now (a request is in, a recorder said hello): never shed."""
         address = self._idle.pop(stream, None)
         if address is not None:
             self._busy[stream] = address
 
-    def idle(self, stream: IOStream) -> None:
+    def idle(self, stream: Socket) -> None:
         """The socket waits for its client (between requests, before an ingest hello)."""
         address = self._busy.pop(stream, None)
         if address is not None:
             self._idle[stream] = address
 
-    def forget(self, stream: IOStream) -> None:
+    def moved(self, stream: Socket, to: Socket) -> None:
+        """The socket is now served by `to` (a WebSocket after its handshake), busy as it was
+        (its handshake request made it busy)."""
+        address = self._idle.pop(stream, None) or self._busy.pop(stream, None)
+        if address is not None:
+            self._busy[to] = address
+            mine = self._by_address[address]
+            mine.discard(stream)
+            mine.add(to)
+
+    def forget(self, stream: Socket) -> None:
         """The socket closed."""
         address = self._idle.pop(stream, None) or self._busy.pop(stream, None)
         if address is not None:
@@ -84,7 +108,7 @@ class ConnectionGuard:
                 if not mine:
                     del self._by_address[address]
 
-    def _prune(self, streams: set[IOStream]) -> None:
+    def _prune(self, streams: set[Socket]) -> None:
         # In case a close notice was missed (a socket closed mid-handshake): look.
         for s in [s for s in streams if s.closed()]:
             self.forget(s)

@@ -13,14 +13,14 @@ from urllib.parse import unquote, urlsplit
 
 from tornado import httputil
 from tornado.httputil import responses
-from tornado.iostream import IOStream, StreamClosedError
+from tornado.iostream import IOStream
 from tornado.log import app_log
 from tornado.web import HTTPError, RequestHandler
 from tornado.websocket import WebSocketHandler, WebSocketProtocol, WebSocketProtocol13
 
 from streamdom.config import Config
 from streamdom.web.built import error_page
-from streamdom.web.sockets import ChunkedFramesProtocol, write_now
+from streamdom.web.transport import Connection, FramesProtocol
 from streamdom.wire import valid_id, ws_text_frame
 
 if TYPE_CHECKING:
@@ -224,9 +224,10 @@ class ViewerHandler(PageHeaders, ServicesMixin, RequestHandler):
 
 class ServerSocket(ServicesMixin, WebSocketHandler):
     """Any WebSocket of the server: registered so shutdown can close it with 1001, and counted
-    by the connection guard until it closes."""
+    by the connection guard until it closes. After the handshake its socket is a `Connection`
+    (web/transport.py): frames are read and written on an asyncio Protocol."""
 
-    stream: IOStream | None = None
+    stream: IOStream | Connection | None = None  # what the connection guard counts
 
     def prepare(self) -> None:
         """Register this socket."""
@@ -234,11 +235,20 @@ class ServerSocket(ServicesMixin, WebSocketHandler):
         self.stream = self.request.connection.stream  # type: ignore[attr-defined]
 
     def get_websocket_protocol(self) -> WebSocketProtocol | None:
-        """Tornado's protocol, reading frames a buffer at a time (web/sockets.py)."""
+        """Tornado's protocol (its params), fed frames by the Connection (web/transport.py)."""
         proto = super().get_websocket_protocol()
-        if type(proto) is WebSocketProtocol13:  # Tornado builds it (its params); our read loop
-            proto.__class__ = ChunkedFramesProtocol
+        if type(proto) is WebSocketProtocol13:
+            proto.__class__ = FramesProtocol
         return proto
+
+    def _detach_stream(self) -> IOStream:
+        """The handshake is answered: the socket leaves Tornado's stream for a Connection."""
+        stream = super()._detach_stream()
+        conn = Connection(stream)
+        if self.stream is not None:
+            self.services.connections.moved(self.stream, conn)
+        self.stream = conn
+        return conn  # type: ignore[return-value]  # what Tornado's protocol calls as its stream
 
     def on_connection_close(self) -> None:
         """The socket is gone: it no longer counts against any cap."""
@@ -251,14 +261,13 @@ class FrameSocket(ServerSocket):
     """A server-to-viewer socket with a bounded send queue.
 
     Frames are pre-encoded strings shared by every viewer. At most `viewer_queue_max_bytes`
-    of them sit in Tornado's write buffer (a copy per viewer); frames beyond that wait in
+    of them sit in the socket's write buffer (a copy per viewer); frames beyond that wait in
     `held`, by reference (a backlog's frames are the ring's own). A backlog is held in full
     (cutting it short would leave the viewer an unplayable start), but live frames held past the
     bound mean the viewer is too far behind: the socket drops them and calls `on_lagging`, so a
     stalled viewer costs a bounded amount of memory and delays nobody.
     """
 
-    pending = 0  # bytes handed to the stream and not yet sent
     held_live = 0  # bytes of live (not backlog) frames in `held`
     held: deque[tuple[bytes, bool]] | None = None
     lagging = False
@@ -269,10 +278,13 @@ class FrameSocket(ServerSocket):
         if self.lagging or conn is None or conn.is_closing():
             return
         data = frame if isinstance(frame, bytes) else ws_text_frame(frame)
+        sock = self.stream
+        assert isinstance(sock, Connection)  # the handshake is done
         bound = self.services.config.viewer_queue_max_bytes
-        if self.held or self.pending > bound:
+        if self.held or sock.unsent > bound:
             if self.held is None:
                 self.held = deque()
+                sock.on_drained = self._drained
             if not backlog:
                 self.held_live += len(data)
                 if self.held_live > bound:
@@ -283,35 +295,20 @@ class FrameSocket(ServerSocket):
                     return
             self.held.append((data, backlog))
             return
-        self._write(data)
+        # Straight to the socket: the frame is complete (we negotiate no compression).
+        sock.send(data)
 
-    def _write(self, data: bytes) -> None:
-        conn = self.ws_connection
-        if conn is None:
-            return
-        size = len(data)
-        self.pending += size
-        try:
-            # Straight to the stream: the frame is complete (we negotiate no compression).
-            fut = write_now(conn.stream, data)  # type: ignore[attr-defined]
-        except StreamClosedError:
-            fut = None
-        if fut is None:  # sent whole (or the stream is closed): nothing pending
-            self.pending -= size
-            return
-        fut.add_done_callback(lambda f: self._sent(size, f))
-
-    def _sent(self, size: int, fut: Any) -> None:
-        if not fut.cancelled():
-            fut.exception()  # a write to a stream that closed meanwhile: nothing to report
-        self.pending -= size
-        held, bound = self.held, self.services.config.viewer_queue_max_bytes
-        while held and self.pending <= bound and not self.lagging:
+    def _drained(self) -> None:
+        """Everything written was sent: held frames follow, up to the bound."""
+        sock, held = self.stream, self.held
+        assert isinstance(sock, Connection)
+        bound = self.services.config.viewer_queue_max_bytes
+        while held and sock.unsent <= bound and not self.lagging:
             data, backlog = held.popleft()
             if not backlog:
                 self.held_live -= len(data)
-            self._write(data)
-        if self.lagging and self.pending == 0:
+            sock.send(data)
+        if self.lagging and sock.unsent == 0:
             self.lagging = False
             self.on_drained()
 

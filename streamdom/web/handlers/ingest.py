@@ -6,7 +6,6 @@ import logging
 from typing import Any
 
 from tornado.ioloop import IOLoop
-from tornado.iostream import StreamClosedError
 from tornado.web import HTTPError
 from tornado.websocket import WebSocketClosedError
 
@@ -15,7 +14,7 @@ from streamdom.bus.base import BusUnavailable, Producer
 from streamdom.ingest import access, frames, validate
 from streamdom.ingest.limits import TokenBucket
 from streamdom.web.handlers.base import ServerSocket
-from streamdom.web.sockets import write_now
+from streamdom.web.transport import Connection
 from streamdom.wire import CloseCode, ProtocolError
 
 log = logging.getLogger(__name__)
@@ -178,14 +177,11 @@ class IngestHandler(ServerSocket):
 
     def send_ack(self) -> None:
         """Send the latest ack (called by the AckBatcher)."""
-        conn = self.ws_connection
-        if conn is None or self.closing or conn.is_closing():
+        conn, sock = self.ws_connection, self.stream
+        if conn is None or self.closing or conn.is_closing() or not isinstance(sock, Connection):
             return
-        try:
-            # A prebuilt frame straight to the stream, as for viewers: no per-ack framing work.
-            write_now(conn.stream, wire.ws_text_frame(f'{{"type":"ack","seq":{self._acked_seq}}}'))  # type: ignore[attr-defined]
-        except StreamClosedError:
-            pass
+        # A prebuilt frame straight to the socket, as for viewers: no per-ack framing work.
+        sock.send(wire.ws_text_frame(f'{{"type":"ack","seq":{self._acked_seq}}}'))
 
     def _refuse(self, code: int, reason: str) -> None:
         log.info("ingest %s %s: closing %d (%s)", self.ip, self.key, code, reason)
