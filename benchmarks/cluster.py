@@ -38,6 +38,7 @@ from typing import Any
 
 from support import (
     CLK_TCK,
+    CPU_PROFILE_HOOK,
     ROOT,
     SAMPLE,
     ClientPlan,
@@ -51,6 +52,7 @@ from support import (
     proc_schedstat,
     proc_thread_cpu,
     proc_tree_cpu_seconds,
+    profile_report,
     run_plans,
     write_json,
 )
@@ -60,8 +62,7 @@ from streamdom.testing_nats import NatsCluster
 # What --stages and --profile load into the nodes: a sitecustomize each (so one at a time), the
 # variable that tells it where to write.
 HOOKS = {"stages": ("SD_STAGES", Path(__file__).resolve().parent / "stagehook"),
-         "profile": ("SD_PROFILE", Path(__file__).resolve().parent / "cpuprofile")}
-GENERIC_FRAMES = ("runpy", "__main__.py:", "cli.py:", "base_events.py:", "runners.py:", "events.py:_run")
+         "profile": ("SD_PROFILE", CPU_PROFILE_HOOK)}
 
 
 def hook_env(tmp: Path, tag: str, args: argparse.Namespace
@@ -74,30 +75,6 @@ def hook_env(tmp: Path, tag: str, args: argparse.Namespace
             env = {var: str(out), "PYTHONPATH": str(hook)}
             return (env, out, None) if name == "stages" else (env, None, out)
     return None, None, None
-
-
-def profile_report(out: Path, top: int = 30) -> list[tuple[str, float, float]]:
-    """The functions the nodes' CPU went to: (file:function, % of samples with it on the stack,
-    % with it on top), the largest inclusive shares first. Samples in the IOLoop's poll and in
-    imports (startup) are left out, and so is the event loop's plumbing from the list."""
-    import json
-
-    incl: dict[str, int] = {}
-    own: dict[str, int] = {}
-    total = 0
-    for f in out.glob("*.json"):
-        for stack, n in json.loads(f.read_text()).items():
-            frames = stack.split(";")
-            if frames[-1] == "selectors.py:select" or any(fr.startswith("<frozen importlib")
-                                                          for fr in frames):
-                continue
-            total += n
-            own[frames[-1]] = own.get(frames[-1], 0) + n
-            for fr in set(frames):
-                incl[fr] = incl.get(fr, 0) + n
-    rows = [(k, 100 * v / total, 100 * own.get(k, 0) / total) for k, v in incl.items()
-            if not k.startswith(GENERIC_FRAMES) and not k.startswith("<frozen")]
-    return sorted(rows, key=lambda r: -r[1])[:top] if total else []
 
 
 def stage_report(out: Path, skip_s: float) -> dict[str, dict[str, float]]:

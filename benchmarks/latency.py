@@ -12,10 +12,11 @@ message callback for the same (session, seq), both in the same client process an
 Also reported: send-to-ack (WAL fsync) latency, client and server CPU, and the server's
 capacity: events in per second per core of its CPU (events/s in / server CPU cores used).
 --baseline CHECKOUT runs another checkout's server on the same load, taking turns (baseline,
-this, baseline, this...) so both see the same machine, and prints the ratios; a checkout from
-before protocol v2 gets the same events one per frame, as its recorder sent them. --floor also
+this, baseline, this...) so both see the same machine, and prints the ratios (given twice, e.g.
+an old main and the current one: baseline, baseline2, this); a checkout from before protocol v2
+gets the same events one per frame, as its recorder sent them. --floor also
 runs a bare Tornado relay (no validation, no storage) on the same load. --profile DIR
-runs each server under cProfile (its IOLoop thread) and prints where its time went.
+samples where each server process's CPU goes (benchmarks/cpuprofile) and prints it by function.
 --browser runs latency_browser.py (browser to browser, with a bare-relay floor) afterwards.
 """
 
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from support import (
+    CPU_PROFILE_HOOK,
     SAMPLE,
     BareRelay,
     ClientPlan,
@@ -44,6 +46,7 @@ from support import (
     median,
     near_flush_split,
     percentiles,
+    profile_report,
     run_plans,
     workload_paths,
     write_json,
@@ -97,14 +100,15 @@ def run_one(n: int, args: argparse.Namespace, root: Path | None = None,
                                    "--log-level", "WARNING", *args.server_arg, nice=args.nice,
                                    **({"root": root.resolve()} if root else {}))
             if profile is not None:
-                server.python_args = ["-m", "cProfile", "-o", str(profile)]
+                profile.mkdir(parents=True, exist_ok=True)
+                server.env.update({"SD_PROFILE": str(profile), "PYTHONPATH": str(CPU_PROFILE_HOOK)})
         server.start()
         try:
             plans = plans_for(server.ws, n, extra, args.procs, args, server.pid, framing)
             stats: ClientStats = run_plans(plans, args.sample, args.nice)
             flushes = flush_times(server.data_dir) if isinstance(server, ServerProcess) else []
         finally:
-            rc = server.stop()
+            pid, rc = server.pid, server.stop()
     relay = percentiles(stats.relay_ms)
     ack = percentiles(stats.ack_ms)
     wall = stats.wall_s or 1.0
@@ -138,6 +142,7 @@ def run_one(n: int, args: argparse.Namespace, root: Path | None = None,
         "flushes": len(flushes),
         "by_flush": near_flush_split(stats.relay_ms, stats.relay_at, flushes),
         "errors": stats.errors[:20], "n_errors": len(stats.errors), "server_exit": rc,
+        "server_pid": pid,
     }
 
 
@@ -182,21 +187,13 @@ def server_cpu_per_event(sample: str) -> dict[str, float]:
             "mean_frame_bytes": sum(map(len, single)) / len(single)}
 
 
-def print_profile(path: Path, top: int = 25) -> None:
-    """Where a profiled server's IOLoop thread spent its time: own time by module, top functions."""
-    import pstats
-    from collections import Counter
-
-    stats = pstats.Stats(str(path))
-    by_module: Counter[str] = Counter()
-    for (file, _, name), (_, _, own, _, _) in stats.stats.items():  # type: ignore[attr-defined]
-        by_module["idle (epoll)" if "poll" in name and file == "~" else
-                  file.split("site-packages/")[-1].split("streamdom/")[-1] if file != "~"
-                  else name] += own
-    total = sum(by_module.values()) or 1.0
-    print("  profile, own time by module: " + ", ".join(
-        f"{k} {100 * v / total:.0f}%" for k, v in by_module.most_common(12)))
-    stats.sort_stats("tottime").print_stats(top)
+def print_profile(out: Path, pid: int, top: int = 25) -> None:
+    """Where a profiled server process's CPU went (its flusher process left out), by function."""
+    rows = profile_report(out, top, f"{pid}.json")
+    print("  the server's CPU by function (benchmarks/cpuprofile; % of the samples outside the "
+          "poll and imports with it on the stack / on top):")
+    for fn, incl, own in rows:
+        print(f"    {incl:5.1f} {own:5.1f}  {fn}")
 
 
 def print_run(r: dict[str, Any], took: float, rep: int | None) -> None:
@@ -261,9 +258,10 @@ def main() -> None:
                          "react, vue (data/workloads/<NAME>-todomvc.json) or paths, comma-separated, "
                          "shared out over the recorders")
     ap.add_argument("--root", type=Path, help="the checkout whose server runs (default: this one)")
-    ap.add_argument("--baseline", type=Path, metavar="CHECKOUT",
+    ap.add_argument("--baseline", type=Path, metavar="CHECKOUT", action="append", default=[],
                     help="also run this checkout's server on the same load, taking turns, and "
-                         "print the ratios (e.g. a `git worktree` of main)")
+                         "print the ratios (e.g. a `git worktree` of main); repeatable: "
+                         "baseline, baseline2, ... in the order given")
     ap.add_argument("--baseline-framing", choices=("auto", "frame", "event", "task"), default="auto",
                     help="how the baseline's recorders frame events: auto = one event per frame "
                          "(event) when its docs/PROTOCOL.md is v1 (its recorder sent them so), "
@@ -290,15 +288,19 @@ def main() -> None:
         args.sample = workload_paths(args.workload)
     for p in str(args.sample).split(","):
         print(f"session {Path(p).name}: {frames_per_task(load_frames(Path(p)))}")
-    base_framing = "frame"
     if args.task_frames:
         for p in str(args.sample).split(","):
             print(f"session {Path(p).name}, frames sent from one task merged: "
                   f"{frames_per_task(load_frames(Path(p), by_task=True))}")
-    if args.baseline:
-        base_framing = (checkout_framing(args.baseline) if args.baseline_framing == "auto"
+    # (label, checkout, framing, bare relay kind or ""): the baselines first in every turn, so
+    # "this / baseline" reads as a change; the floors (bare relays) last.
+    bases: list[tuple[str, Path | None, str, str]] = []
+    for i, checkout in enumerate(args.baseline):
+        base_framing = (checkout_framing(checkout) if args.baseline_framing == "auto"
                         else args.baseline_framing)
-        print(f"baseline: server code {code_state(args.baseline.resolve())}, recorders send "
+        label = "baseline" if i == 0 else f"baseline{i + 1}"
+        bases.append((label, checkout, base_framing, ""))
+        print(f"{label}: server code {code_state(checkout.resolve())}, recorders send "
               f"{'one event per frame' if base_framing == 'event' else base_framing + ' frames'}")
     micro = server_cpu_per_event(str(args.sample))
     print(f"server CPU per event before relaying (this checkout, in-process, mean event frame "
@@ -309,11 +311,7 @@ def main() -> None:
     print(f"{args.rate:g} events/s per recorder, {args.warmup:g} s warmup + "
           f"{args.duration:g} s measured per N, {args.procs} client process(es)")
     ns = [int(x) for x in args.n.split(",") if x.strip()]
-    # (label, checkout, framing, bare relay kind or ""): the baseline first in every turn, so
-    # "this / baseline" reads as a change; the floors (bare relays) last.
-    codes: list[tuple[str, Path | None, str, str]] = [("this", args.root, "frame", "")]
-    if args.baseline:
-        codes.insert(0, ("baseline", args.baseline, base_framing, ""))
+    codes: list[tuple[str, Path | None, str, str]] = [*bases, ("this", args.root, "frame", "")]
     if args.task_frames:
         codes.append(("this-tasks", args.root, "task", ""))
     for kind in (k.strip() for k in (args.floor or "").split(",") if k.strip()):
@@ -325,13 +323,13 @@ def main() -> None:
         for n in ns:
             for code, root, framing, floor in codes:
                 t = time.monotonic()
-                prof = args.profile / f"{code}-n{n}-r{rep + 1}.prof" if args.profile and not floor else None
+                prof = args.profile / f"{code}-n{n}-r{rep + 1}" if args.profile and not floor else None
                 r = run_one(n, args, root, prof, framing, floor)
                 r["repeat"], r["code"] = rep, code if len(codes) > 1 else ""
                 results.append(r)
                 print_run(r, time.monotonic() - t, rep if args.repeat > 1 else None)
                 if prof is not None:
-                    print_profile(prof)
+                    print_profile(prof, r["server_pid"])
     summary = []
     print(f"\nsummary (median over {args.repeat} repeat(s) of each figure), relay send->watch:")
     for n in ns:
@@ -350,9 +348,13 @@ def main() -> None:
                   f"{sent:,.0f} events/s in, {cap:,.0f} per core of server CPU ({1e6 / cap:.0f} µs "
                   f"per event, {100 * kernel:.0f}% in the kernel)")
         mine = {x["code"]: x for x in summary[-len(codes):]}
-        for a, b in (("this", "baseline"), ("this-tasks", "this"), ("this-tasks", "baseline"),
-                     ("floor", "this"), ("floor", "baseline"), ("floor-asyncio", "this"),
-                     ("floor-asyncio", "baseline"), ("floor-asyncio", "floor")):
+        later = [b[0] for b in bases[1:]]
+        pairs = [(b, "baseline") for b in later]
+        for a in ("this", "this-tasks", "floor", "floor-asyncio"):
+            pairs += [(a, b) for b in ("baseline", *later)]
+        pairs += [("this-tasks", "this"), ("floor", "this"), ("floor-asyncio", "this"),
+                  ("floor-asyncio", "floor")]
+        for a, b in pairs:
             if a in mine and b in mine:
                 x, y = mine[a], mine[b]
                 print(f"  N={n:<4} {a} / {b}: events per core {x['events_per_core_s'] / y['events_per_core_s']:.2f}x, "
@@ -365,7 +367,7 @@ def main() -> None:
           f"{'ok' if ok50 else 'MISSED'}), p99 {big['p99']:.2f} ms (<= {TARGET_P99_MS:g}: "
           f"{'ok' if ok99 else 'MISSED'})")
     out: dict[str, object] = {"machine": machine_note(args.root),
-                              "args": vars(args) | {"sample": str(args.sample), "base_framing": base_framing},
+                              "args": vars(args) | {"sample": str(args.sample), "base_framing": {b[0]: b[2] for b in bases}},
                               "server_cpu_per_event": micro, "summary": summary,
                               "results": results}
     if args.browser:

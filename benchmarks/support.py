@@ -25,6 +25,10 @@ from streamdom import testing
 from streamdom.rrweb import EventType
 
 ROOT = Path(__file__).resolve().parent.parent
+# benchmarks/cpuprofile: a sampling profiler a server loads with PYTHONPATH and $SD_PROFILE
+CPU_PROFILE_HOOK = Path(__file__).resolve().parent / "cpuprofile"
+# Stack frames of the interpreter's and the event loop's plumbing, left out of profile reports
+GENERIC_FRAMES = ("runpy", "__main__.py:", "cli.py:", "base_events.py:", "runners.py:", "events.py:_run")
 SAMPLE = ROOT / "data" / "sample" / "todomvc-session.json"
 WORKLOADS = ROOT / "data" / "workloads"
 PAGES = Path(__file__).resolve().parent / "pages"
@@ -924,3 +928,26 @@ def near_flush_split(lat: list[float], at: list[float], flushes: list[float],
         k = bisect.bisect_left(flushes, t - after)
         (near if k < len(flushes) and flushes[k] <= t + before else far).append(ms)
     return {"near_flush": percentiles(near), "elsewhere": percentiles(far)}
+
+
+def profile_report(out: Path, top: int = 30, pattern: str = "*.json") -> list[tuple[str, float, float]]:
+    """The functions the profiled processes' CPU went to (benchmarks/cpuprofile's files in `out`
+    matching `pattern`): (file:function, % of samples with it on the stack, % with it on top),
+    the largest inclusive shares first. Samples in the IOLoop's poll and in
+    imports (startup) are left out, and so is the event loop's plumbing from the list."""
+    incl: dict[str, int] = {}
+    own: dict[str, int] = {}
+    total = 0
+    for f in out.glob(pattern):
+        for stack, n in json.loads(f.read_text()).items():
+            frames = stack.split(";")
+            if frames[-1] == "selectors.py:select" or any(fr.startswith("<frozen importlib")
+                                                          for fr in frames):
+                continue
+            total += n
+            own[frames[-1]] = own.get(frames[-1], 0) + n
+            for fr in set(frames):
+                incl[fr] = incl.get(fr, 0) + n
+    rows = [(k, 100 * v / total, 100 * own.get(k, 0) / total) for k, v in incl.items()
+            if not k.startswith(GENERIC_FRAMES) and not k.startswith("<frozen")]
+    return sorted(rows, key=lambda r: -r[1])[:top] if total else []
