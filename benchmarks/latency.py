@@ -135,6 +135,12 @@ def run_one(n: int, args: argparse.Namespace, root: Path | None = None,
         "events_per_core_s": (stats.window_counts.get("relayed", 0) / stats.server_tree_cpu_s
                               if stats.server_tree_cpu_s else float("nan")),
         "frames_in_per_s": stats.window_counts.get("frames", 0) / wall,
+        # µs of CPU per event relayed, by part: the IOLoop thread, the server's other threads
+        # (the log's I/O thread, query threads) and its child processes (the flusher)
+        "us_per_event": {part: 1e6 * cpu / max(1, stats.window_counts.get("relayed", 0)) for part, cpu in (
+            ("ioloop", stats.server_main_cpu_s),
+            ("threads", stats.server_cpu_s - stats.server_main_cpu_s),
+            ("flusher", stats.server_tree_cpu_s - stats.server_cpu_s))},
         "server_main_thread_cpu_pct": 100 * stats.server_main_cpu_s / wall,
         "server_main_thread_cpu_wait_pct": 100 * stats.server_main_wait_s / wall,
         "server_rss_mb": stats.server_rss_mb[-1][1] if stats.server_rss_mb else None,
@@ -216,6 +222,7 @@ def print_run(r: dict[str, Any], took: float, rep: int | None) -> None:
           f"events relayed per second per core of server CPU "
           f"({1e6 / r['events_per_core_s']:.0f} µs per event, {100 * r['server_kernel_share']:.0f}% of it "
           f"in the kernel; server {r['server_tree_cpu_pct']:.0f}% of a core with its flusher process)")
+    print("  server CPU per event: " + ", ".join(f"{k} {v:.1f} µs" for k, v in r["us_per_event"].items()))
     print(f"  CPU (% of one core): client {r['client_cpu_pct']:.0f}%, server "
           f"{r['server_cpu_pct']:.0f}% (IOLoop thread {r['server_main_thread_cpu_pct']:.0f}% "
           f"on CPU + {r['server_main_thread_cpu_wait_pct']:.0f}% runnable but waiting for a CPU)")
@@ -340,13 +347,16 @@ def main() -> None:
             cap = median([r["events_per_core_s"] for r in runs])
             kernel = median([r["server_kernel_share"] for r in runs])
             sent = median([r["sent_per_s"] for r in runs])
+            parts = {k: median([r["us_per_event"][k] for r in runs]) for k in runs[0]["us_per_event"]}
             summary.append({"n_recorders": n, "code": code, "relay_ms": med, "ack_ms": ack,
-                            "sent_per_s": sent, "events_per_core_s": cap, "kernel_share": kernel})
+                            "sent_per_s": sent, "events_per_core_s": cap, "kernel_share": kernel,
+                            "us_per_event": parts})
             tag = f" {code:<13}" if len(codes) > 1 else ""
             print(f"  N={n:<4}{tag} p50 {med['p50']:8.2f} ms  p90 {med['p90']:8.2f}  p99 {med['p99']:8.2f}  "
                   f"max {med['max']:8.2f}   (ack p50 {ack['p50']:.1f}, p99 {ack['p99']:.1f} ms); "
                   f"{sent:,.0f} events/s in, {cap:,.0f} per core of server CPU ({1e6 / cap:.0f} µs "
-                  f"per event, {100 * kernel:.0f}% in the kernel)")
+                  f"per event, {100 * kernel:.0f}% in the kernel: "
+                  + ", ".join(f"{k} {v:.1f}" for k, v in parts.items()) + ")")
         mine = {x["code"]: x for x in summary[-len(codes):]}
         later = [b[0] for b in bases[1:]]
         pairs = [(b, "baseline") for b in later]

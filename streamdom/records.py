@@ -57,13 +57,15 @@ class Batch:
     """The new events of one frame of one recorder stream, validated: the unit of `Bus.publish`.
 
     Relayed as one frame, logged and acknowledged together. `frame` is the /watch WebSocket
-    frame carrying all of them, built once (by ingest) and written as-is to every watcher.
+    frame carrying all of them, built once (by ingest) and written as-is to every viewer.
+    The events are held as `Row`s, the form the log and the tail keep: built once by ingest,
+    with no per-event object on the relay's path (`records` makes EventRecords of them).
     """
 
-    records: list[EventRecord]  # consecutive seqs of one stream, none already held
+    rows: list[Row]  # consecutive seqs of one stream, none already held
     frame: bytes
 
     @property
-    def last_seq(self) -> int:
-        """The seq of the batch's last event."""
-        return self.records[-1].seq
+    def records(self) -> list[EventRecord]:
+        """The batch's events as EventRecords (for tests and tools; the relay reads `rows`)."""
+        return [EventRecord(*row) for row in self.rows]

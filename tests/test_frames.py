@@ -57,6 +57,29 @@ def test_canonical_frames_are_kept_byte_for_byte() -> None:
         json.dumps(e["data"], separators=(",", ":"), ensure_ascii=False) for e in evs]
 
 
+def test_a_single_canonical_event_is_kept_byte_for_byte() -> None:
+    ev = {"type": 3, "data": {"source": 5, "text": "é 🙂 \"q\"", "isChecked": False, "x": 1.5}, "timestamp": 9}
+    msg = parse_frame(frame([ev], seq=7, separators=(",", ":"), ensure_ascii=False))
+    (raw,) = msg["events"].events
+    assert msg["seq"] == 7 and msg["events"].text == json.dumps([ev], separators=(",", ":"), ensure_ascii=False)
+    assert (raw.type, raw.timestamp, raw.extra) == (3, 9, None)
+    assert raw.data == json.dumps(ev["data"], separators=(",", ":"), ensure_ascii=False)
+
+
+@pytest.mark.parametrize("blank", ["\n", "\t", "\r\n", " \n\t "])
+@pytest.mark.parametrize("events", [1, 2])
+def test_raw_tabs_and_newlines_between_tokens_are_not_kept(blank: str, events: int) -> None:
+    # The log and the cluster's messages are tab-separated lines: a raw tab or newline kept in
+    # `data` would break a log frame open (and lose the rest of its segment at the next flush).
+    data = f'{{"source":0,{blank}"texts":[{blank}1,{blank}"a\\tb\\n"]{blank}}}'
+    one = f'{{"type":3,"data":{data},"timestamp":5}}'
+    msg = parse_frame('{"type":"events","seq":1,"events":[' + ",".join([one] * events) + "]}")
+    for raw in msg["events"].events:
+        assert not {"\t", "\n", "\r"} & set(raw.data)
+        assert json.loads(raw.data) == {"source": 0, "texts": [1, "a\tb\n"]}
+    assert msg["events"].text is None  # rewritten: not spliced into viewers' frames as it came
+
+
 def test_other_shapes_are_read_and_extras_kept() -> None:
     text = '{ "events" : [ { "data" : [ 1 , 2 ] , "timestamp" : 7.9, "type" : 5, "x": "\\ud83d" } ], "seq": 4, "type": "events" }'
     msg = parse_frame(text)
@@ -80,6 +103,11 @@ def test_other_shapes_are_read_and_extras_kept() -> None:
     '{"type":"events","seq":1,"events":[{"type":3,"data":{},"timestamp":1},]}',
     '{"type":"ping","t0":NaN}',
     '[1]', '{"type":1}', '', '{"type":"x"',
+    # leading zeros are not JSON (a verbatim events array goes into viewers' frames as it came)
+    '{"type":"events","seq":1,"events":[{"type":03,"data":{},"timestamp":1}]}',
+    '{"type":"events","seq":1,"events":[{"type":3,"data":{},"timestamp":01}]}',
+    '{"type":"events","seq":01,"events":[{"type":3,"data":{},"timestamp":1}]}',
+    '{"type":"events","seq":1,"events":[{"type":3,"data":{},"timestamp":1},{"type":3,"data":{},"timestamp":02}]}',
 ])
 def test_anything_but_strict_json_is_refused(bad: str) -> None:
     with pytest.raises(ProtocolError):

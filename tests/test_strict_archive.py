@@ -117,6 +117,31 @@ def test_generated_events_are_relayed_as_strict_json(strict_server: ServerProces
     ACCEPTED[sid] = kept
 
 
+def test_raw_blanks_inside_data_do_not_break_the_log(strict_server: ServerProcess) -> None:
+    # Raw tabs, newlines and CRs between tokens are valid JSON; the log's lines are
+    # tab-separated. Kept raw, they made recovery (below) drop this frame and everything logged
+    # after it in its segment, other sessions' acknowledged events included.
+    sid = f"strict-{next(SESSIONS)}"
+    t = 1_700_000_000_000
+    kept = session_events(2, t0=t) + [
+        {"type": 3, "data": {"source": 0, "texts": [{"id": 1, "value": "a\tb\r\nc"}]}, "timestamp": t + 3 + i}
+        for i in range(4)]
+
+    async def go() -> None:
+        rec = Recorder(strict_server.ws, sid)
+        await rec.connect()
+        await rec.send_events(1, kept[:2])
+        await rec.send(json.dumps({"type": "events", "seq": 3, "events": [kept[2]]}, indent=1))  # one event
+        await rec.send(json.dumps({"type": "events", "seq": 4, "events": kept[3:5]}, indent="\t"))
+        await rec.send(json.dumps({"type": "events", "seq": 6, "events": [kept[5]]},
+                                  separators=(",\r\n", ":\t")))
+        await rec.wait_ack(6)
+        rec.close()
+
+    run_async(go())
+    ACCEPTED[sid] = kept
+
+
 def test_after_kill_9_and_recovery_every_reader_takes_the_archive(
         strict_server: ServerProcess, browser: Browser) -> None:
     assert ACCEPTED, "the generating test ran first"

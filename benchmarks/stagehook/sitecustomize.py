@@ -41,8 +41,8 @@ def _install(out_dir: str) -> None:
     orig_publish = natsbus.NatsBus.publish
 
     def publish(self, producer, batch):  # type: ignore[no-untyped-def]
-        r = batch.records
-        data["pub"].append((producer.session_id, producer.stream_id, r[0].seq, r[-1].seq, now()))
+        r = batch.rows
+        data["pub"].append((producer.session_id, producer.stream_id, r[0][ROW_SEQ], r[-1][ROW_SEQ], now()))
         return orig_publish(self, producer, batch)
 
     natsbus.NatsBus.publish = publish  # type: ignore[method-assign]

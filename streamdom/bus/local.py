@@ -35,7 +35,7 @@ from streamdom.bus.base import (
 from streamdom.bus.streams import AckListener, StreamMarks, StreamTable
 from streamdom.config import Config
 from streamdom.live.hub import Hub, LiveSession
-from streamdom.records import Batch, Row
+from streamdom.records import ROW_SEQ, Batch, Row
 from streamdom.wire import FrameSink
 
 log = logging.getLogger(__name__)
@@ -141,11 +141,10 @@ class LocalBus(Bus):
         """Relay to watchers, then queue for the WAL's next fsync and keep in the tail."""
         if self.wal.failure is not None:
             raise BusUnavailable(self.wal.failure)
-        records = batch.records
-        producer._marks.received = records[-1].seq  # the bus's own marks
+        rows = batch.rows
+        producer._marks.received = rows[-1][ROW_SEQ]  # the bus's own marks
         # (Only open_stream makes producers here, all LocalProducers: no check on the hot path.)
         self.hub.relay(producer.session, batch)  # type: ignore[attr-defined] # relay first: latency is the product
-        rows = [rec.row() for rec in records]  # the records themselves (and frames) can go now
         self.wal.submit(rows)
         self.tail.hold(rows)
         if self.tail.count >= self._flush_max:

@@ -47,9 +47,9 @@ from streamdom.bus.presence import PresenceBoard
 from streamdom.bus.publisher import StreamKey, StreamPublisher
 from streamdom.bus.streams import AckListener, StreamTable
 from streamdom.config import Config
-from streamdom.ingest.validate import batch_of, batches_from_rows
+from streamdom.ingest.validate import batch_of_rows, batches_from_rows
 from streamdom.live.hub import Hub, LiveSession
-from streamdom.records import Batch, Row
+from streamdom.records import ROW_SEQ, Batch, Row
 from streamdom.wire import FrameSink
 
 log = logging.getLogger(__name__)
@@ -233,15 +233,15 @@ class NatsBus(Bus):
         if failure is not None:
             raise BusUnavailable(failure)
         assert isinstance(producer, LocalProducer) and self.publisher is not None
-        records = batch.records
-        producer._marks.received = records[-1].seq
+        rows = batch.rows
+        last = rows[-1][ROW_SEQ]
+        producer._marks.received = last
         key = (producer.session_id, producer.stream_id)
-        high = self.relayed.advance(*key, records[-1].seq)
-        if records[0].seq > high:
+        high = self.relayed.advance(*key, last)
+        if rows[0][ROW_SEQ] > high:
             self.hub.relay(producer.session, batch)  # relay first: latency is the product
-        elif records[-1].seq > high:  # partly relayed already (read back from the stream)
-            self.hub.relay(producer.session, batch_of([r for r in records if r.seq > high]))
-        rows = [r.row() for r in records]
+        elif last > high:  # partly relayed already (read back from the stream)
+            self.hub.relay(producer.session, batch_of_rows([r for r in rows if r[ROW_SEQ] > high]))
         if self.live is not None:  # to other nodes' watchers, not waiting for the store
             self.live.send(key, rows)
         self.publisher.add(key, rows)

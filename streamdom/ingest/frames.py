@@ -14,11 +14,15 @@ browser's JSON.parse, the events API) takes it:
   do) is valid JSON grammar but not Unicode; it is stored as `\\ufffd` (U+FFFD), as a browser's
   TextEncoder would turn it;
 - nesting is bounded by the frame size (--max-message-bytes) and the thread's stack, not by the
-  interpreter's recursion limit: a deep value is decoded again with a limit sized to the stack.
+  interpreter's recursion limit: a deep value is decoded again with a limit sized to the stack;
+- raw tabs, CRs and newlines between tokens are dropped (the log and the cluster's messages are
+  tab-separated lines; inside a JSON string those characters are always escaped).
 
 The common shape, `{"type":N,"data":...,"timestamp":T}` as JSON.stringify writes rrweb's
-events, is read with two regular expressions around the data; anything else (other key orders,
-whitespace, extra keys) goes the general way and is re-assembled in that canonical shape.
+events, is read with two regular expressions around the data (a frame of just one such event,
+the most common frame, with one for the whole frame up to its data and one after it); anything
+else (other key orders, whitespace, extra keys) goes the general way and is re-assembled in
+that canonical shape.
 """
 
 from __future__ import annotations
@@ -73,12 +77,21 @@ def _finite_float(text: str) -> float:
     return value
 
 
-_raw_decode = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float).raw_decode
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
+_raw_decode = _DECODER.raw_decode
+_scan_once = _DECODER.scan_once  # raw_decode without its Python frame: (value, end) or an exception
 _WS = re.compile(r"[ \t\n\r]*")
 _BLANK = frozenset((" ", "\t", "\n", "\r", ""))  # and "" (the end): whatever _ws would look at
-_FAST_FRAME = re.compile(r'\{"type":"events","seq":(\d{1,16}),"events":(?=\[)')
-_FAST_HEAD = re.compile(r'\{"type":(\d{1,3}),"data":')
-_FAST_TAIL = re.compile(r',"timestamp":(\d{1,16})\}')
+# Numbers as JSON writes them (no leading zeros: "007" is not JSON, and a verbatim array is
+# spliced into viewers' frames as it came).
+_FAST_FRAME = re.compile(r'\{"type":"events","seq":(0|[1-9]\d{0,15}),"events":(?=\[)')
+_FAST_HEAD = re.compile(r'\{"type":(0|[1-9]\d{0,2}),"data":')
+_FAST_TAIL = re.compile(r',"timestamp":(0|[1-9]\d{0,15})\}')
+# The whole of the most common frame, one event in the canonical shape, but for its data.
+_FAST_ONE = re.compile(r'\{"type":"events","seq":(0|[1-9]\d{0,15}),"events":\[\{"type":(0|[1-9]\d{0,2}),"data":')
+_ONE_EVENTS_AT = len('[{"type":')  # where the events array starts, before the type's digits
+_FAST_ONE_END = re.compile(r',"timestamp":(0|[1-9]\d{0,15})\}\]\}\Z')
+_DROP_BLANKS = str.maketrans("", "", "\t\n\r")
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 # Escapes in order, so an escaped backslash is never read as the start of another escape:
 # a surrogate pair (kept), a lone surrogate (replaced), any other escape (kept).
@@ -107,6 +120,21 @@ def lone_surrogates_replaced(json_text: str) -> str:
     if "\\u" not in json_text or not _SURROGATE_ESCAPE.search(json_text):
         return json_text
     return _ESCAPE.sub(lambda m: "\\ufffd" if len(m.group()) == 6 else m.group(), json_text)
+
+
+def stored_text(json_text: str) -> str:
+    """Validated JSON text as it is kept: lone surrogate escapes as `\\ufffd`, and no tab, CR or
+    LF (the log and the cluster's messages are lines of tab-separated fields).
+
+    Strict JSON has those three raw only as blanks between tokens (inside a string they must be
+    escaped), so dropping them changes no value: `{"a":\\n1}` is kept as `{"a":1}`.
+    """
+    # (`in` checks: each a fast scan in C, where a regex for all of them steps char by char)
+    if "\n" in json_text or "\t" in json_text or "\r" in json_text:
+        json_text = json_text.translate(_DROP_BLANKS)
+    if "\\u" not in json_text:
+        return json_text
+    return lone_surrogates_replaced(json_text)
 
 
 def clean_str(value: str) -> str:
@@ -209,7 +237,7 @@ def _event(text: str, i: int) -> tuple[RawEvent, int, bool]:
         tail = _FAST_TAIL.match(text, end)
         if tail is not None:
             data = _data(text, start, end)
-            clean = lone_surrogates_replaced(data)
+            clean = stored_text(data)
             ev = RawEvent(_check_type(int(head.group(1))), _check_timestamp(int(tail.group(1))), clean, None)
             return ev, tail.end(), clean is data
     fields: dict[str, Any] = {}
@@ -226,7 +254,7 @@ def _event(text: str, i: int) -> tuple[RawEvent, int, bool]:
     typ, ts = _check_type(fields.pop("type", None)), _check_timestamp(fields.pop("timestamp", None))
     if "data" not in spans:
         raise ProtocolError("event.data must be an object")
-    data = lone_surrogates_replaced(_data(text, *spans["data"]))
+    data = stored_text(_data(text, *spans["data"]))
     extra = None
     if fields:
         extra = lone_surrogates_replaced(json.dumps(fields, separators=(",", ":"), allow_nan=False))
@@ -262,6 +290,25 @@ def _events(text: str, i: int, first_seq: object) -> tuple[EventsSpan, int]:
             return EventsSpan(events, text[start:end] if verbatim else None), end
 
 
+def _one_event(text: str, head: re.Match[str]) -> dict[str, Any] | None:
+    """The frame `head` starts, when it is exactly one canonical event whose data is kept as it
+    came; else None, and the general path decodes it (and words any refusal) as for any frame."""
+    start = head.end()
+    try:
+        end = _scan_once(text, start)[1]
+    except (StopIteration, ValueError, RecursionError):
+        return None
+    tail = _FAST_ONE_END.match(text, end)
+    if tail is None or text[start] not in "{[":
+        return None
+    data = text[start:end]
+    typ, ts = int(head.group(2)), int(tail.group(1))
+    if stored_text(data) is not data or typ > MAX_EVENT_TYPE or ts >= MAX_TIMESTAMP:
+        return None
+    return {"type": "events", "seq": int(head.group(1)),
+            "events": EventsSpan([RawEvent(typ, ts, data, None)], text[head.start(2) - _ONE_EVENTS_AT:-1])}
+
+
 def parse_frame(text: str | bytes) -> dict[str, Any]:
     """Decode one recorder frame into a dict of its members, refusing anything but strict JSON.
 
@@ -273,6 +320,11 @@ def parse_frame(text: str | bytes) -> dict[str, Any]:
             text = text.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise ProtocolError("frame is not UTF-8") from exc
+    one = _FAST_ONE.match(text)
+    if one is not None:  # one event, as our recorder writes it (most frames)
+        msg = _one_event(text, one)
+        if msg is not None:
+            return msg
     fast = _FAST_FRAME.match(text)
     if fast is not None:  # as our recorder writes it
         span, end = _events(text, fast.end(), int(fast.group(1)))

@@ -11,7 +11,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from streamdom.ingest.frames import EventsSpan, clean_str, parse_frame
-from streamdom.records import Batch, EventRecord, Row
+from streamdom.records import (
+    ROW_SEQ,
+    ROW_SERVER_TIME,
+    ROW_STREAM,
+    ROW_TYPE,
+    Batch,
+    EventRecord,
+    Row,
+    row_event_json,
+)
 from streamdom.rrweb import EventType
 from streamdom.wire import ProtocolError, valid_id, ws_text_frame
 
@@ -70,59 +79,79 @@ def make_batches(session_id: str, stream_id: str, seq: int, span: EventsSpan, sk
     rewriting. A frame that holds a checkout after other events (a click, then Meta and
     FullSnapshot) is cut before the snapshot, so a late joiner's backlog starts right at it.
     """
-    raw = span.events[skip:] if skip else span.events
+    events = span.events
+    if len(events) == 1 and not skip:  # most frames (one event each on real apps): no cut, no loop
+        e = events[0]
+        row = (session_id, stream_id, seq, e.type, e.timestamp, server_time, e.data, e.extra)
+        return [Batch([row], _one_event_frame(row, span.text))]
+    raw = events[skip:] if skip else events
     first = seq + skip
-    records = [EventRecord(session_id, stream_id, first + i, e.type, e.timestamp, server_time,
-                           e.data, e.extra) for i, e in enumerate(raw)]
-    parts = _cut(records)
+    rows = [(session_id, stream_id, first + i, e.type, e.timestamp, server_time, e.data, e.extra)
+            for i, e in enumerate(raw)]
+    parts = _cut(rows)
     if len(parts) == 1:
-        return [Batch(records, watch_frame(records, span.text if not skip else None))]
-    return [batch_of(part) for part in parts]
+        return [Batch(rows, watch_frame(rows, span.text if not skip else None))]
+    return [batch_of_rows(part) for part in parts]
 
 
 def batches_from_rows(rows: list[Row]) -> list[Batch]:
     """Rows read back from a log (another node's events, in cluster mode) as relayable batches:
     runs of consecutive seqs of one stream, cut at snapshots like a frame's."""
     out: list[Batch] = []
-    run: list[EventRecord] = []
+    run: list[Row] = []
     for row in rows:
-        rec = EventRecord(*row)
-        if run and (rec.stream_id != run[-1].stream_id or rec.seq != run[-1].seq + 1):
-            out += [batch_of(part) for part in _cut(run)]
+        if run and (row[ROW_STREAM] != run[-1][ROW_STREAM] or row[ROW_SEQ] != run[-1][ROW_SEQ] + 1):
+            out += [batch_of_rows(part) for part in _cut(run)]
             run = []
-        run.append(rec)
+        run.append(row)
     if run:
-        out += [batch_of(part) for part in _cut(run)]
+        out += [batch_of_rows(part) for part in _cut(run)]
     return out
 
 
-def _cut(records: list[EventRecord]) -> list[list[EventRecord]]:
-    """Records cut before every snapshot that does not start them (see make_batches)."""
-    cuts = [i for i in range(1, len(records)) if _starts_snapshot(records, i)]
+def _cut(rows: list[Row]) -> list[list[Row]]:
+    """Rows cut before every snapshot that does not start them (see make_batches)."""
+    cuts = [i for i in range(1, len(rows)) if _starts_snapshot(rows, i)]
     if not cuts:
-        return [records]
-    bounds = [0, *cuts, len(records)]
-    return [records[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+        return [rows]
+    bounds = [0, *cuts, len(rows)]
+    return [rows[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
 
 
-def _starts_snapshot(records: list[EventRecord], i: int) -> bool:
-    t = records[i].type
-    return t == EventType.Meta or (t == EventType.FullSnapshot and records[i - 1].type != EventType.Meta)
+def _starts_snapshot(rows: list[Row], i: int) -> bool:
+    t = rows[i][ROW_TYPE]
+    return t == EventType.Meta or (t == EventType.FullSnapshot and rows[i - 1][ROW_TYPE] != EventType.Meta)
 
 
-def watch_frame(records: list[EventRecord], events_text: str | None = None) -> bytes:
-    """The /watch frame of consecutive records of one stream (`events_text`: their JSON array).
+def _one_event_frame(row: Row, events_text: str | None) -> bytes:
+    """The /watch frame of one event (protocol v1's `event` frame); `events_text`: the frame's
+    `events` array as received, when it needs no rewriting (then it is `[` + the event as
+    row_event_json would write it + `]`, unless blanks surround the event)."""
+    if events_text is not None and events_text[1] == "{" and events_text[-2] == "}":
+        event = events_text[1:-1]
+    else:
+        event = row_event_json(row)
+    return ws_text_frame(f'{{"type":"event","streamId":"{row[ROW_STREAM]}","seq":{row[ROW_SEQ]},'
+                         f'"recvAt":{row[ROW_SERVER_TIME]},"event":{event}}}')
+
+
+def watch_frame(rows: list[Row], events_text: str | None = None) -> bytes:
+    """The /watch frame of consecutive rows of one stream (`events_text`: their JSON array).
 
     One event goes as an `event` frame (protocol v1), several as one `events` frame (v2).
     """
-    r = records[0]
-    if len(records) == 1:
-        return ws_text_frame(f'{{"type":"event","streamId":"{r.stream_id}","seq":{r.seq},'
-                             f'"recvAt":{r.server_time},"event":{r.event_json()}}}')
+    if len(rows) == 1:
+        return _one_event_frame(rows[0], events_text)
+    r = rows[0]
     if events_text is None:
-        events_text = "[" + ",".join(rec.event_json() for rec in records) + "]"
-    return ws_text_frame(f'{{"type":"events","streamId":"{r.stream_id}","seq":{r.seq},'
-                         f'"recvAt":{r.server_time},"events":{events_text}}}')
+        events_text = "[" + ",".join(map(row_event_json, rows)) + "]"
+    return ws_text_frame(f'{{"type":"events","streamId":"{r[ROW_STREAM]}","seq":{r[ROW_SEQ]},'
+                         f'"recvAt":{r[ROW_SERVER_TIME]},"events":{events_text}}}')
+
+
+def batch_of_rows(rows: list[Row]) -> Batch:
+    """A batch of consecutive rows of one stream, with its watch frame."""
+    return Batch(rows, watch_frame(rows))
 
 
 def make_record(session_id: str, stream_id: str, seq: int, ev: dict[str, Any], server_time: int) -> EventRecord:
@@ -135,4 +164,4 @@ def make_record(session_id: str, stream_id: str, seq: int, ev: dict[str, Any], s
 
 def batch_of(records: list[EventRecord]) -> Batch:
     """A batch of records made by make_record (for tests and benchmarks)."""
-    return Batch(records, watch_frame(records))
+    return batch_of_rows([r.row() for r in records])

@@ -10,7 +10,7 @@ from tornado.ioloop import IOLoop
 
 from streamdom.config import Config
 from streamdom.live.ring import ENTRY_FRAME, RingBuffer
-from streamdom.records import Batch
+from streamdom.records import ROW_SERVER_TIME, Batch
 from streamdom.wire import FrameSink, dumps, now_ms, watch_hello
 
 log = logging.getLogger(__name__)
@@ -128,8 +128,7 @@ class Hub:
         for w in tuple(s.watchers):
             w.send_frame(frame)
         ring.keep(batch)
-        records = batch.records
-        s.last_event_at = records[-1].server_time
+        s.last_event_at = batch.rows[-1][ROW_SERVER_TIME]
         self.ring_bytes += ring.nbytes - before
         if self.ring_bytes > self.config.ring_total_max_bytes:
             self._evict()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterator
 
-from streamdom.records import Batch
+from streamdom.records import ROW_SEQ, ROW_SERVER_TIME, ROW_STREAM, ROW_TYPE, Batch
 from streamdom.rrweb import EventType
 
 # Module constants, not attribute lookups on the enum, on the relay's path.
@@ -41,22 +41,30 @@ class RingBuffer:
         FullSnapshot not right after its stream's Meta (ingest cuts batches there).
         """
         current = self.segments[-1]
-        records = batch.records
-        first, last = records[0], records[-1]
-        starts_segment = first.type == META or (
-            first.type == FULL_SNAPSHOT and not (current and current[-1][ENTRY_TYPE] == META
-                                                 and current[-1][ENTRY_STREAM] == first.stream_id))
+        rows = batch.rows
+        first, last = rows[0], rows[-1]
+        first_type, stream = first[ROW_TYPE], first[ROW_STREAM]
+        starts_segment = first_type == META or (
+            first_type == FULL_SNAPSHOT and not (current and current[-1][ENTRY_TYPE] == META
+                                                 and current[-1][ENTRY_STREAM] == stream))
         if starts_segment and current:
             self.segments.append([])
             self._has_snapshot.append(False)
             current = self.segments[-1]
-        current.append((last.type, first.stream_id, first.seq, last.server_time, batch.frame))
-        if first.type == FULL_SNAPSHOT or (len(records) > 1 and any(r.type == FULL_SNAPSHOT for r in records)):
+        frame = batch.frame
+        current.append((last[ROW_TYPE], stream, first[ROW_SEQ], last[ROW_SERVER_TIME], frame))
+        if first_type == FULL_SNAPSHOT or (len(rows) > 1 and any(r[ROW_TYPE] == FULL_SNAPSHOT for r in rows)):
             self._has_snapshot[-1] = True
-        self.nbytes += len(batch.frame)
-        self._trim(last.server_time - self.max_age_ms)
+        self.nbytes += len(frame)
+        self._trim(last[ROW_SERVER_TIME] - self.max_age_ms)
 
     def _trim(self, too_old: int) -> None:
+        segments = self.segments
+        # Nothing to drop (the common case, checked without a scan): a single segment, or an
+        # oldest one that is young enough while the ring is within its budget.
+        if len(segments) == 1 or (self.nbytes <= self.max_bytes
+                                  and segments[0][-1][ENTRY_SERVER_TIME] >= too_old):
+            return
         keep_from = self._latest_playable()
         while keep_from > 0 and (self.nbytes > self.max_bytes
                                  or self.segments[0][-1][ENTRY_SERVER_TIME] < too_old):
