@@ -61,12 +61,6 @@ _SOURCE = re.compile(r'\{\s*"source"\s*:\s*(\d{1,9})\b')
 _INTERACTION = re.compile(r'\{\s*"source"\s*:\s*2\s*,\s*"type"\s*:\s*(\d{1,9})\b')
 
 
-def source_of(data: str) -> int | None:
-    """`data.source` of an IncrementalSnapshot event's data text (JSON.stringify puts it first)."""
-    m = _SOURCE.match(data)
-    return int(m.group(1)) if m else None
-
-
 def _cut(value: object, limit: int) -> str:
     text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))[:limit]
     return text[:limit]

@@ -214,3 +214,46 @@ def test_connections_to_one_archive_share_a_database_until_the_last_is_gone(tmp_
         t.join(120)
     assert not any(t.is_alive() for t in threads), "a connect never returned"
     assert key not in lake._databases
+
+
+def test_a_flush_archives_each_logged_event_exactly_with_its_source(tmp_path: Path) -> None:
+    """What a flush reads back from the log and commits: every field of every event as logged,
+    across a day boundary and a hole in a stream, and `source` as the README documents it
+    (NULL, not a failed flush, for a data.source no SMALLINT holds)."""
+    midnight = int(datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0).timestamp() * 1000)
+    datas = [  # (type, data text as logged, the source column)
+        (3, '{"source":2,"type":2,"id":1,"x":1,"y":2}', 2),
+        (3, '{ "source" : 5 ,"text":"a\\tb","isChecked":false}', 5),  # blanks, an escaped tab
+        (3, '{"source":99999,"x":1}', None),  # beyond SMALLINT: no rrweb source
+        (3, '{"texts":[],"source":0}', None),  # not first: not read
+        (3, '{"source":-1}', None),
+        (3, '{"source":7.5}', 7),
+        (2, '{"source":1,"node":{}}', None),  # not an IncrementalSnapshot
+        (5, '{"tag":"x","payload":{"source":3}}', None),
+    ]
+    recs = []
+    for i, (typ, data, _) in enumerate(datas):
+        rec = make_record("src", "a", i + 1 + (i >= 4), {"type": typ, "data": {}, "timestamp": 5 + i},
+                          midnight - 2 + i)  # seq 5 is missing; a day ends after the second event
+        rec.data = data
+        recs.append(rec)
+    recs.append(make_record("other", "b", 1, {"type": 3, "data": {"source": 1}, "timestamp": 1}, midnight))
+
+    async def go() -> None:
+        svc = Services(server_config(tmp_path, flush_interval=3600, compaction_interval=3600))
+        await svc.start()
+        for sid, stream, batches in (("src", "a", [recs[:4], recs[4:8]]), ("other", "b", [recs[8:]])):
+            producer = await svc.bus.open_stream(sid, stream, "", "", lambda seq: None)
+            for part in batches:
+                svc.bus.publish(producer, batch_of(part))
+        await svc.bus.flusher.flush()
+        glob = tmp_path / "main" / "events" / "*" / "*.parquet"
+        stored = duckdb.sql(f"SELECT session_id, stream_id, seq, type, timestamp, server_time, data, extra,"
+                            f" source FROM '{glob}' ORDER BY session_id DESC, seq").fetchall()
+        assert stored == [(*r.row(), src) for r, src in zip(recs, [d[2] for d in datas] + [1], strict=True)]
+        runs = duckdb.sql(f"SELECT session_id, min_seq, max_seq, event_count FROM "
+                          f"'{tmp_path / 'main' / 'sessions' / '*' / '*.parquet'}' ORDER BY 1 DESC, 2").fetchall()
+        assert runs == [("src", 1, 2, 2), ("src", 3, 4, 2), ("src", 6, 9, 4), ("other", 1, 1, 1)]
+        await svc.close()
+
+    run_async(go())

@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 
 from streamdom.archive import lake, layout, summaries
 from streamdom.archive.lake import Location
-from streamdom.archive.wal import read_segments
+from streamdom.archive.wal import read_segments, read_segments_table
 from streamdom.records import (
     ROW_DATA,
     ROW_SEQ,
@@ -85,17 +85,20 @@ def _commit_once(con: duckdb.DuckDBPyConnection, rows: Sequence[Row], stream_inf
         if signals is None:
             signals = by_stream(sorted(fresh, key=lambda r: (r[ROW_SESSION], r[ROW_STREAM], r[ROW_SEQ])),
                                 tracker)
-        events, index = tables(fresh, stream_info, signals)
-        con.register("fresh_events", events)
-        con.register("fresh_index", index)
-        try:
-            con.execute("INSERT INTO lake.events SELECT * FROM fresh_events")
-            con.execute("INSERT INTO lake.sessions BY NAME SELECT * FROM fresh_index")
-        finally:
-            con.unregister("fresh_events")
-            con.unregister("fresh_index")
-        return len(fresh), index
+        return _insert(con, *tables(layout.rows_table(fresh), stream_info, signals))
     return 0, None
+
+
+def _insert(con: duckdb.DuckDBPyConnection, events: pa.Table, index: pa.Table) -> tuple[int, pa.Table]:
+    con.register("fresh_events", events)
+    con.register("fresh_index", index)
+    try:
+        con.execute("INSERT INTO lake.events SELECT * FROM fresh_events")
+        con.execute("INSERT INTO lake.sessions BY NAME SELECT * FROM fresh_index")
+    finally:
+        con.unregister("fresh_events")
+        con.unregister("fresh_index")
+    return len(events), index
 
 
 Runs = dict[tuple[str, str], list[tuple[int, int]]]
@@ -128,9 +131,10 @@ def new_rows(rows: Iterable[Row], runs: Runs) -> list[Row]:
     return out
 
 
-def tables(rows: list[Row], stream_info: StreamInfo,
+def tables(rows: pa.Table, stream_info: StreamInfo,
            signals: StreamSignals | None = None) -> tuple[pa.Table, pa.Table]:
-    """The events rows (sorted by session and time) and their index rows, with their day.
+    """The events rows (sorted by session and time) and their index rows, with their day, of a
+    table of record rows (layout.ROWS_SCHEMA).
 
     Index rows describe contiguous runs of seqs within one day, so that "seq within an index
     row's [min_seq, max_seq]" means "archived": that is how commits deduplicate.
@@ -143,7 +147,7 @@ def tables(rows: list[Row], stream_info: StreamInfo,
         gaps = pc.not_equal(ix["event_count"], span)
         if pc.any(gaps).as_py():  # a stream with holes (the recorder dropped events): split it
             holed = ix.filter(gaps)
-            ix = pa.concat_tables([ix.filter(pc.invert(gaps)), _runs(day_rows, holed)])
+            ix = pa.concat_tables([ix.filter(pc.invert(gaps)), _runs(layout.table_rows(ev), holed)])
         day_col = pa.array([date.fromisoformat(day)], pa.date32())
         events.append(ev.append_column(EVENTS_ARROW.field("day"), pa.repeat(day_col[0], len(ev))))
         index.append(ix.append_column(SESSIONS_ARROW.field("day"), pa.repeat(day_col[0], len(ix))))
@@ -205,10 +209,13 @@ def flush_segments(loc: Location, segments: list[Path], stream_info: StreamInfo,
     (summaries.py).
     """
     con = writer(loc)
-    rows = read_segments(segments)
+    # Read as one Arrow table (no Python object per event) and committed as the rows' table
+    # commit_index would build: no exactly-once check, the tail's signals.
+    rows = read_segments_table(segments)
     before = lake.current_version(con)
-    n, index = commit_index(con, rows, stream_info, dedup=False,
-                            signals=signals if signals is not None else {})
+    n, index = 0, None
+    if len(rows):
+        n, index = lake.in_transaction(con, lambda c: _insert(c, *tables(rows, stream_info, signals or {})))
     version = lake.current_version(con)
     # Snapshot ids go up by one per commit: only if nothing else committed between the two
     # reads is `version` this commit's snapshot, made on `before` by adding these rows.

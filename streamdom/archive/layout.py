@@ -6,15 +6,15 @@ business (lake.py): `<data path>/main/<table>/day=YYYY-MM-DD/ducklake-<uuid>.par
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from streamdom.records import ROW_SERVER_TIME, Row
+from streamdom.records import Row
 from streamdom.rrweb import EventType
-from streamdom.signals import Signals, source_of
+from streamdom.signals import Signals
 from streamdom.useragent import browser_of, os_of
 
 EVENTS_SCHEMA = pa.schema([
@@ -28,6 +28,11 @@ EVENTS_SCHEMA = pa.schema([
     pa.field("data", pa.string(), nullable=False),
     pa.field("extra", pa.string()),
 ])
+
+# Record rows (records.Row's fields, in its order) as an Arrow table: what the flusher reads
+# from the log and what commits are given, before the `source` column and the sort.
+ROWS_SCHEMA = pa.schema([EVENTS_SCHEMA.field(name) for name in (
+    "session_id", "stream_id", "seq", "type", "timestamp", "server_time", "data", "extra")])
 
 INDEX_SCHEMA = pa.schema([
     pa.field("session_id", pa.string(), nullable=False),
@@ -71,26 +76,40 @@ def day_of(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d")
 
 
-def _source(rec_type: int, data: str) -> int | None:
-    # IncrementalSnapshot (3) events carry data.source; keep it as a column so analysts and
-    # DuckDB can filter clicks or mutations without parsing JSON. `data` is the text the
-    # recorder sent (JSON.stringify puts `source` first; other writers may add whitespace).
-    if rec_type != EventType.IncrementalSnapshot:
-        return None
-    return source_of(data)
+# data.source of an IncrementalSnapshot's data text (JSON.stringify puts it first; JSON allows
+# blanks around it), as signals.py reads it; RE2's \s and \d are ASCII, which is all
+# valid JSON can have there.
+_SOURCE = r'^\{\s*"source"\s*:\s*(?P<source>\d{1,9})\b'
+_SOURCE_MAX = 2**15 - 1  # the column is a SMALLINT: a larger data.source is no rrweb source
 
 
-def records_table(rows: list[Row]) -> pa.Table:
-    """An events table (schema EVENTS_SCHEMA) from record rows, sorted by SORT_KEY."""
-    sids, streams, seqs, types, tss, sts, datas, extras = zip(*rows, strict=True) if rows else ([],) * 8
-    table = pa.table({
-        "session_id": sids, "stream_id": streams, "seq": seqs, "type": types,
-        "source": [_source(t, d) for t, d in zip(types, datas, strict=True)],
-        "timestamp": tss, "server_time": sts, "data": datas, "extra": extras,
-    }, schema=EVENTS_SCHEMA)
+def rows_table(rows: Sequence[Row]) -> pa.Table:
+    """Record rows as a table of ROWS_SCHEMA."""
+    columns = zip(*rows, strict=True) if rows else ([],) * len(ROWS_SCHEMA)
+    return pa.table(dict(zip(ROWS_SCHEMA.names, columns, strict=True)), schema=ROWS_SCHEMA)
+
+
+def records_table(rows: pa.Table) -> pa.Table:
+    """An events table (schema EVENTS_SCHEMA) from a table of record rows, sorted by SORT_KEY.
+
+    IncrementalSnapshot (3) events carry data.source; it is kept as a column so analysts and
+    DuckDB can filter clicks or mutations without parsing JSON (found by Arrow's regex, in C).
+    """
+    found = pc.struct_field(pc.extract_regex(rows["data"], _SOURCE), [0])
+    source = pc.cast(found, pa.int64())
+    keep = pc.and_(pc.equal(rows["type"], int(EventType.IncrementalSnapshot)),
+                   pc.less_equal(source, _SOURCE_MAX))
+    source = pc.cast(pc.if_else(keep, source, pa.scalar(None, pa.int64())), pa.int16())
+    table = pa.table([rows[name] if name != "source" else source for name in EVENTS_SCHEMA.names],
+                     schema=EVENTS_SCHEMA)
     # Arrow's sort, not Python's with a key per row (half of this function's time): the key is
     # unique per event (a stream's seqs are), so the order is the same.
     return table.sort_by([(k, "ascending") for k in SORT_KEY])
+
+
+def table_rows(table: pa.Table) -> list[Row]:
+    """A table's record rows (its ROWS_SCHEMA columns) as Rows."""
+    return list(zip(*(table[name].to_pylist() for name in ROWS_SCHEMA.names), strict=True))
 
 
 def index_table(events: pa.Table, stream_info: dict[tuple[str, str], tuple[str, str]]) -> pa.Table:
@@ -159,15 +178,12 @@ def with_signals(index: pa.Table, signals: dict[tuple[str, str], Signals]) -> pa
     return index
 
 
-def split_by_day(rows: Iterable[Row]) -> dict[str, list[Row]]:
-    """Group record rows by the UTC day of their server time."""
-    by_day: dict[int, list[Row]] = {}
-    for r in rows:  # a day number per row, its name once per day: no datetime per event
-        day = r[ROW_SERVER_TIME] // DAY_MS
-        group = by_day.get(day)
-        if group is None:
-            by_day[day] = group = []
-        group.append(r)
-    return {day_of(day * DAY_MS): group for day, group in by_day.items()}
+def split_by_day(rows: pa.Table) -> dict[str, pa.Table]:
+    """Group a table's rows by the UTC day of their server time (days in order of first row)."""
+    days = pc.divide(rows["server_time"], DAY_MS)  # integer division (server times are > 0)
+    distinct = pc.unique(days).to_pylist()
+    if len(distinct) == 1:  # nearly always: no filter
+        return {day_of(distinct[0] * DAY_MS): rows}
+    return {day_of(day * DAY_MS): rows.filter(pc.equal(days, day)) for day in distinct}
 
 

@@ -233,7 +233,10 @@ def _event(text: str, i: int) -> tuple[RawEvent, int, bool]:
     head = _FAST_HEAD.match(text, i)
     if head is not None:
         start = head.end()
-        end = _skip(text, start)
+        try:  # the C scanner straight away; on any trouble _skip decodes again and words it
+            end = _scan_once(text, start)[1]
+        except (StopIteration, ValueError, RecursionError):
+            end = _skip(text, start)
         tail = _FAST_TAIL.match(text, end)
         if tail is not None:
             data = _data(text, start, end)

@@ -109,8 +109,13 @@ def batches_from_rows(rows: list[Row]) -> list[Batch]:
     return out
 
 
+_SNAPSHOT_TYPES = frozenset((int(EventType.Meta), int(EventType.FullSnapshot)))
+
+
 def _cut(rows: list[Row]) -> list[list[Row]]:
     """Rows cut before every snapshot that does not start them (see make_batches)."""
+    if _SNAPSHOT_TYPES.isdisjoint([r[ROW_TYPE] for r in rows[1:]]):  # most frames: no snapshot
+        return [rows]
     cuts = [i for i in range(1, len(rows)) if _starts_snapshot(rows, i)]
     if not cuts:
         return [rows]
