@@ -282,7 +282,7 @@ def test_a_slow_watcher_is_held_at_its_bound_then_drained_in_order(srv: InProces
     # events queued meanwhile; no resync.
     pad = "p" * 10_000
     evs = session_events(2) + [event(3, 1_700_000_000_100 + i, source=5, id=i, text=pad)
-                               for i in range(400)]  # 4 MB: more than the kernel holds
+                               for i in range(600)]  # 6 MB: twice what the kernel took here
     rec = RawClient(srv)
     rec.sock.sendall(frame(TEXT, hello("slowpoke")))
     rec.read_json("welcome")
@@ -319,9 +319,12 @@ def test_a_peer_reset_mid_frame_closes_that_connection_and_writes_to_it_are_drop
     rec.read_json("welcome")
     rec.sock.sendall(events_frame(1, evs[:2]))
     rec.wait_ack(2)
-    watchers = [RawClient(srv, "/watch/reset") for _ in range(2)]
-    for w in watchers:
-        w.read_json("caughtup")
+    others = set(handlers(srv, FrameSocket))
+    watchers = [RawClient(srv, "/watch/reset")]
+    watchers[0].read_json("caughtup")
+    gone = next(h for h in handlers(srv, FrameSocket) if h not in others)
+    watchers.append(RawClient(srv, "/watch/reset"))
+    watchers[1].read_json("caughtup")
     rst = struct.pack("ii", 1, 0)  # SO_LINGER 0: close sends a reset
     watchers[0].sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, rst)
     watchers[0].sock.close()  # reset while events flow to it
@@ -331,6 +334,9 @@ def test_a_peer_reset_mid_frame_closes_that_connection_and_writes_to_it_are_drop
     while len(got) < 28:
         got.append(watchers[1].read_json("event")["event"])
     assert got == evs[2:30]
+    assert wait_for(lambda: on_server(srv, lambda: gone.stream.closed()), what="the reset noticed")
+    frame_out = b"\x81\x02{}"
+    on_server(srv, lambda: (gone.send_frame(frame_out), gone.stream.send(frame_out)))  # no raise
     ingest = [h for h in handlers(srv, IngestHandler) if h.key == ("reset", "s1")]
     assert len(ingest) == 1
     conn = ingest[0].stream
@@ -345,8 +351,9 @@ def test_a_peer_reset_mid_frame_closes_that_connection_and_writes_to_it_are_drop
                     what="the recorder's connection closed and forgotten")
     assert wait_for(lambda: srv.get_json("/api/sessions/reset/events") == evs[:30], what="events stored")
     watchers[1].close()
-    problems = [r for r in caplog.records if r.levelno >= logging.WARNING and r.name.split(".")[0]
-                in ("asyncio", "tornado", "streamdom") and "ingest" not in r.getMessage()]
+    # asyncio warns of writes to a lost connection; errors are exceptions logged anywhere
+    problems = [r for r in caplog.records if r.levelno >= logging.ERROR
+                or (r.name == "asyncio" and r.levelno >= logging.WARNING)]
     assert not problems, [r.getMessage() for r in problems]
 
 
