@@ -70,7 +70,7 @@ class ServerProcess(Endpoints):
         self.log_path = self.data_dir.parent / (self.data_dir.name + ".log")
         self._log: Any = None
 
-    def start(self, port: int = 0, timeout: float = 60) -> ServerProcess:
+    def start(self, port: int = 0, timeout: float = 120) -> ServerProcess:
         """Start (on `port`, else the last one, else a free one) and wait for the 'listening' line."""
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, *self.python_args, "-m", "streamdom", "--port", str(port or self.port),
@@ -144,7 +144,7 @@ class InProcessServer(Endpoints):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
 
-    def start(self, timeout: float = 60) -> InProcessServer:
+    def start(self, timeout: float = 120) -> InProcessServer:
         """Serve from a new thread; return once the socket accepts connections."""
         ready = threading.Event()
         failed: list[BaseException] = []

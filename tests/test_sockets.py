@@ -130,6 +130,14 @@ class RawClient:
         self.sock.close()
 
 
+def welcomed(srv: InProcessServer, session: str) -> RawClient:
+    """A recorder connected to `session` and welcomed."""
+    c = RawClient(srv)
+    c.sock.sendall(frame(TEXT, hello(session)))
+    c.read_json("welcome")
+    return c
+
+
 def hello(sid: str) -> bytes:
     return json.dumps({"type": "hello", "protocol": 2, "sessionId": sid, "streamId": "s1",
                        "url": "http://app.test/", "userAgent": "pytest"}).encode()
@@ -141,9 +149,7 @@ def events_frame(seq: int, events: list[dict]) -> bytes:
 
 def test_frames_packed_together_or_cut_anywhere_are_each_taken_once(srv: InProcessServer) -> None:
     evs = session_events(60)
-    c = RawClient(srv)
-    c.sock.sendall(frame(TEXT, hello("packed")))
-    c.read_json("welcome")
+    c = welcomed(srv, "packed")
     wire = [events_frame(i + 1, [e]) for i, e in enumerate(evs)]
     c.sock.sendall(b"".join(wire[:30]))  # thirty frames in one write
     rest = b"".join(wire[30:])
@@ -162,9 +168,7 @@ def test_a_frame_larger_than_a_read_arrives_whole(srv: InProcessServer) -> None:
     big = session_events(2)
     big[1]["data"]["node"]["childNodes"] = [{"type": 3, "textContent": "x" * 1000, "id": i + 2}
                                             for i in range(200)]  # ~220 KB, over 3 reads of 64 KB
-    c = RawClient(srv)
-    c.sock.sendall(frame(TEXT, hello("big")))
-    c.read_json("welcome")
+    c = welcomed(srv, "big")
     data = events_frame(1, big)
     assert 65536 * 3 < len(data) < MAX_MESSAGE
     for i in range(0, len(data), 50_000):
@@ -185,9 +189,7 @@ def test_fragmented_message_with_a_ping_between_its_fragments(srv: InProcessServ
 
 
 def test_frame_over_the_size_limit_is_refused_from_its_header(srv: InProcessServer) -> None:
-    c = RawClient(srv)
-    c.sock.sendall(frame(TEXT, hello("toobig")))
-    c.read_json("welcome")
+    c = welcomed(srv, "toobig")
     c.sock.sendall(struct.pack("!BBQ", 0x81, 0x80 | 127, MAX_MESSAGE + 1) + os.urandom(4))  # no payload follows
     op, payload = c.read()
     while op != CLOSE:
@@ -202,9 +204,7 @@ def test_frame_over_the_size_limit_is_refused_from_its_header(srv: InProcessServ
     frame(CONT, b"x"),  # a continuation of nothing
 ], ids=["reserved-bit", "fragmented-ping", "stray-continuation"])
 def test_frames_breaking_rfc_6455_end_the_connection(srv: InProcessServer, bad: bytes) -> None:
-    c = RawClient(srv)
-    c.sock.sendall(frame(TEXT, hello("rfc")))
-    c.read_json("welcome")
+    c = welcomed(srv, "rfc")
     c.sock.sendall(bad)
     assert c.closed()
     c.close()
@@ -212,9 +212,7 @@ def test_frames_breaking_rfc_6455_end_the_connection(srv: InProcessServer, bad: 
 
 def test_watcher_gets_every_frame_written_straight_to_its_socket(srv: InProcessServer) -> None:
     evs = session_events(40)
-    rec = RawClient(srv)
-    rec.sock.sendall(frame(TEXT, hello("watched")))
-    rec.read_json("welcome")
+    rec = welcomed(srv, "watched")
     rec.sock.sendall(events_frame(1, evs[:2]))
     rec.wait_ack(2)
     w = RawClient(srv, "/watch/watched")
@@ -261,9 +259,7 @@ def test_frames_in_the_handshakes_packet_are_handled_after_the_async_hello(srv: 
 def test_a_long_frame_header_and_payload_arriving_a_byte_at_a_time(srv: InProcessServer) -> None:
     evs = session_events(3)
     evs[2]["data"]["text"] = "z" * 70_000  # a 64-bit payload length (over 65,535 bytes)
-    c = RawClient(srv)
-    c.sock.sendall(frame(TEXT, hello("bytewise")))
-    c.read_json("welcome")
+    c = welcomed(srv, "bytewise")
     data = events_frame(1, evs)
     assert data[1] & 0x7F == 127
     for i in range(20):  # header, mask and the payload's start: one byte per read
@@ -283,9 +279,7 @@ def test_a_slow_watcher_is_held_at_its_bound_then_drained_in_order(srv: InProces
     pad = "p" * 10_000
     evs = session_events(2) + [event(3, 1_700_000_000_100 + i, source=5, id=i, text=pad)
                                for i in range(600)]  # 6 MB: twice what the kernel took here
-    rec = RawClient(srv)
-    rec.sock.sendall(frame(TEXT, hello("slowpoke")))
-    rec.read_json("welcome")
+    rec = welcomed(srv, "slowpoke")
     for seq in range(1, len(evs) + 1, 20):  # 200 KB frames, under MAX_MESSAGE
         rec.sock.sendall(events_frame(seq, evs[seq - 1:seq + 19]))
     rec.wait_ack(len(evs))
@@ -314,9 +308,7 @@ def test_a_peer_reset_mid_frame_closes_that_connection_and_writes_to_it_are_drop
         srv: InProcessServer, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING)
     evs = session_events(40)
-    rec = RawClient(srv)
-    rec.sock.sendall(frame(TEXT, hello("reset")))
-    rec.read_json("welcome")
+    rec = welcomed(srv, "reset")
     rec.sock.sendall(events_frame(1, evs[:2]))
     rec.wait_ack(2)
     others = set(handlers(srv, FrameSocket))
