@@ -58,9 +58,6 @@ let trimming = false, hooked = false;
 let gapFrom = 0, gapCount = 0, gapReportSeq = 0; // the last gap reported, and the seq it was reported at
 let welcomes = 0; // a reconnect may meet a restarted server whose memory lost our snapshot
 let batch: string[] = [], batchSeq = 0, batchBytes = 0; // live events of the current task, from seq batchSeq
-let pendingType = ''; // the type of event whose end the batch waits for (endOfTask)
-let changed = false; // the batch holds a change to the page (a mutation, a full snapshot)
-let taskEnd: MessagePort | undefined; // endOfTask's fallback: a message to itself, delivered as a new task
 let gone = false; // the page was hidden (pagehide) and said goodbye: no reconnect until it shows again
 
 // One stream per browser tab, across its page loads: the stream id, its resume secret and the
@@ -204,15 +201,12 @@ function onRecorded(e: eventWithTime) {
     unacked.push(x);
     unackedBytes += json.length;
     if (welcomed) {
-      // Live: what rrweb emits in one task (a mutation and the input or click that caused it;
-      // a checkout's Meta + FullSnapshot) leaves as one frame, as soon as it holds a change to
-      // the page (endOfTask): no timer, no added latency, fewer frames to parse, relay and
-      // apply on every hop.
-      const change = e.type == 2 || (e.type == 3 && d.source == 0);
+      // Live: everything rrweb emits before the current task's microtasks run out (a mutation
+      // and the input and click that caused it; a checkout's Meta + FullSnapshot) leaves as
+      // one frame, at the end of that stretch: no timer, no added latency, fewer frames to
+      // parse, relay and apply on every hop.
       if (batch.length && batchBytes + json.length > 262144) sendBatch(); // frames stay well under the server's cap
-      if (!batch.length) batchSeq = seq, batchBytes = 0, queueMicrotask(endOfTask);
-      else if (change && pendingType) queueMicrotask(sendBatch);
-      changed ||= change;
+      if (!batch.length) batchSeq = seq, batchBytes = 0, queueMicrotask(sendBatch);
       batch.push(json);
       batchBytes += json.length;
     }
@@ -220,31 +214,7 @@ function onRecorded(e: eventWithTime) {
   } catch {}
 }
 
-// A browser runs microtasks after every event listener, so while a user's input or click is
-// dispatched, the first checkpoint comes right after rrweb's own (capturing) listener, before the
-// page's handlers have made the DOM change it causes: that would be two frames. A batch with a
-// change to the page in it leaves at once. One without, while an event that ends at window is
-// still on its way (window.event is set during the checkpoints between its listeners), waits
-// for the first change (sent at the checkpoint that brings it), else for a listener on window
-// added now, the last place that event reaches, in the same task. If a handler stops the event
-// before it gets there (or it is there already), the message posted beside it sends the batch
-// as the next task begins.
-function endOfTask() {
-  const ev = window.event, path = !changed && ev && ev.bubbles && ev.composedPath();
-  if (path && path[path.length - 1] == window) {
-    addEventListener(pendingType = ev!.type, sendBatch); // never blocks scrolling: window listeners of touch and wheel events are passive by default
-    if (!taskEnd) {
-      const c = new MessageChannel();
-      c.port1.onmessage = sendBatch;
-      taskEnd = c.port2;
-    }
-    taskEnd.postMessage(0);
-  } else sendBatch();
-}
-
 function sendBatch() {
-  if (pendingType) removeEventListener(pendingType, sendBatch), pendingType = '';
-  changed = false;
   const jsons = batch;
   batch = [];
   if (welcomed && jsons.length) send(eventsFrame(batchSeq, jsons));

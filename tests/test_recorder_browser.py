@@ -8,7 +8,6 @@ import re
 import subprocess
 import threading
 import time
-from collections.abc import Callable
 
 import pytest
 from playwright.sync_api import Browser
@@ -133,50 +132,6 @@ def test_password_never_leaves_the_page(server: ServerProcess, browser: Browser,
     for f in files:
         assert secret.encode() not in f.read_bytes()
     page.context.close()
-
-
-# A page whose handlers change the DOM on a click, or stop the click there, or both.
-TASKS = """<button id="add">add</button><button id="stop-add">stop-add</button><button id="stop">stop</button>
-<ul id="list"></ul><script>
-const add = (text) => { const li = document.createElement('li'); li.textContent = text;
-  document.getElementById('list').append(li); };
-const on = (id, f) => document.getElementById(id).addEventListener('click', f);
-on('add', () => add('added by a click'));
-on('stop-add', (e) => { e.stopPropagation(); add('added by a stopped click'); });
-on('stop', (e) => e.stopPropagation());
-</script>"""
-SENT = """window.sent = []; const wsSend = WebSocket.prototype.send;
-WebSocket.prototype.send = function (data) { window.sent.push(String(data)); return wsSend.call(this, data); };"""
-
-
-def sent_frame(page, has: Callable[[dict], bool]) -> dict | None:
-    """The first events frame the page's recorder sent with an event for which `has` is true."""
-    frames = [json.loads(f) for f in page.evaluate("window.sent")]
-    return next((f for f in frames if f.get("type") == "events" and any(map(has, f["events"]))), None)
-
-
-def click_on(text: str) -> Callable[[dict], bool]:
-    """Whether an event is rrweb's record of a click on the control labelled `text`."""
-    return lambda e: e["type"] == 3 and e["data"].get("source") == 2 and e["data"].get("type") == 2 \
-        and e["data"].get("text") == text
-
-
-def test_a_click_and_the_change_it_causes_leave_as_one_frame(server: ServerProcess, browser: Browser,
-                                                           app_server: AppServer) -> None:
-    """rrweb's event for a click and the mutation the page's handler makes in the same task leave
-    as one frame, although the browser runs microtasks between the two listeners, also when the
-    handler stops the click; a click that changes nothing and is stopped before it reaches
-    window is still sent, as the next task begins."""
-    page = recorded_page(browser, app_server, server.http, "tasks", TASKS, init_script=SENT)
-    wait_for(lambda: status(page)["ackedSeq"] >= 2, what="snapshot")
-    for button, text in (("add", "added by a click"), ("stop-add", "added by a stopped click")):
-        page.click(f"#{button}")
-        wait_for(lambda: sent_frame(page, click_on(button)), what=f"the click on {button}")  # noqa: B023
-        frame = sent_frame(page, click_on(button))
-        assert text in json.dumps(frame), f"{button}: the click left without the mutation it caused"
-    page.click("#stop")
-    wait_for(lambda: sent_frame(page, click_on("stop")), what="the stopped click")
-    wait_for(lambda: status(page)["ackedSeq"] == status(page)["lastSeq"], what="all acked")
 
 
 def test_import_as_written_bundled_by_esbuild(server: ServerProcess, browser: Browser,
