@@ -57,7 +57,12 @@ REACTIONS = frozenset(int(s) for s in (
 _INCREMENTAL, _META, _FULL, _CUSTOM = (int(EventType.IncrementalSnapshot), int(EventType.Meta),
                                        int(EventType.FullSnapshot), int(EventType.Custom))
 _MOUSE = int(IncrementalSource.MouseInteraction)
-_SOURCE = re.compile(r'\{\s*"source"\s*:\s*(\d{1,9})\b')
+# data.source at the start of an IncrementalSnapshot's data text (JSON.stringify puts it first;
+# JSON allows blanks around it). One pattern for the signals here and the archive's `source`
+# column (layout.py, by Arrow's RE2): on valid JSON, Python's Unicode \s and \d and RE2's ASCII
+# ones match the same.
+SOURCE_PATTERN = r'\{\s*"source"\s*:\s*(?P<source>\d{1,9})\b'
+_SOURCE = re.compile(SOURCE_PATTERN)
 _INTERACTION = re.compile(r'\{\s*"source"\s*:\s*2\s*,\s*"type"\s*:\s*(\d{1,9})\b')
 
 

@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 
 from streamdom.records import Row
 from streamdom.rrweb import EventType
-from streamdom.signals import Signals
+from streamdom.signals import SOURCE_PATTERN, Signals
 from streamdom.useragent import browser_of, os_of
 
 EVENTS_SCHEMA = pa.schema([
@@ -76,10 +76,7 @@ def day_of(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d")
 
 
-# data.source of an IncrementalSnapshot's data text (JSON.stringify puts it first; JSON allows
-# blanks around it), as signals.py reads it; RE2's \s and \d are ASCII, which is all
-# valid JSON can have there.
-_SOURCE = r'^\{\s*"source"\s*:\s*(?P<source>\d{1,9})\b'
+_SOURCE = "^" + SOURCE_PATTERN  # data.source, read as signals.py reads it (match: anchored)
 _SOURCE_MAX = 2**15 - 1  # the column is a SMALLINT: a larger data.source is no rrweb source
 
 
