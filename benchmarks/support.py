@@ -53,7 +53,7 @@ class ServerProcess(testing.ServerProcess):
         super().__init__(data_dir, *args, root=root, env=env)
         self.nice = nice
 
-    def start(self, port: int = 0, timeout: float = 60) -> ServerProcess:
+    def start(self, port: int = 0, timeout: float = 120) -> ServerProcess:
         """Start it, wait for the 'listening' line, then apply the nice value."""
         super().start(port, timeout)
         if self.nice:
