@@ -28,8 +28,10 @@ import json
 import math
 import re
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import groupby
+from operator import itemgetter
 
 from streamdom.records import ROW_DATA, ROW_SESSION, ROW_STREAM, ROW_TIMESTAMP, ROW_TYPE, Row
 from streamdom.rrweb import EventType, IncrementalSource
@@ -63,6 +65,10 @@ _MOUSE = int(IncrementalSource.MouseInteraction)
 # ones match the same.
 SOURCE_PATTERN = r'\{\s*"source"\s*:\s*(?P<source>\d{1,9})\b'
 _SOURCE = re.compile(SOURCE_PATTERN)
+# What nearly every IncrementalSnapshot's data starts with (JSON.stringify: no blanks, a
+# one-digit source, then the next key or the end): read by one dict lookup of its first 12
+# characters; the pattern reads the rest. Same answers: `\d{1,9}\b` stops at a "," or "}".
+_COMPACT = {f'{{"source":{d}{end}': d for d in range(10) for end in ",}"}
 _INTERACTION = re.compile(r'\{\s*"source"\s*:\s*2\s*,\s*"type"\s*:\s*(\d{1,9})\b')
 
 
@@ -185,11 +191,35 @@ class SignalTracker:
 
     def feed(self, session_id: str, row: Row) -> Signals | None:
         """What this row (the next of its stream) adds, or None (most rows)."""
-        rec_type = row[ROW_TYPE]
-        source = None
-        if rec_type == _INCREMENTAL:
-            m = _SOURCE.match(row[ROW_DATA])
-            source = int(m.group(1)) if m else None
+        found = self.feed_rows(session_id, (row,))
+        return found[0][1] if found else None
+
+    def feed_rows(self, session_id: str, rows: Sequence[Row]) -> list[tuple[int, Signals]]:
+        """`feed` for many rows of a session (each the next of its stream), in one loop:
+        (index in `rows`, what it adds) of the few rows that add anything."""
+        out = []
+        streams = self._streams
+        for i, row in enumerate(rows):
+            rec_type = row[ROW_TYPE]
+            source = None
+            if rec_type == _INCREMENTAL:
+                data = row[ROW_DATA]
+                source = _COMPACT.get(data[:12])
+                if source is None:
+                    m = _SOURCE.match(data)
+                    source = int(m.group(1)) if m else None
+                if source != _MOUSE:  # nearly every row: it can only decide earlier clicks
+                    if not streams:
+                        continue
+                    st = streams.get((session_id, row[ROW_STREAM]))
+                    if st is None or not st.undecided:
+                        continue
+            found = self._signals_of(session_id, row, rec_type, source)
+            if found is not None:
+                out.append((i, found))
+        return out
+
+    def _signals_of(self, session_id: str, row: Row, rec_type: int, source: int | None) -> Signals | None:
         out: Signals | None = None
         if self._streams:
             st = self._streams.get((session_id, row[ROW_STREAM]))
@@ -303,10 +333,10 @@ def _custom(data: str) -> Signals | None:
 def by_stream(rows: Iterable[Row], tracker: SignalTracker) -> dict[tuple[str, str], Signals]:
     """What rows add, per (session, stream); each stream's rows must come in seq order."""
     out: dict[tuple[str, str], Signals] = {}
-    for row in rows:
-        found = tracker.feed(row[ROW_SESSION], row)
-        if found is not None:
-            key = (row[ROW_SESSION], row[ROW_STREAM])
+    for sid, run in groupby(rows, itemgetter(ROW_SESSION)):
+        session_rows = list(run)
+        for i, found in tracker.feed_rows(sid, session_rows):
+            key = (sid, session_rows[i][ROW_STREAM])
             if key in out:
                 out[key].add(found)
             else:

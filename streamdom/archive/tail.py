@@ -7,27 +7,47 @@ writes the log's closed segments to Parquet and then drops exactly what it took.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
+from operator import itemgetter
 
 from streamdom.records import ROW_DATA, ROW_SERVER_TIME, ROW_SESSION, ROW_STREAM, Row, StreamKey
 from streamdom.signals import Signals, SignalTracker
 
+# A session's rows are read for its figures (bytes, streams, signals) once this many wait, or
+# when anyone asks: in a loop over many rows rather than at every publish, and in bounded steps
+# (a flush's mark reads at most this many rows per session on the IOLoop).
+CATCH_UP = 32
+
 
 class PendingRows:
-    """One session's rows in the tail, with running figures for its summary."""
+    """One session's rows in the tail, with running figures for its summary.
 
-    __slots__ = ("started_at", "last_event_at", "bytes", "rows", "streams", "found", "base")
+    `bytes`, `streams` and `found` cover `rows[:read]`; LogTail brings them up to date before
+    anyone sees them (`get`, `items`, `mark`).
+    """
 
-    def __init__(self, started_at: int) -> None:
-        self.started_at = started_at
-        self.last_event_at = started_at
+    __slots__ = ("bytes", "rows", "streams", "found", "base", "read")
+
+    def __init__(self) -> None:
         self.bytes = 0
         self.rows: list[Row] = []  # plain tuples: invisible to the cyclic GC (see records.Row)
-        self.streams: dict[str, int] = {}  # stream id -> rows here
+        self.streams: Counter[str] = Counter()  # stream id -> rows here
         # What rows said (streamdom/signals.py), by the row's position since the tail began
         # holding the session (`base` = rows dropped since): few rows say anything.
         self.found: list[tuple[int, str, Signals]] = []
         self.base = 0
+        self.read = 0  # rows[:read] are counted in the figures above
+
+    @property
+    def started_at(self) -> int:
+        """Server time of the session's first pending row."""
+        return self.rows[0][ROW_SERVER_TIME]
+
+    @property
+    def last_event_at(self) -> int:
+        """Server time of the session's last pending row."""
+        return self.rows[-1][ROW_SERVER_TIME]
 
     def signals(self) -> Signals:
         """What the session's rows here say, all streams folded in order."""
@@ -50,23 +70,28 @@ class LogTail:
         self.tracker = SignalTracker()  # fed every row once, in each stream's order
 
     def hold(self, rows: list[Row]) -> None:
-        """Keep rows just submitted to the log until a flush archives them."""
-        sessions = self._sessions
-        feed = self.tracker.feed
-        for row in rows:
-            sid = row[ROW_SESSION]
-            st = sessions.get(sid)
-            if st is None:
-                st = sessions[sid] = PendingRows(row[ROW_SERVER_TIME])
-            st.last_event_at = row[ROW_SERVER_TIME]
-            st.bytes += len(row[ROW_DATA])
-            stream = row[ROW_STREAM]
-            st.streams[stream] = st.streams.get(stream, 0) + 1
-            found = feed(sid, row)
-            if found is not None:
-                st.found.append((st.base + len(st.rows), stream, found))
-            st.rows.append(row)
+        """Keep one stream's rows just submitted to the log (a Batch's) until a flush archives them."""
+        sid = rows[0][ROW_SESSION]
+        st = self._sessions.get(sid)
+        if st is None:
+            st = self._sessions[sid] = PendingRows()
+        st.rows += rows
         self.count += len(rows)
+        if len(st.rows) - st.read >= CATCH_UP:
+            self._read(sid, st)
+
+    def _read(self, sid: str, st: PendingRows) -> PendingRows:
+        """Bring a session's figures up to its last row (each row is read once, in order)."""
+        start = st.read
+        if start == len(st.rows):
+            return st
+        new = st.rows[start:]
+        st.read += len(new)
+        st.bytes += sum(map(len, map(itemgetter(ROW_DATA), new)))
+        st.streams.update(map(itemgetter(ROW_STREAM), new))  # counted in C
+        at = st.base + start
+        st.found += [(at + i, new[i][ROW_STREAM], sig) for i, sig in self.tracker.feed_rows(sid, new)]
+        return st
 
     def holds(self, session_id: str) -> bool:
         """Whether a session has rows here."""
@@ -74,15 +99,16 @@ class LogTail:
 
     def get(self, session_id: str) -> PendingRows | None:
         """A session's pending rows and figures (live: copy what you keep)."""
-        return self._sessions.get(session_id)
+        st = self._sessions.get(session_id)
+        return self._read(session_id, st) if st is not None else None
 
     def items(self) -> Iterator[tuple[str, PendingRows]]:
         """(session id, pending rows) of every session here."""
-        return iter(self._sessions.items())
+        return ((sid, self._read(sid, st)) for sid, st in list(self._sessions.items()))
 
     def mark(self) -> dict[str, int]:
         """How many rows each session has now: what a flush that starts now will archive."""
-        return {sid: len(st.rows) for sid, st in self._sessions.items()}
+        return {sid: len(self._read(sid, st).rows) for sid, st in self._sessions.items()}
 
     def signals(self, mark: dict[str, int]) -> dict[StreamKey, Signals]:
         """What the rows counted by `mark` say, per stream (for the index rows of their flush)."""
@@ -104,18 +130,17 @@ class LogTail:
         """Forget the rows counted by `mark` (they are in Parquet now); keep what came after."""
         for sid, n in mark.items():
             st = self._sessions[sid]
-            for row in st.rows[:n]:
-                left = st.streams[row[ROW_STREAM]] - 1
-                if left:
-                    st.streams[row[ROW_STREAM]] = left
+            gone = st.rows[:n]  # all read: `mark` read them
+            st.bytes -= sum(map(len, map(itemgetter(ROW_DATA), gone)))
+            for stream, k in Counter(map(itemgetter(ROW_STREAM), gone)).items():
+                if st.streams[stream] > k:
+                    st.streams[stream] -= k
                 else:
-                    del st.streams[row[ROW_STREAM]]
+                    del st.streams[stream]
             st.base += n
+            st.read -= n
             st.found = [f for f in st.found if f[0] >= st.base]
             del st.rows[:n]
             self.count -= n
             if not st.rows:
                 del self._sessions[sid]
-            else:
-                st.started_at = st.rows[0][ROW_SERVER_TIME]
-                st.bytes = sum(len(r[ROW_DATA]) for r in st.rows)
