@@ -53,7 +53,7 @@ from support import (
 )
 
 if TYPE_CHECKING:
-    from playwright.sync_api import BrowserContext, Page
+    from playwright.sync_api import Browser, Page
 
 BUILD = ROOT / "benchmarks" / "out" / "realapp"
 APPS = {"react": "react-todo.js", "vue": "vue-todo.js"}
@@ -61,7 +61,7 @@ TARGET_RATIO = 1.25  # StreamDOM p50 vs the rrweb floor (b)
 TARGET_P99_MS = 16.0
 MUTATION = r'/"source":0[,}]/'  # an rrweb incremental event of source Mutation, in a frame
 TRACE_CATEGORIES = ["toplevel", "blink.user_timing", "devtools.timeline", "v8.execute",
-                    "disabled-by-default-devtools.timeline", "net", "mojom"]
+                    "disabled-by-default-devtools.timeline", "disabled-by-default-devtools.timeline.stack", "net", "mojom"]
 
 # Which todos exist, and which are completed, read off a document; changes become marks
 # add:<text>, done:<text>, edit:<new text>, del:<text>. Shared by app pages and viewers.
@@ -253,12 +253,38 @@ def interact(page: Page, tag: str, pause: float) -> None:
     rest()
 
 
-def viewer_page(ctx: BrowserContext, url: str) -> Page:
-    """A viewer page with the probe installed before its own scripts."""
-    page = ctx.new_page()
+def own_page(browser: Browser, viewer: bool) -> Page:
+    """A page in a browser context (a window) of its own.
+
+    With all viewers in one context, the floor and rrweb viewers got about one animation frame
+    per second from the first round on (the player, opened last, kept 60): they never paid for
+    rendering what they applied, and rrweb's live mode, which applies events from animation
+    frames, waited for them. A person watching has the page in front of them: one window each.
+    """
+    if viewer:  # bypass_csp: the probes poll with string predicates, which the viewer's CSP
+        # (script-src 'self', no eval) refuses; the pages run the same scripts either way.
+        ctx = browser.new_context(viewport={"width": 1300, "height": 900}, bypass_csp=True)
+    else:
+        ctx = browser.new_context(viewport={"width": 1000, "height": 800})
+    return ctx.new_page()
+
+
+def viewer_page(browser: Browser, url: str) -> Page:
+    """A viewer page, in its own window, with the probe installed before its own scripts."""
+    page = own_page(browser, viewer=True)
     page.add_init_script(VIEWER_PROBE)
     page.goto(url)
     return page
+
+
+def frame_rate(page: Page) -> float:
+    """Animation frames per second the page gets now (over half a second)."""
+    return page.evaluate("""new Promise((done) => {
+      let n = 0;
+      const tick = () => { n++; requestAnimationFrame(tick); };
+      requestAnimationFrame(tick);
+      setTimeout(() => done(n * 2), 500);
+    })""")
 
 
 # The viewer page's main-thread work (Chromium's Performance domain, per page): how often it
@@ -320,27 +346,27 @@ def split(marks: dict[str, float], sends: list[float], recv: list[float], seen: 
 
 
 def run_app(app: str, args: argparse.Namespace, server: ServerProcess, base: ServerProcess | None,
-            pages: PageServer, ctx_user: BrowserContext, ctx_pm: BrowserContext) -> dict[str, Any]:
+            pages: PageServer, browser: Browser) -> dict[str, Any]:
     """The app copies, the viewers, the rounds; returns the per-path samples and stages."""
     sid = f"realapp-{app}-{int(time.time())}"
-    floor = viewer_page(ctx_pm, f"{pages.http}/floor-{app}")
-    rr_sync = viewer_page(ctx_pm, f"{pages.http}/rrweb-{app}-sync")
-    rr_live = viewer_page(ctx_pm, f"{pages.http}/rrweb-{app}-live")
+    floor = viewer_page(browser, f"{pages.http}/floor-{app}")
+    rr_sync = viewer_page(browser, f"{pages.http}/rrweb-{app}-sync")
+    rr_live = viewer_page(browser, f"{pages.http}/rrweb-{app}-live")
     for v in (floor, rr_sync, rr_live):
         v.wait_for_function("window.bench")
-    sd = ctx_user.new_page()
+    sd = own_page(browser, viewer=False)
     sd.goto(f"{pages.http}/app-{app}-streamdom?session={sid}")
     sd.wait_for_function("window.StreamDOM && StreamDOM.status().connected")
-    rr = ctx_user.new_page()
+    rr = own_page(browser, viewer=False)
     rr.goto(f"{pages.http}/app-{app}-rrweb")
     rr.wait_for_function("window.rrwebReady")
-    player = viewer_page(ctx_pm, f"{server.http}/sessions/{sid}")
+    player = viewer_page(browser, f"{server.http}/sessions/{sid}")
     apps = [sd, rr]
     if base is not None:  # (a0): the same, served by the baseline checkout's server and bundles
-        sd0 = ctx_user.new_page()
+        sd0 = own_page(browser, viewer=False)
         sd0.goto(f"{pages.http}/app-{app}-baseline?session={sid}-base")
         sd0.wait_for_function("window.StreamDOM && StreamDOM.status().connected")
-        player0 = viewer_page(ctx_pm, f"{base.http}/sessions/{sid}-base")
+        player0 = viewer_page(browser, f"{base.http}/sessions/{sid}-base")
         wait_for_app(player0)
         apps.append(sd0)
     for v in (player, rr_sync, rr_live):
@@ -359,6 +385,12 @@ def run_app(app: str, args: argparse.Namespace, server: ServerProcess, base: Ser
             interact(apps[(r + k) % len(apps)], f"{app}{r}", args.pause / 1000)
     time.sleep(args.tail)  # (c) plays everything a second late, or later
     main_thread = {name: w.stop() for name, w in work.items()}
+    # Every viewer must still be rendering at full rate: a throttled one would be timed
+    # without paying for its frames (see own_page).
+    viewers = {"player": player, "floor": floor, "rr_sync": rr_sync, "rr_live": rr_live}
+    if base is not None:
+        viewers["player0"] = player0
+    fps = {name: frame_rate(v) for name, v in viewers.items()}
     marks_sd, marks_rr = sd.evaluate("bench.marks"), rr.evaluate("bench.marks")
     got = {name: v.evaluate("bench.got") for name, v in
            (("player", player), ("floor", floor), ("rr_sync", rr_sync), ("rr_live", rr_live))}
@@ -376,9 +408,9 @@ def run_app(app: str, args: argparse.Namespace, server: ServerProcess, base: Ser
         stages["baseline"] = split(marks_sd0, sd0.evaluate("bench.sends"), recv0, got["player0"],
                                    offsets["player0"], warm_of(app))
         for p in (player0, sd0):
-            p.close()
+            p.context.close()
     for p in (player, floor, rr_sync, rr_live, sd, rr):
-        p.close()
+        p.context.close()
 
     warm = warm_of(app)
 
@@ -400,7 +432,7 @@ def run_app(app: str, args: argparse.Namespace, server: ServerProcess, base: Ser
         for k, t in sorted(marks_rr.items(), key=lambda x: x[1]):
             print(f"    {k:16s} (c) {got['rr_live'].get(k, float('nan')) - offsets['rr_live'] - t:9.1f} ms")
     return {"samples": out, "stages": stages, "offsets": offsets, "missing": missing,
-            "player_iframe_installs": installs, "main_thread": main_thread}
+            "player_iframe_installs": installs, "main_thread": main_thread, "viewer_fps": fps}
 
 
 def report(app: str, res: dict[str, Any]) -> dict[str, Any]:
@@ -439,11 +471,13 @@ def report(app: str, res: dict[str, Any]) -> dict[str, Any]:
         if w:
             print(f"  {tag} viewer main thread over the rounds: {w['style_recalcs']:6.0f} style recalcs, "
                   f"{w['layouts']:6.0f} layouts, tasks {w['task_ms']:7.0f} ms (script {w['script_ms']:6.0f} ms)")
+    print(f"  viewers' frame rates after the rounds: "
+          f"{', '.join(f'{k} {v:.0f}/s' for k, v in res['viewer_fps'].items())}")
     if any(res["missing"].values()):
         print(f"  changes never seen: {res['missing']}")
     return {"percentiles_ms": pct, "stages_ms": res["stages"], "offsets_ms": res["offsets"],
             "missing": res["missing"], "player_iframe_installs": res["player_iframe_installs"],
-            "viewer_main_thread": res["main_thread"]}
+            "viewer_main_thread": res["main_thread"], "viewer_fps": res["viewer_fps"]}
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -480,15 +514,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         try:
             with sync_playwright() as pw:
                 browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS + args.chrome_arg)
-                # The user's browser and the PM's: two contexts, as two people would have.
-                ctx_user = browser.new_context(viewport={"width": 1000, "height": 800})
-                # bypass_csp: the probes poll with string predicates, which the viewer's CSP
-                # (script-src 'self', no eval) refuses; the pages run the same scripts either way.
-                ctx_pm = browser.new_context(viewport={"width": 1300, "height": 900}, bypass_csp=True)
                 if args.trace:  # user timing marks (change, send, message, shown) + main threads
                     browser.start_tracing(categories=TRACE_CATEGORIES)
                 for app in args.apps.split(","):
-                    res = run_app(app, args, server, base, pages, ctx_user, ctx_pm)
+                    res = run_app(app, args, server, base, pages, browser)
                     results["apps"][app] = report(app, res)
                 if args.trace:
                     Path(args.trace).write_bytes(browser.stop_tracing())
