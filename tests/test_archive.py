@@ -12,6 +12,7 @@ import duckdb
 import pyarrow.parquet as pq
 
 from streamdom.archive import commits, lake, maintenance, queries
+from streamdom.archive.wal import WriteAheadLog
 from streamdom.ingest.validate import batch_of, make_record
 from streamdom.web.services import Services
 from tests.helpers import run_async, server_config, session_events
@@ -257,3 +258,66 @@ def test_a_flush_archives_each_logged_event_exactly_with_its_source(tmp_path: Pa
         await svc.close()
 
     run_async(go())
+
+
+def test_flushes_and_a_starts_recovery_archive_everyone_whatever_a_meta_event_holds(tmp_path: Path) -> None:
+    """A recorder's Meta event whose href is no string, or whose data is nested deeper than
+    json.loads goes (ingest accepts both), made every flush raise: nothing archived any more,
+    for anyone; and a start's recovery of such a log raised too. Such an href is no page URL."""
+    now = int(datetime.now(UTC).timestamp() * 1000) - 60_000
+    deep = '{"href":"http://app.test/x","a":' + "[" * 5000 + "]" * 5000 + "}"
+    streams = {  # session -> (the hello's url, Meta data texts)
+        "number": ("", ['{"href":5,"width":1,"height":1}']),
+        "object": ("http://hello.test/", ['{"href":{"a":1}}']),
+        "deep": ("", [deep, '{"href":"http://app.test/after"}']),
+        "fine": ("", []),
+    }
+    want_urls = {"number": None, "object": "http://hello.test/", "deep": "http://app.test/after",
+                 "fine": "http://app.test/"}
+
+    def records(sid: str) -> list:
+        """The stream's events: its first Meta event's data is the first text given, more follow."""
+        recs = make_records(sid, 4, now)
+        metas = streams[sid][1]
+        if metas:
+            recs[0].data = metas[0]
+        for i, data in enumerate(metas[1:]):
+            recs.append(make_record(sid, "a", 5 + i, {"type": 4, "data": {}, "timestamp": now + 9}, now + 9))
+            recs[-1].data = data
+        return recs
+
+    def archived(data_dir: Path) -> tuple[dict, dict]:
+        glob = data_dir / "main"
+        counts = dict(duckdb.sql(f"SELECT session_id, count(*) FROM '{glob}/events/*/*.parquet' GROUP BY 1").fetchall())
+        urls = dict(duckdb.sql(f"SELECT session_id, url FROM '{glob}/sessions/*/*.parquet'").fetchall())
+        return counts, urls
+
+    want_counts = {sid: len(records(sid)) for sid in streams}
+
+    async def flushed(data_dir: Path) -> None:
+        svc = Services(server_config(data_dir, flush_interval=3600, compaction_interval=3600))
+        await svc.start()
+        for sid, (url, _) in streams.items():
+            producer = await svc.bus.open_stream(sid, "a", url, "", lambda seq: None)
+            svc.bus.publish(producer, batch_of(records(sid)))
+        await svc.bus.flusher.flush()
+        assert svc.bus.tail.count == 0  # all archived
+        await svc.close()
+
+    run_async(flushed(tmp_path / "flush"))
+    assert archived(tmp_path / "flush") == (want_counts, want_urls)
+
+    # The same events left in the log by a crash: the next start commits them (no hello urls).
+    data_dir = tmp_path / "recover"
+    wal = WriteAheadLog(data_dir / "wal")
+    for sid in streams:
+        wal.write_and_sync([r.row() for r in records(sid)])
+    wal.close()
+
+    async def started() -> None:
+        svc = Services(server_config(data_dir, flush_interval=3600, compaction_interval=3600))
+        await svc.start()
+        await svc.close()
+
+    run_async(started())
+    assert archived(data_dir) == (want_counts, {**want_urls, "object": None})

@@ -123,9 +123,12 @@ def index_table(events: pa.Table, stream_info: dict[tuple[str, str], tuple[str, 
     for sid, stream, data in zip(*(metas[c].to_pylist() for c in metas.column_names), strict=True):
         if (sid, stream) not in hrefs:
             try:
-                hrefs[(sid, stream)] = json.loads(data).get("href") or ""
-            except (ValueError, AttributeError):
-                pass
+                href = json.loads(data).get("href")
+            except (ValueError, AttributeError, RecursionError):  # (ingest accepts any depth)
+                continue
+            # A recorder is a stranger: an href that is no string is no page URL (it made the
+            # url column, hence the whole commit, fail: no flush archived anything any more).
+            hrefs[(sid, stream)] = href if isinstance(href, str) else ""
     sids, streams = agg["session_id"].to_pylist(), agg["stream_id"].to_pylist()
     urls, uas = [], []
     for key in zip(sids, streams, strict=True):
