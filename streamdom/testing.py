@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from streamdom.config import Config
-from streamdom.web.app import make_app
+from streamdom.web.app import StreamDOMApp, make_app
 from streamdom.web.services import Services
 
 ROOT = Path(__file__).resolve().parent.parent  # the checkout (cwd of server subprocesses)
@@ -140,6 +140,7 @@ class InProcessServer(Endpoints):
         self.config = config
         self.data_dir = config.data_dir
         self.services: Services | None = None  # of the running app
+        self.app: StreamDOMApp | None = None  # (tests add per-behaviour handlers to it)
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -167,7 +168,7 @@ class InProcessServer(Endpoints):
             failed.append(exc)
             ready.set()
             return
-        self.services = app.services
+        self.services, self.app = app.services, app
         self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
         ready.set()
         await self._stop.wait()

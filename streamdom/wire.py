@@ -105,10 +105,14 @@ def ws_text_frame(text: str) -> bytes:
     payload = text.encode()
     n = len(payload)
     if n < 126:
-        return bytes((0x81, n)) + payload
+        return _SHORT_HEADS[n] + payload
     if n < 65536:
-        return struct.pack("!BBH", 0x81, 126, n) + payload
-    return struct.pack("!BBQ", 0x81, 127, n) + payload
+        return _head16(0x81, 126, n) + payload
+    return _head64(0x81, 127, n) + payload
+
+
+_SHORT_HEADS = [bytes((0x81, n)) for n in range(126)]
+_head16, _head64 = struct.Struct("!BBH").pack, struct.Struct("!BBQ").pack
 
 
 def frame_text(frame: bytes) -> str:

@@ -16,11 +16,12 @@ import os
 import random
 import socket
 import struct
+from collections.abc import Awaitable
 
 import pytest
 
 from streamdom.testing import InProcessServer
-from streamdom.web.handlers.base import FrameSocket
+from streamdom.web.handlers.base import FrameSocket, ServerSocket
 from streamdom.web.handlers.ingest import IngestHandler
 from streamdom.wire import CloseCode
 from tests.helpers import event, server_config, session_events, wait_for, watched
@@ -242,6 +243,71 @@ def handlers(srv: InProcessServer, kind: type) -> list:
     assert srv.services is not None
     sockets = srv.services.sockets
     return on_server(srv, lambda: [h for h in list(sockets) if isinstance(h, kind)])
+
+
+class Echo(ServerSocket):
+    """A per-behaviour handler: echoes each text message; `boom` raises; `later...` is answered by
+    a coroutine that lets the loop run first (and raises for `later boom`)."""
+
+    def on_message(self, message: str | bytes) -> Awaitable[None] | None:
+        """Echo, raise, or answer later."""
+        assert isinstance(message, str)
+        if message == "boom":
+            raise RuntimeError("boom")
+        if message.startswith("later"):
+            return self._later(message)
+        self.write_message(message)
+        return None
+
+    async def _later(self, message: str) -> None:
+        for _ in range(3):
+            await asyncio.sleep(0)
+        if message == "later boom":
+            raise RuntimeError(message)
+        self.write_message(message)
+
+
+@pytest.fixture(scope="module")
+def echo(srv: InProcessServer) -> str:
+    """The path of an Echo handler on the module's server."""
+    assert srv.app is not None
+    app = srv.app
+    on_server(srv, lambda: app.wildcard_router.add_rules([(r"/test/echo", Echo)]))
+    return "/test/echo"
+
+
+def rest(c: RawClient) -> list[tuple[int, bytes]]:
+    """Every frame the server sends until it ends the connection."""
+    out = []
+    try:
+        while True:
+            out.append(c.read())
+    except ConnectionError:  # the end: closed or reset (a timeout is a failure, not the end)
+        return out
+
+
+def test_text_messages_are_handled_in_order_an_async_handler_finishing_first(
+        srv: InProcessServer, echo: str) -> None:
+    c = RawClient(srv, echo)
+    c.sock.sendall(frame(TEXT, b"later 1") + frame(TEXT, b"2") + frame(TEXT, "\u00e93".encode()))
+    assert [c.read() for _ in range(3)] == [(TEXT, b"later 1"), (TEXT, b"2"), (TEXT, "\u00e93".encode())]
+    c.close()
+
+
+@pytest.mark.parametrize("bad", [b"\xff{}", b"boom", b"later boom"],
+                         ids=["not-utf8", "handler-raises", "async-handler-raises"])
+def test_a_text_message_not_utf8_or_failing_in_its_handler_drops_the_connection(
+        srv: InProcessServer, echo: str, bad: bytes, caplog: pytest.LogCaptureFixture) -> None:
+    # Tornado's rules: the socket is closed at once, with no close frame; nothing after that
+    # message is handled; a handler's exception is logged as an error (not a bad UTF-8).
+    caplog.set_level(logging.ERROR)
+    c = RawClient(srv, echo)
+    c.sock.sendall(frame(TEXT, b"first") + frame(TEXT, bad) + frame(TEXT, b"after"))
+    assert c.read() == (TEXT, b"first")
+    assert rest(c) == []
+    c.close()
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == ([] if bad == b"\xff{}" else [f"Uncaught exception GET {echo} (127.0.0.1)"])
 
 
 def test_frames_in_the_handshakes_packet_are_handled_after_the_async_hello(srv: InProcessServer) -> None:

@@ -293,9 +293,13 @@ def _events(text: str, i: int, first_seq: object) -> tuple[EventsSpan, int]:
             return EventsSpan(events, text[start:end] if verbatim else None), end
 
 
-def _one_event(text: str, head: re.Match[str]) -> dict[str, Any] | None:
-    """The frame `head` starts, when it is exactly one canonical event whose data is kept as it
-    came; else None, and the general path decodes it (and words any refusal) as for any frame."""
+def one_event(text: str) -> tuple[int, EventsSpan] | None:
+    """(seq, events) of the most common frame, one event in the canonical shape with its data
+    kept as it came (as our recorder writes it); else None, and `parse_frame` decodes the frame
+    (and words any refusal) as it does any other. The seq is not range-checked here."""
+    head = _FAST_ONE.match(text)
+    if head is None:
+        return None
     start = head.end()
     try:
         end = _scan_once(text, start)[1]
@@ -308,8 +312,8 @@ def _one_event(text: str, head: re.Match[str]) -> dict[str, Any] | None:
     typ, ts = int(head.group(2)), int(tail.group(1))
     if stored_text(data) is not data or typ > MAX_EVENT_TYPE or ts >= MAX_TIMESTAMP:
         return None
-    return {"type": "events", "seq": int(head.group(1)),
-            "events": EventsSpan([RawEvent(typ, ts, data, None)], text[head.start(2) - _ONE_EVENTS_AT:-1])}
+    return int(head.group(1)), EventsSpan([RawEvent(typ, ts, data, None)],
+                                          text[head.start(2) - _ONE_EVENTS_AT:-1])
 
 
 def parse_frame(text: str | bytes) -> dict[str, Any]:
@@ -323,11 +327,9 @@ def parse_frame(text: str | bytes) -> dict[str, Any]:
             text = text.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise ProtocolError("frame is not UTF-8") from exc
-    one = _FAST_ONE.match(text)
+    one = one_event(text)
     if one is not None:  # one event, as our recorder writes it (most frames)
-        msg = _one_event(text, one)
-        if msg is not None:
-            return msg
+        return {"type": "events", "seq": one[0], "events": one[1]}
     fast = _FAST_FRAME.match(text)
     if fast is not None:  # as our recorder writes it
         span, end = _events(text, fast.end(), int(fast.group(1)))

@@ -19,11 +19,14 @@ class TokenBucket:
     def take(self, n: int) -> bool:
         """Spend n tokens if available."""
         now = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        tokens = self.tokens + (now - self.stamp) * self.rate
+        if tokens > self.burst:  # (a comparison, not min(): this runs for every frame, twice)
+            tokens = self.burst
         self.stamp = now
-        if self.tokens < n:
+        if tokens < n:
+            self.tokens = tokens
             return False
-        self.tokens -= n
+        self.tokens = tokens - n
         return True
 
 

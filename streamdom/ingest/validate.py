@@ -61,11 +61,16 @@ def parse_hello(msg: dict[str, Any]) -> Hello:
     return Hello(sid, stream, url[:MAX_URL], ua[:MAX_UA], token, resume)  # type: ignore[arg-type]
 
 
-def parse_events(msg: dict[str, Any]) -> tuple[int, EventsSpan]:
-    """Validate an events frame (decoded by frames.parse_frame): a first seq ≥ 1 and some events."""
-    seq, span = msg.get("seq"), msg.get("events")
+def first_seq(seq: object) -> int:
+    """An events frame's first seq, checked: an integer from 1 to 2**53."""
     if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1 or seq > 2**53:
         raise ProtocolError("events.seq must be an integer >= 1")
+    return seq
+
+
+def parse_events(msg: dict[str, Any]) -> tuple[int, EventsSpan]:
+    """Validate an events frame (decoded by frames.parse_frame): a first seq ≥ 1 and some events."""
+    seq, span = first_seq(msg.get("seq")), msg.get("events")
     if not isinstance(span, EventsSpan) or not span.events:
         raise ProtocolError("events.events must be a non-empty array")
     return seq, span

@@ -44,6 +44,7 @@ class Hub:
         self.config = config
         self.sessions: dict[str, LiveSession] = {}
         self.ring_bytes = 0
+        self._ring_total_max = config.ring_total_max_bytes
         # Told (session id, urgent) when a session starts or ends (urgent) or gains events.
         self.on_change: Callable[[str, bool], None] = _ignore
 
@@ -130,7 +131,7 @@ class Hub:
         ring.keep(batch)
         s.last_event_at = batch.rows[-1][ROW_SERVER_TIME]
         self.ring_bytes += ring.nbytes - before
-        if self.ring_bytes > self.config.ring_total_max_bytes:
+        if self.ring_bytes > self._ring_total_max:
             self._evict()
         self.on_change(s.id, False)
 
@@ -147,7 +148,7 @@ class Hub:
         # Over the global budget: empty the rings of the sessions idle longest (not live first).
         victims = sorted(self.sessions.values(), key=lambda x: (x.live, x.last_event_at))
         for v in victims:
-            if self.ring_bytes <= self.config.ring_total_max_bytes * 0.9:
+            if self.ring_bytes <= self._ring_total_max * 0.9:
                 break
             freed = v.ring.nbytes
             v.ring = self._new_ring()

@@ -56,15 +56,15 @@ class RingBuffer:
         if first_type == FULL_SNAPSHOT or (len(rows) > 1 and any(r[ROW_TYPE] == FULL_SNAPSHOT for r in rows)):
             self._has_snapshot[-1] = True
         self.nbytes += len(frame)
-        self._trim(last[ROW_SERVER_TIME] - self.max_age_ms)
+        too_old = last[ROW_SERVER_TIME] - self.max_age_ms
+        segments = self.segments
+        # Nothing to drop (the common case, checked here without a scan or a call): a single
+        # segment, or an oldest one that is young enough while the ring is within its budget.
+        if len(segments) > 1 and (self.nbytes > self.max_bytes
+                                  or segments[0][-1][ENTRY_SERVER_TIME] < too_old):
+            self._trim(too_old)
 
     def _trim(self, too_old: int) -> None:
-        segments = self.segments
-        # Nothing to drop (the common case, checked without a scan): a single segment, or an
-        # oldest one that is young enough while the ring is within its budget.
-        if len(segments) == 1 or (self.nbytes <= self.max_bytes
-                                  and segments[0][-1][ENTRY_SERVER_TIME] >= too_old):
-            return
         keep_from = self._latest_playable()
         while keep_from > 0 and (self.nbytes > self.max_bytes
                                  or self.segments[0][-1][ENTRY_SERVER_TIME] < too_old):

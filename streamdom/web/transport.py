@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -39,6 +40,9 @@ class Connection(asyncio.Protocol):
     def __init__(self, stream: IOStream) -> None:
         self.io_loop = IOLoop.current()  # Tornado's protocol sets its close timeout on it
         self.on_drained: Callable[[], None] | None = None
+        # Something written is not sent yet (`unsent` > 0), without asking the transport: set
+        # by pause_writing, cleared by resume_writing (the write buffer's limits are 0).
+        self.pending = False
         self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._sock: socket.socket | None = None  # once taken from the stream
         self._nodelay: bool | None = None
@@ -123,9 +127,11 @@ class Connection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         """Something is left unsent: `unsent` says how much."""
+        self.pending = True
 
     def resume_writing(self) -> None:
         """Everything written was sent."""
+        self.pending = False
         flushing, self._flushing = self._flushing, []
         for fut in flushing:
             if not fut.done():
@@ -185,6 +191,7 @@ class Connection(asyncio.Protocol):
         elif not self._closed:
             self._early.append(data)
             self._early_size += len(data)
+            self.pending = True
 
     def write(self, data: bytes) -> asyncio.Future[None]:
         """IOStream.write: a Future done when everything written so far is sent."""
@@ -287,7 +294,10 @@ class FramesProtocol(WebSocketProtocol13):
             pos = end
             if mask is not None:
                 payload = _websocket_mask(mask, payload)
-            handled = self._frame(b0 & 0x80, opcode, payload)
+            if opcode == 0x1 and b0 & 0x80 and fragments is None:  # most frames: a whole text
+                handled = self._text(payload)
+            else:
+                handled = self._frame(b0 & 0x80, opcode, payload)
             if handled is not None:
                 return pos, handled
         return pos, None
@@ -295,7 +305,7 @@ class FramesProtocol(WebSocketProtocol13):
     def _frame(self, fin: int, opcode: int, payload: bytes) -> Any:
         """One frame: a whole message is handled (returns on_message's Future, if any)."""
         if opcode & 0x8:
-            return self._handle_message(opcode, payload)
+            return self._handle_message(opcode, payload)  # control frames: Tornado's own
         fragments = self._fragmented_message_buffer
         if opcode == 0:  # continuation
             if fragments is None:
@@ -313,4 +323,34 @@ class FramesProtocol(WebSocketProtocol13):
             self._fragmented_message_opcode = opcode
             self._fragmented_message_buffer = bytearray(payload)
             return None
-        return self._handle_message(opcode, payload)
+        if opcode == 0x1:
+            return self._text(payload)
+        return self._handle_message(opcode, payload)  # binary (or an unknown opcode: abort)
+
+    def _text(self, payload: bytes) -> Any:
+        """A whole text message to the handler's `on_message`: what Tornado's `_handle_message`
+        and `_run_callback` do for one, in one call (most frames are a recorder's text messages).
+
+        Not UTF-8: the connection is aborted. An exception from `on_message` is logged and the
+        connection aborted. An awaitable it returns is waited for (Tornado's `_run_callback`
+        wraps it: logged and aborted if it fails) before the next frame is handled.
+        """
+        if self.client_terminated:
+            return None
+        self._message_bytes_in += len(payload)
+        try:
+            text = payload.decode()
+        except UnicodeDecodeError:
+            self._abort()
+            return None
+        try:
+            result = self.handler.on_message(text)
+        except (Exception, asyncio.CancelledError):
+            self.handler.log_exception(*sys.exc_info())
+            self._abort()
+            return None
+        return None if result is None else self._run_callback(_returned, result)
+
+
+def _returned(result: Any) -> Any:
+    return result

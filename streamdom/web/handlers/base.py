@@ -271,17 +271,20 @@ class FrameSocket(ServerSocket):
     held_live = 0  # bytes of live (not backlog) frames in `held`
     held: deque[tuple[bytes, bool]] | None = None
     lagging = False
+    bound = 0  # viewer_queue_max_bytes, from the config
 
     def send_frame(self, frame: str | bytes, backlog: bool = False) -> None:
         """Queue one frame (text, or a frame prebuilt by ws_text_frame) unless too far behind."""
         conn = self.ws_connection
-        if self.lagging or conn is None or conn.is_closing():
+        # Closing: Tornado's is_closing() but for the socket's own state, which send checks.
+        if self.lagging or conn is None or conn.client_terminated or conn.server_terminated:
             return
         data = frame if isinstance(frame, bytes) else ws_text_frame(frame)
-        sock = self.stream
-        assert isinstance(sock, Connection)  # the handshake is done
-        bound = self.services.config.viewer_queue_max_bytes
-        if self.held or sock.unsent > bound:
+        sock: Connection = self.stream  # type: ignore[assignment]  # the handshake is done
+        bound = self.bound
+        if self.held or (sock.pending and sock.unsent > bound):
+            if sock.closed():  # nothing more will be sent
+                return
             if self.held is None:
                 self.held = deque()
                 sock.on_drained = self._drained
@@ -302,7 +305,7 @@ class FrameSocket(ServerSocket):
         """Everything written was sent: held frames follow, up to the bound."""
         sock, held = self.stream, self.held
         assert isinstance(sock, Connection)
-        bound = self.services.config.viewer_queue_max_bytes
+        bound = self.bound
         while held and sock.unsent <= bound and not self.lagging:
             data, backlog = held.popleft()
             if not backlog:
@@ -326,6 +329,7 @@ class FrameSocket(ServerSocket):
     def prepare(self) -> None:
         """Refuse the handshake without a login."""
         super().prepare()
+        self.bound = self.services.config.viewer_queue_max_bytes
         if not self.logged_in():
             raise HTTPError(401, reason="login required")
 

@@ -10,8 +10,10 @@ from tornado.web import HTTPError
 from tornado.websocket import WebSocketClosedError
 
 from streamdom import wire
-from streamdom.bus.base import BusUnavailable, Producer
+from streamdom.bus.base import Bus, BusUnavailable, Producer
 from streamdom.ingest import access, frames, validate
+from streamdom.ingest.acks import AckBatcher
+from streamdom.ingest.frames import EventsSpan
 from streamdom.ingest.limits import TokenBucket
 from streamdom.web.handlers.base import ServerSocket
 from streamdom.web.transport import Connection
@@ -25,6 +27,10 @@ PROTOCOL = 2  # docs/PROTOCOL.md: batches, resume secrets, ingest tokens
 class IngestHandler(ServerSocket):
     """One recorder connection (one page load of one session)."""
 
+    bus: Bus
+    acks: AckBatcher
+    bucket: TokenBucket  # this connection's events
+    ip_bucket: TokenBucket  # its address's, once welcomed
     producer: Producer | None = None  # this connection's stream on the bus, once welcomed
     key: tuple[str, str] | None = None
     closing = False
@@ -49,7 +55,9 @@ class IngestHandler(ServerSocket):
         Until its hello is welcomed the socket is idle to the connection guard: the first to be
         shed when its address or the server is at its cap.
         """
-        cfg = self.services.config
+        svc = self.services
+        cfg = svc.config
+        self.bus, self.acks = svc.bus, svc.acks  # on every frame's (and ack's) path: looked up once
         self.ip = self.request.remote_ip or "?"
         self.bucket = TokenBucket(cfg.max_events_per_second, cfg.max_events_per_second * 2)
         self.set_nodelay(True)  # acks and pongs are tiny; Nagle would delay them
@@ -68,12 +76,17 @@ class IngestHandler(ServerSocket):
         if self.closing:
             return None
         try:
+            if self.producer is not None:
+                one = frames.one_event(message)
+                if one is not None:  # most frames: one event, as our recorder writes it
+                    self._events(validate.first_seq(one[0]), one[1])
+                    return None
             msg = frames.parse_frame(message)
             if self.producer is None:
                 return self._hello(msg)
             kind = msg["type"]
             if kind == "events":
-                self._events(msg)
+                self._events(*validate.parse_events(msg))
             elif kind == "ping":
                 self.write_message(wire.pong(msg, wire.now_ms()))
             elif kind == "clock":
@@ -116,6 +129,9 @@ class IngestHandler(ServerSocket):
         if not svc.limits.open_session(self.ip, sid):
             self._refuse(CloseCode.TOO_MANY_SESSIONS, "too many sessions from this address")
             return
+        # The address's shared bucket, kept while this connection counts as one of its sessions
+        # (the limits forget it only once the address has none).
+        self.ip_bucket = svc.limits.bucket(self.ip)
         self.key = key
         producer = await svc.bus.open_stream(sid, stream, hello.url, hello.user_agent, self._ack)
         if self.ws_connection is None:  # left while the bus looked up its stream
@@ -135,17 +151,15 @@ class IngestHandler(ServerSocket):
             "type": "welcome", "protocol": PROTOCOL, "ackedSeq": producer.durable,
             "resume": secrets.secret(sid, stream), "serverTime": wire.now_ms()}))
 
-    def _events(self, msg: dict[str, Any]) -> None:
-        seq, span = validate.parse_events(msg)
-        svc = self.services
-        bus, producer = svc.bus, self.producer
+    def _events(self, seq: int, span: EventsSpan) -> None:
+        bus, producer = self.bus, self.producer
         assert producer is not None
         failure = bus.failure
         if failure is not None:
             self._refuse(CloseCode.STORAGE, failure)
             return
         count = len(span.events)
-        if not (self.bucket.take(count) and svc.limits.bucket(self.ip).take(count)):
+        if not (self.bucket.take(count) and self.ip_bucket.take(count)):
             self._refuse(CloseCode.RATE_LIMIT, "event rate limit exceeded")
             return
         received = producer.received
@@ -173,7 +187,7 @@ class IngestHandler(ServerSocket):
 
     def _ack(self, seq: int) -> None:
         self._acked_seq = seq
-        self.services.acks.due(self)
+        self.acks.due(self)
 
     def send_ack(self) -> None:
         """Send the latest ack (called by the AckBatcher)."""
