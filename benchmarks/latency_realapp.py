@@ -15,8 +15,9 @@ Four paths, side by side in one run, on the same interactions:
       each event synchronously on arrival (the best rrweb allows).
   (c) rrweb's documented live mode on the same relay: `new Replayer([], {liveMode: true})`,
       `startLive(Date.now() - 1000)`, then `addEvent` per event.
-  (d) the bare DOM relay floor of latency_browser.py: the StreamDOM app page sends the name of
-      each change to the relay in the same task as the change, and a page sets it into a node.
+  (d) the bare DOM relay floor of latency_browser.py: a copy of the app with no recorder sends
+      the name of each change to the relay in the same task as the change, and a page sets it
+      into a node.
 
 A change is a todo added, completed, edited or removed. A MutationObserver that the app page
 creates before the app and the recorder (so it runs first after each DOM update) stamps when
@@ -360,8 +361,13 @@ def run_app(app: str, args: argparse.Namespace, server: ServerProcess, base: Ser
     rr = own_page(browser, viewer=False)
     rr.goto(f"{pages.http}/app-{app}-rrweb")
     rr.wait_for_function("window.rrwebReady")
+    # (d) on a copy of its own: sending each change in the page's task and the floor viewer's
+    # work would otherwise burden (a)'s page and its player's CPU, and no other path's.
+    dom = own_page(browser, viewer=False)
+    dom.goto(f"{pages.http}/app-{app}-dom")
+    dom.wait_for_function("floor.readyState === 1")
     player = viewer_page(browser, f"{server.http}/sessions/{sid}")
-    apps = [sd, rr]
+    apps = [sd, rr, dom]
     if base is not None:  # (a0): the same, served by the baseline checkout's server and bundles
         sd0 = own_page(browser, viewer=False)
         sd0.goto(f"{pages.http}/app-{app}-baseline?session={sid}-base")
@@ -374,7 +380,7 @@ def run_app(app: str, args: argparse.Namespace, server: ServerProcess, base: Ser
     work = {"player": MainThread(player), "rr_sync": MainThread(rr_sync)}
     if base is not None:
         work["player0"] = MainThread(player0)
-    offsets = {"player": clock_offset(sd, player), "floor": clock_offset(sd, floor),
+    offsets = {"player": clock_offset(sd, player), "floor": clock_offset(dom, floor),
                "rr_sync": clock_offset(rr, rr_sync), "rr_live": clock_offset(rr, rr_live)}
     if base is not None:
         offsets["player0"] = clock_offset(sd0, player0)
@@ -392,6 +398,7 @@ def run_app(app: str, args: argparse.Namespace, server: ServerProcess, base: Ser
         viewers["player0"] = player0
     fps = {name: frame_rate(v) for name, v in viewers.items()}
     marks_sd, marks_rr = sd.evaluate("bench.marks"), rr.evaluate("bench.marks")
+    marks_dom = dom.evaluate("bench.marks")
     got = {name: v.evaluate("bench.got") for name, v in
            (("player", player), ("floor", floor), ("rr_sync", rr_sync), ("rr_live", rr_live))}
     recv = {name: [t - offsets[name] for t in v.evaluate("bench.recv")]
@@ -409,7 +416,7 @@ def run_app(app: str, args: argparse.Namespace, server: ServerProcess, base: Ser
                                    offsets["player0"], warm_of(app))
         for p in (player0, sd0):
             p.context.close()
-    for p in (player, floor, rr_sync, rr_live, sd, rr):
+    for p in (player, floor, rr_sync, rr_live, sd, rr, dom):
         p.context.close()
 
     warm = warm_of(app)
@@ -421,11 +428,12 @@ def run_app(app: str, args: argparse.Namespace, server: ServerProcess, base: Ser
         "streamdom": lat(marks_sd, got["player"], offsets["player"]),
         "rrweb_floor": lat(marks_rr, got["rr_sync"], offsets["rr_sync"]),
         "rrweb_live": lat(marks_rr, got["rr_live"], offsets["rr_live"]),
-        "dom_floor": lat(marks_sd, got["floor"], offsets["floor"]),
+        "dom_floor": lat(marks_dom, got["floor"], offsets["floor"]),
     }
     if base is not None:
         out["baseline"] = lat(marks_sd0, got["player0"], offsets["player0"])
-    source = {"rrweb_floor": marks_rr, "rrweb_live": marks_rr, "baseline": marks_sd0 if base else {}}
+    source = {"rrweb_floor": marks_rr, "rrweb_live": marks_rr, "dom_floor": marks_dom,
+              "baseline": marks_sd0 if base else {}}
     missing = {path: len([k for k in source.get(path, marks_sd) if not warm(k)]) - len(v)
                for path, v in out.items()}
     if args.verbose:
@@ -498,8 +506,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for app, bundle in APPS.items():
             common = {"app": app, "diff": TODO_DIFF, "bundle": bundle, "mutation": MUTATION}
             table[f"/app-{app}-streamdom"] = APP_PAGE % {
-                **common, "floor": f"new WebSocket('{relay_ws}/r/floor-{app}')",
-                "head": STREAMDOM_HEAD % {"server": server.http}, "start": STREAMDOM_START}
+                **common, "floor": "null", "head": STREAMDOM_HEAD % {"server": server.http},
+                "start": STREAMDOM_START}
+            table[f"/app-{app}-dom"] = APP_PAGE % {  # no recorder: (d) only
+                **common, "floor": f"new WebSocket('{relay_ws}/r/floor-{app}')", "head": "",
+                "start": ""}
             if base is not None:
                 table[f"/app-{app}-baseline"] = APP_PAGE % {
                     **common, "floor": "null", "head": STREAMDOM_HEAD % {"server": base.http},
