@@ -28,7 +28,7 @@ from tests.helpers import event, server_config, session_events, wait_for, watche
 
 MAX_MESSAGE = 300_000
 QUEUE = 64 * 1024  # a watcher's send queue bound
-TEXT, CONT, CLOSE, PING, PONG = 0x1, 0x0, 0x8, 0x9, 0xA
+TEXT, BINARY, CONT, CLOSE, PING, PONG = 0x1, 0x2, 0x0, 0x8, 0x9, 0xA
 
 
 @pytest.fixture(scope="module")
@@ -177,6 +177,18 @@ def test_a_frame_larger_than_a_read_arrives_whole(srv: InProcessServer) -> None:
     c.wait_ack(2)
     c.close()
     assert wait_for(lambda: srv.get_json("/api/sessions/big/events") == big, what="events stored")
+
+
+def test_binary_frames_are_taken_as_text_frames_are(srv: InProcessServer) -> None:
+    """A recorder frame in a binary message is decoded as UTF-8 and taken like a text one: a
+    one-event frame (the handler's fast path) and a two-event frame, both stored and acked."""
+    evs = session_events(3)
+    c = welcomed(srv, "binary")
+    c.sock.sendall(frame(BINARY, json.dumps({"type": "events", "seq": 1, "events": evs[:1]}).encode()))
+    c.sock.sendall(frame(BINARY, json.dumps({"type": "events", "seq": 2, "events": evs[1:]}).encode()))
+    c.wait_ack(3)
+    c.close()
+    assert wait_for(lambda: srv.get_json("/api/sessions/binary/events") == evs, what="events stored")
 
 
 def test_fragmented_message_with_a_ping_between_its_fragments(srv: InProcessServer) -> None:

@@ -330,6 +330,11 @@ def parse_frame(text: str | bytes) -> dict[str, Any]:
     one = one_event(text)
     if one is not None:  # one event, as our recorder writes it (most frames)
         return {"type": "events", "seq": one[0], "events": one[1]}
+    return parse_other(text)
+
+
+def parse_other(text: str) -> dict[str, Any]:
+    """`parse_frame` for a frame that `one_event` did not take (for a caller that tried it first)."""
     fast = _FAST_FRAME.match(text)
     if fast is not None:  # as our recorder writes it
         span, end = _events(text, fast.end(), int(fast.group(1)))

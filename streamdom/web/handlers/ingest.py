@@ -76,12 +76,14 @@ class IngestHandler(ServerSocket):
         if self.closing:
             return None
         try:
-            if self.producer is not None:
+            if self.producer is not None and isinstance(message, str):
                 one = frames.one_event(message)
                 if one is not None:  # most frames: one event, as our recorder writes it
                     self._events(validate.first_seq(one[0]), one[1])
                     return None
-            msg = frames.parse_frame(message)
+                msg = frames.parse_other(message)
+            else:  # the hello, and binary messages (parse_frame decodes them as UTF-8)
+                msg = frames.parse_frame(message)
             if self.producer is None:
                 return self._hello(msg)
             kind = msg["type"]
