@@ -6,7 +6,11 @@ drives them with keyboard and mouse: type a todo and press Enter, type a second 
 toggle, double-click a label and edit it, hover and click the destroy button; every round on
 each app page, the order of the pages alternating.
 
-Four paths, side by side in one run, on the same interactions:
+Four paths, side by side in one run, on the same interactions: all at once (every path's pages
+open together, each round driven on every app page in turn), or with --alone each path with the
+machine to itself in turn (only its own app page and viewer open; the paths take turns, pass
+after pass in a rotating order). All at once, the 7-9 pages share the 2 cores: every change's
+rendering in any page, and rrweb's live-mode timer, compete with the path being timed.
   (a) StreamDOM: the app page runs the real recorder (/streamdom.js) into a real server; the PM
       viewer is the real player (/sessions/<id>).
   (b) the rrweb floor: a second copy of the app runs @rrweb/record (the package StreamDOM's
@@ -326,9 +330,9 @@ def wait_for_app(page: Page) -> None:
         timeout=30000)
 
 
-def warm_of(app: str) -> Any:
-    """Whether a change belongs to the first (warm-up) round."""
-    return lambda k: k.split(":", 1)[1].startswith(f"{app}0-")
+def warm_of(prefixes: set[str]) -> Any:
+    """Whether a change belongs to a warm-up round (its tag starts with one of prefixes)."""
+    return lambda k: k.split(":", 1)[1].startswith(tuple(prefixes))
 
 
 def split(marks: dict[str, float], sends: list[float], recv: list[float], seen: dict[str, float],
@@ -346,101 +350,129 @@ def split(marks: dict[str, float], sends: list[float], recv: list[float], seen: 
     return out
 
 
-def run_app(app: str, args: argparse.Namespace, server: ServerProcess, base: ServerProcess | None,
-            pages: PageServer, browser: Browser) -> dict[str, Any]:
-    """The app copies, the viewers, the rounds; returns the per-path samples and stages."""
-    sid = f"realapp-{app}-{int(time.time())}"
-    floor = viewer_page(browser, f"{pages.http}/floor-{app}")
-    rr_sync = viewer_page(browser, f"{pages.http}/rrweb-{app}-sync")
-    rr_live = viewer_page(browser, f"{pages.http}/rrweb-{app}-live")
-    for v in (floor, rr_sync, rr_live):
-        v.wait_for_function("window.bench")
-    sd = own_page(browser, viewer=False)
-    sd.goto(f"{pages.http}/app-{app}-streamdom?session={sid}")
-    sd.wait_for_function("window.StreamDOM && StreamDOM.status().connected")
-    rr = own_page(browser, viewer=False)
-    rr.goto(f"{pages.http}/app-{app}-rrweb")
-    rr.wait_for_function("window.rrwebReady")
-    # (d) on a copy of its own: sending each change in the page's task and the floor viewer's
-    # work would otherwise burden (a)'s page and its player's CPU, and no other path's.
-    dom = own_page(browser, viewer=False)
-    dom.goto(f"{pages.http}/app-{app}-dom")
-    dom.wait_for_function("floor.readyState === 1")
-    player = viewer_page(browser, f"{server.http}/sessions/{sid}")
-    apps = [sd, rr, dom]
-    if base is not None:  # (a0): the same, served by the baseline checkout's server and bundles
-        sd0 = own_page(browser, viewer=False)
-        sd0.goto(f"{pages.http}/app-{app}-baseline?session={sid}-base")
-        sd0.wait_for_function("window.StreamDOM && StreamDOM.status().connected")
-        player0 = viewer_page(browser, f"{base.http}/sessions/{sid}-base")
-        wait_for_app(player0)
-        apps.append(sd0)
-    for v in (player, rr_sync, rr_live):
-        wait_for_app(v)
-    work = {"player": MainThread(player), "rr_sync": MainThread(rr_sync)}
-    if base is not None:
-        work["player0"] = MainThread(player0)
-    offsets = {"player": clock_offset(sd, player), "floor": clock_offset(dom, floor),
-               "rr_sync": clock_offset(rr, rr_sync), "rr_live": clock_offset(rr, rr_live)}
-    if base is not None:
-        offsets["player0"] = clock_offset(sd0, player0)
+PATHS = ("streamdom", "rrweb_floor", "rrweb_live", "dom_floor", "baseline")
+STAGED = ("streamdom", "rrweb_floor", "baseline")  # recorder frames stamped at send and message
+
+
+def open_paths(paths: tuple[str, ...], app: str, server: ServerProcess, base: ServerProcess | None,
+               pages: PageServer, browser: Browser) -> tuple[dict[str, Page], dict[str, Page]]:
+    """Each path's app page and viewer, every page in a window of its own.
+
+    The relay's viewers open first (they must see the recorder's full snapshot); (b) and (c)
+    share one app page when they run together. (d) has an app copy of its own: sending each
+    change in the page's task and the floor viewer's work would otherwise burden (a)'s page.
+    """
+    sid = f"realapp-{app}-{time.time_ns()}"
+    viewers: dict[str, Page] = {}
+    for path, url in (("dom_floor", f"/floor-{app}"), ("rrweb_floor", f"/rrweb-{app}-sync"),
+                      ("rrweb_live", f"/rrweb-{app}-live")):
+        if path in paths:
+            viewers[path] = viewer_page(browser, pages.http + url)
+            viewers[path].wait_for_function("window.bench")
+
+    def app_page(url: str, ready: str) -> Page:
+        page = own_page(browser, viewer=False)
+        page.goto(pages.http + url)
+        page.wait_for_function(ready)
+        return page
+
+    apps: dict[str, Page] = {}
+    recorder = "window.StreamDOM && StreamDOM.status().connected"
+    if "streamdom" in paths:
+        apps["streamdom"] = app_page(f"/app-{app}-streamdom?session={sid}", recorder)
+    if "rrweb_floor" in paths or "rrweb_live" in paths:
+        rr = app_page(f"/app-{app}-rrweb", "window.rrwebReady")
+        apps.update({p: rr for p in ("rrweb_floor", "rrweb_live") if p in paths})
+    if "dom_floor" in paths:
+        apps["dom_floor"] = app_page(f"/app-{app}-dom", "floor.readyState === 1")
+    if "streamdom" in paths:
+        viewers["streamdom"] = viewer_page(browser, f"{server.http}/sessions/{sid}")
+    if "baseline" in paths and base is not None:  # (a0): the baseline checkout's server and bundles
+        apps["baseline"] = app_page(f"/app-{app}-baseline?session={sid}-base", recorder)
+        viewers["baseline"] = viewer_page(browser, f"{base.http}/sessions/{sid}-base")
+    for path in ("streamdom", "baseline", "rrweb_floor", "rrweb_live"):
+        if path in viewers:
+            wait_for_app(viewers[path])
+    return apps, viewers
+
+
+def drive(paths: tuple[str, ...], app: str, tags: list[str], args: argparse.Namespace,
+          server: ServerProcess, base: ServerProcess | None, pages: PageServer,
+          browser: Browser) -> dict[str, dict[str, Any]]:
+    """Open the paths' pages, run one round per tag on every app page, and collect per path."""
+    apps, viewers = open_paths(paths, app, server, base, pages, browser)
+    work = {p: MainThread(viewers[p]) for p in STAGED if p in viewers}
+    offsets = {p: clock_offset(apps[p], v) for p, v in viewers.items()}
+    order = list(dict.fromkeys(apps.values()))  # each app page once, (b) and (c) share one
     for w in work.values():
         w.start()
-    for r in range(args.rounds):
-        for k in range(len(apps)):  # every page goes first in turn
-            interact(apps[(r + k) % len(apps)], f"{app}{r}", args.pause / 1000)
-    time.sleep(args.tail)  # (c) plays everything a second late, or later
-    main_thread = {name: w.stop() for name, w in work.items()}
+    for r, tag in enumerate(tags):
+        for k in range(len(order)):  # every page goes first in turn
+            interact(order[(r + k) % len(order)], tag, args.pause / 1000)
+    # (c) plays everything a second late, or later
+    time.sleep(args.tail if "rrweb_live" in viewers else min(args.tail, 1.0))
+    main_thread = {p: w.stop() for p, w in work.items()}
     # Every viewer must still be rendering at full rate: a throttled one would be timed
     # without paying for its frames (see own_page).
-    viewers = {"player": player, "floor": floor, "rr_sync": rr_sync, "rr_live": rr_live}
-    if base is not None:
-        viewers["player0"] = player0
-    fps = {name: frame_rate(v) for name, v in viewers.items()}
-    marks_sd, marks_rr = sd.evaluate("bench.marks"), rr.evaluate("bench.marks")
-    marks_dom = dom.evaluate("bench.marks")
-    got = {name: v.evaluate("bench.got") for name, v in
-           (("player", player), ("floor", floor), ("rr_sync", rr_sync), ("rr_live", rr_live))}
-    recv = {name: [t - offsets[name] for t in v.evaluate("bench.recv")]
-            for name, v in (("player", player), ("rr_sync", rr_sync))}
-    installs = player.evaluate("bench.installs")
-    stages = {"streamdom": split(marks_sd, sd.evaluate("bench.sends"), recv["player"],
-                                 got["player"], offsets["player"], warm_of(app)),
-              "rrweb_floor": split(marks_rr, rr.evaluate("bench.sends"), recv["rr_sync"],
-                                   got["rr_sync"], offsets["rr_sync"], warm_of(app))}
-    if base is not None:
-        marks_sd0 = sd0.evaluate("bench.marks")
-        got["player0"] = player0.evaluate("bench.got")
-        recv0 = [t - offsets["player0"] for t in player0.evaluate("bench.recv")]
-        stages["baseline"] = split(marks_sd0, sd0.evaluate("bench.sends"), recv0, got["player0"],
-                                   offsets["player0"], warm_of(app))
-        for p in (player0, sd0):
-            p.context.close()
-    for p in (player, floor, rr_sync, rr_live, sd, rr, dom):
-        p.context.close()
+    out: dict[str, dict[str, Any]] = {}
+    for p, v in viewers.items():
+        res: dict[str, Any] = {"marks": apps[p].evaluate("bench.marks"), "got": v.evaluate("bench.got"),
+                               "offset": offsets[p], "fps": frame_rate(v)}
+        if p in STAGED:
+            res["sends"] = apps[p].evaluate("bench.sends")
+            res["recv"] = [t - offsets[p] for t in v.evaluate("bench.recv")]
+            res["main_thread"] = main_thread[p]
+        if p == "streamdom":
+            res["installs"] = v.evaluate("bench.installs")
+        out[p] = res
+    for page in {*apps.values(), *viewers.values()}:
+        page.context.close()
+    return out
 
-    warm = warm_of(app)
 
-    def lat(marks: dict[str, float], seen: dict[str, float], off: float) -> dict[str, float]:
-        return {k: seen[k] - off - t for k, t in marks.items() if k in seen and not warm(k)}
-
-    out = {
-        "streamdom": lat(marks_sd, got["player"], offsets["player"]),
-        "rrweb_floor": lat(marks_rr, got["rr_sync"], offsets["rr_sync"]),
-        "rrweb_live": lat(marks_rr, got["rr_live"], offsets["rr_live"]),
-        "dom_floor": lat(marks_dom, got["floor"], offsets["floor"]),
-    }
-    if base is not None:
-        out["baseline"] = lat(marks_sd0, got["player0"], offsets["player0"])
-    source = {"rrweb_floor": marks_rr, "rrweb_live": marks_rr, "dom_floor": marks_dom,
-              "baseline": marks_sd0 if base else {}}
-    missing = {path: len([k for k in source.get(path, marks_sd) if not warm(k)]) - len(v)
-               for path, v in out.items()}
+def run_app(app: str, args: argparse.Namespace, server: ServerProcess, base: ServerProcess | None,
+            pages: PageServer, browser: Browser) -> dict[str, Any]:
+    """Every path on the same interactions, together or (--alone) each alone in turn; returns
+    the per-path samples and stages."""
+    paths = tuple(p for p in PATHS if p != "baseline" or base is not None)
+    # Together: every path's pages open at once, each round on every app page (one pass).
+    # Alone: each path's pages are all that is open while it runs its rounds; the paths take
+    # turns, pass after pass, in a rotating order, so a drift of the machine hits all alike.
+    if args.alone:
+        turns = [(i, (paths[(i + k) % len(paths)],)) for i in range(args.passes)
+                 for k in range(len(paths))]
+    else:
+        turns = [(0, paths)]
+    merged: dict[str, dict[str, Any]] = {
+        p: {"samples": {}, "stages": [], "offsets": [], "fps": [], "installs": 0, "missing": 0,
+            "main_thread": {}} for p in paths}
+    for i, group in turns:
+        tags = [f"{app}{i}-{r}" for r in range(args.rounds)]
+        warm = warm_of({f"{app}{i}-0-"})
+        for p, res in drive(group, app, tags, args, server, base, pages, browser).items():
+            m, marks, seen, off = merged[p], res["marks"], res["got"], res["offset"]
+            got = {k: seen[k] - off - t for k, t in marks.items() if k in seen and not warm(k)}
+            m["samples"].update(got)
+            m["missing"] += len([k for k in marks if not warm(k)]) - len(got)
+            m["offsets"].append(off)
+            m["fps"].append(res["fps"])
+            m["installs"] += res.get("installs", 0)
+            if p in STAGED:
+                m["stages"] += split(marks, res["sends"], res["recv"], seen, off, warm)
+                for k, x in res["main_thread"].items():
+                    m["main_thread"][k] = m["main_thread"].get(k, 0.0) + x
     if args.verbose:
-        for k, t in sorted(marks_rr.items(), key=lambda x: x[1]):
-            print(f"    {k:16s} (c) {got['rr_live'].get(k, float('nan')) - offsets['rr_live'] - t:9.1f} ms")
-    return {"samples": out, "stages": stages, "offsets": offsets, "missing": missing,
-            "player_iframe_installs": installs, "main_thread": main_thread, "viewer_fps": fps}
+        for k, t in sorted(merged["rrweb_live"]["samples"].items()):
+            print(f"    {k:16s} (c) {t:9.1f} ms")
+    return {
+        "samples": {p: m["samples"] for p, m in merged.items()},
+        "stages": {p: merged[p]["stages"] for p in STAGED if p in merged},
+        "offsets": {p: m["offsets"] for p, m in merged.items()},
+        "missing": {p: m["missing"] for p, m in merged.items()},
+        "player_iframe_installs": merged["streamdom"]["installs"],
+        "main_thread": {p: merged[p]["main_thread"] for p in STAGED if p in merged},
+        "viewer_fps": {p: min(m["fps"]) for p, m in merged.items()},
+    }
 
 
 def report(app: str, res: dict[str, Any]) -> dict[str, Any]:
@@ -448,8 +480,8 @@ def report(app: str, res: dict[str, Any]) -> dict[str, Any]:
     s = res["samples"]
     pct = {path: percentiles(list(v.values())) for path, v in s.items()}
     floor_b = pct["rrweb_floor"]["p50"]
-    print(f"\n{app}: {pct['streamdom']['n']} changes per path "
-          f"(clock offsets, ms: {', '.join(f'{k} {v:+.2f}' for k, v in res['offsets'].items())})")
+    offsets = ", ".join(f"{k} {'/'.join(f'{x:+.2f}' for x in v)}" for k, v in res["offsets"].items())
+    print(f"\n{app}: {pct['streamdom']['n']} changes per path (clock offsets, ms: {offsets})")
     labels = {
         "streamdom": "(a) StreamDOM  recorder -> server -> player     ",
         "rrweb_floor": "(b) rrweb floor  record -> relay -> sync cast   ",
@@ -474,12 +506,12 @@ def report(app: str, res: dict[str, Any]) -> dict[str, Any]:
           f"{'ok' if pa['p50'] <= TARGET_RATIO * pb['p50'] else 'MISSED'}; p99 (a) <= {TARGET_P99_MS:g} ms: "
           f"{pa['p99']:.2f} {'ok' if pa['p99'] <= TARGET_P99_MS else 'MISSED'}; "
           f"(c)/(a) at p50: {pct['rrweb_live']['p50'] / pa['p50']:.0f}x")
-    for path, tag in (("player", "(a) "), ("rr_sync", "(b) "), ("player0", "(a0)")):
+    for path, tag in (("streamdom", "(a) "), ("rrweb_floor", "(b) "), ("baseline", "(a0)")):
         w = res["main_thread"].get(path)
         if w:
             print(f"  {tag} viewer main thread over the rounds: {w['style_recalcs']:6.0f} style recalcs, "
                   f"{w['layouts']:6.0f} layouts, tasks {w['task_ms']:7.0f} ms (script {w['script_ms']:6.0f} ms)")
-    print(f"  viewers' frame rates after the rounds: "
+    print(f"  viewers' lowest frame rates after their rounds: "
           f"{', '.join(f'{k} {v:.0f}/s' for k, v in res['viewer_fps'].items())}")
     if any(res["missing"].values()):
         print(f"  changes never seen: {res['missing']}")
@@ -495,7 +527,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     build_apps()
     relay = BareRelay().start()
     relay_ws = relay.ws
-    results: dict[str, Any] = {"machine": machine_note(), "rounds": args.rounds, "apps": {}}
+    results: dict[str, Any] = {"machine": machine_note(), "rounds": args.rounds, "apps": {},
+                               "mode": f"alone, {args.passes} passes" if args.alone else "together"}
     with tempfile.TemporaryDirectory(prefix="streamdom-realapp-") as tmp:
         server = ServerProcess(Path(tmp) / "data", "--log-level", "WARNING").start()
         base = None
@@ -553,6 +586,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="mean ms between interactions, jittered +-50%% (default %(default)s)")
     ap.add_argument("--tail", type=float, default=3.0,
                     help="seconds to wait after the last round for late changes (default %(default)s)")
+    ap.add_argument("--alone", action="store_true",
+                    help="each path alone in turn (only its app page and viewer open), not all at once")
+    ap.add_argument("--passes", type=int, default=2,
+                    help="with --alone: turns of every path, each of --rounds rounds (default %(default)s)")
     ap.add_argument("--chrome-arg", action="append", default=[], help="extra Chromium flag (repeatable)")
     ap.add_argument("--verbose", action="store_true", help="print every change's (c) latency")
     ap.add_argument("--baseline", metavar="CHECKOUT",
