@@ -1,7 +1,11 @@
-// The "N ms delayed" label of the live view. Every live event has a new figure, written in the
-// frame that shows the event (the label is the delay of what is on screen), so it writes only
-// what changed: the data of two text nodes made once (the figure and its uncertainty), when the
-// rounded value differs. It used to rebuild a span per event (issue 15, README).
+// The "N ms delayed" label of the live view. Every live event has a new figure, measured when
+// the event is applied (the label is the delay of what is on screen) but written at most once
+// per animation frame, in the frame that paints the event: a burst of events in one frame
+// (React sends a keystroke's Input event and its `value` mutation as two messages) writes the
+// label once, and the message handler that applies an event writes nothing outside the
+// replayer (issue 15: it wrote the label in every handler, before the iframe's change was
+// seen). It writes only what changed: the data of two text nodes made once (the figure and its
+// uncertainty), when the rounded value differs.
 
 /** Event -> screen delay and its uncertainty (ms), from the clocks (see SessionClocks.delay). */
 export interface Delay {
@@ -13,6 +17,9 @@ export class DelayLabel {
   private readonly figure = document.createTextNode('measuring…');
   private readonly plusMinus = document.createTextNode('');
   private shown = false;
+  /** The figure to write at the next frame, if any. */
+  private pending: { d: Delay; idle: boolean } | null = null;
+  private frame = 0;
 
   constructor(private readonly el: HTMLElement) {
     const u = document.createElement('span');
@@ -24,12 +31,23 @@ export class DelayLabel {
 
   /** Whether a delay has been shown (the label then keeps the last one until the next). */
   get hasValue(): boolean {
-    return this.shown;
+    return this.shown || this.pending !== null;
   }
 
-  /** Shows `d`; `idle` marks a delay measured on the session's last event before we joined. */
+  /** Shows `d` from the next frame on; `idle` marks a delay measured on the session's last event before we joined. */
   show(d: Delay | null, idle = false): void {
     if (!d) return;
+    this.pending = { d, idle };
+    // A page in the background gets no frames: the last figure is written when it shows again.
+    if (!this.frame) this.frame = requestAnimationFrame(() => this.write());
+  }
+
+  private write(): void {
+    this.frame = 0;
+    const p = this.pending;
+    this.pending = null;
+    if (!p) return;
+    const { d, idle } = p;
     set(this.figure, `${Math.max(0, Math.round(d.delay))} ms delayed${idle ? ' (last event)' : ''}`);
     set(this.plusMinus, ` ±${Math.round(d.uncertainty)} ms`);
     if (!this.shown || idle) {
