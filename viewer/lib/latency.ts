@@ -18,7 +18,7 @@ export class DelayLabel {
   private readonly plusMinus = document.createTextNode('');
   private shown = false;
   /** The figure to write at the next frame, if any. */
-  private pending: { d: Delay; idle: boolean } | null = null;
+  private pending: { figure: string; plusMinus: string; idle: boolean } | null = null;
   private frame = 0;
 
   constructor(private readonly el: HTMLElement) {
@@ -37,7 +37,14 @@ export class DelayLabel {
   /** Shows `d` from the next frame on; `idle` marks a delay measured on the session's last event before we joined. */
   show(d: Delay | null, idle = false): void {
     if (!d) return;
-    this.pending = { d, idle };
+    const figure = `${Math.max(0, Math.round(d.delay))} ms delayed${idle ? ' (last event)' : ''}`;
+    const plusMinus = ` ±${Math.round(d.uncertainty)} ms`;
+    // The same text as on screen: no frame to ask for (a pending write is dropped: it is older).
+    if (figure === this.figure.data && plusMinus === this.plusMinus.data && this.shown && !idle) {
+      this.pending = null;
+      return;
+    }
+    this.pending = { figure, plusMinus, idle };
     // A page in the background gets no frames: the last figure is written when it shows again.
     if (!this.frame) this.frame = requestAnimationFrame(() => this.write());
   }
@@ -47,11 +54,10 @@ export class DelayLabel {
     const p = this.pending;
     this.pending = null;
     if (!p) return;
-    const { d, idle } = p;
-    set(this.figure, `${Math.max(0, Math.round(d.delay))} ms delayed${idle ? ' (last event)' : ''}`);
-    set(this.plusMinus, ` ±${Math.round(d.uncertainty)} ms`);
-    if (!this.shown || idle) {
-      this.el.title = idle
+    set(this.figure, p.figure);
+    set(this.plusMinus, p.plusMinus);
+    if (!this.shown || p.idle) {
+      this.el.title = p.idle
         ? 'the session is idle: the delay of its last event (recorder → server, plus half our round trip)'
         : 'event → screen delay of the last event, ± the clock sync uncertainty';
     }
